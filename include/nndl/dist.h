@@ -1,0 +1,37 @@
+/* nndl/dist.h: data parallelism over MPI ranks.
+ *
+ * Every global mini-batch of B samples is cut into P shards whose sizes differ by at most one
+ * (P > B leaves some ranks an empty shard). Each rank sums its shard's gradient; one allreduce
+ * sums the shards; every rank then applies the same update. Only this module and the programs
+ * call MPI.
+ */
+#ifndef NNDL_DIST_H
+#define NNDL_DIST_H
+
+#include <mpi.h>
+#include <stddef.h>
+
+#include "nndl/err.h"
+
+typedef struct {
+    MPI_Comm comm;
+    int rank, size;
+} nndl_dist;
+
+/* Shard of rank r out of P over n items: [*first, *first + *len). Pure arithmetic, no MPI. */
+void nndl_dist_shard(int n, int P, int r, int *first, int *len);
+
+/* Use comm (errors return instead of aborting, so nndl can say why). */
+nndl_status nndl_dist_init(nndl_dist *d, MPI_Comm comm, nndl_err *err);
+
+/* In-place SUM of buf[0..n) over all ranks. */
+nndl_status nndl_dist_sum_floats(const nndl_dist *d, float *buf, size_t n, nndl_err *err);
+nndl_status nndl_dist_sum_doubles(const nndl_dist *d, double *buf, int n, nndl_err *err);
+
+/* Agree on failure: every rank passes its own status; all return the same worst status. The
+ * failing rank (the lowest-numbered one with the worst status) keeps its message in err; the
+ * others get "rank K failed" and *reporter (if not NULL) says whether this rank should print.
+ * Collective: every rank must call it at the same point. */
+nndl_status nndl_dist_agree(const nndl_dist *d, nndl_status st, nndl_err *err, int *reporter);
+
+#endif

@@ -1,0 +1,90 @@
+/* nndl/net.h: fully connected networks, batched forward and backward with CBLAS.
+ *
+ * A network of L weight layers maps sizes[0] inputs to sizes[L] outputs. All parameters live
+ * in ONE contiguous float buffer (params) and all gradients in another (grads) with the same
+ * layout: layer 1's weights [n_out x n_in, row-major] then its biases [n_out], then layer 2's,
+ * and so on. layer[l] and dlayer[l] are views into them (l = 0 is the first weight layer).
+ * grads has NNDL_GRAD_EXTRA floats after the n_params gradients, for scalars that travel in
+ * the same reduction as the gradient (the batch cost, flags the ranks must agree on).
+ *
+ * A batch is a matrix of n rows: forward and backward are one GEMM per layer and direction.
+ * This module knows nothing of MPI, HDF5 or the terminal.
+ */
+#ifndef NNDL_NET_H
+#define NNDL_NET_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "nndl/err.h"
+
+#define NNDL_GRAD_EXTRA 4 /* [0] = cost sum over the shard; [1..3] reserved for flags */
+
+typedef enum { NNDL_ACT_SIGMOID, NNDL_ACT_TANH, NNDL_ACT_RELU, NNDL_ACT_SOFTMAX } nndl_act;
+typedef enum { NNDL_COST_QUADRATIC, NNDL_COST_CROSS_ENTROPY, NNDL_COST_LOG_LIKELIHOOD } nndl_cost;
+typedef enum { NNDL_INIT_STANDARD, NNDL_INIT_NIELSEN } nndl_init;
+
+typedef struct {
+    int n_in, n_out;
+    float *w; /* [n_out x n_in], row-major: row j holds the weights into output unit j */
+    float *b; /* [n_out] */
+} nndl_layer;
+
+typedef struct {
+    int n_layers;    /* weight layers L */
+    int *sizes;      /* [L + 1] */
+    nndl_act *act;   /* [L]: activation of each weight layer's output */
+    nndl_cost cost;
+    size_t n_params;
+    float *params;   /* [n_params] */
+    float *grads;    /* [n_params + NNDL_GRAD_EXTRA] */
+    nndl_layer *layer, *dlayer; /* [L] views into params and grads */
+    /* workspace for batches of up to cap rows (nndl_net_reserve) */
+    int cap;
+    float **a;       /* a[l]: [cap x sizes[l]] output of weight layer l (a[0] unused: the input is the caller's) */
+    float *delta[2]; /* [cap x max width] ping-pong buffers for backprop */
+} nndl_net;
+
+const char *nndl_act_name(nndl_act a);
+const char *nndl_cost_name(nndl_cost c);
+const char *nndl_init_name(nndl_init i);
+/* Parse a name ("sigmoid", "cross-entropy", "nielsen", ...); return -1 if unknown. */
+int nndl_act_parse(const char *s);
+int nndl_cost_parse(const char *s);
+int nndl_init_parse(const char *s);
+
+/* Create a network with sizes[0..n_sizes) (n_sizes >= 2, each >= 1), hidden activation
+ * act_hidden[0..n_sizes-2) (NULL = sigmoid everywhere) and cost. The output activation follows
+ * the cost: softmax for log-likelihood, sigmoid otherwise. Parameters are zero until
+ * nndl_net_init. *out is owned by the caller: free with nndl_net_free. */
+nndl_status nndl_net_create(nndl_net **out, const int *sizes, int n_sizes, const nndl_act *act_hidden,
+                            nndl_cost cost, nndl_err *err);
+void nndl_net_free(nndl_net *net);
+
+/* Draw the parameters from (seed): NNDL_INIT_STANDARD = N(0,1) weights and biases (book ch. 1),
+ * NNDL_INIT_NIELSEN = N(0, 1/n_in) weights and N(0,1) biases (book ch. 3). Each layer's values
+ * depend only on (seed, layer index), not on the rest of the network. */
+void nndl_net_init(nndl_net *net, nndl_init init, uint64_t seed);
+
+/* Make room for batches of up to rows rows. Allocates; call before training, not in a step. */
+nndl_status nndl_net_reserve(nndl_net *net, int rows, nndl_err *err);
+
+/* Forward x [n x sizes[0]] (n <= cap); return the output activations [n x sizes[L]] (workspace). */
+const float *nndl_net_forward(nndl_net *net, const float *x, int n);
+
+/* Cost of output rows out [n x sizes[L]] against class labels y [n], SUMMED over the rows. */
+double nndl_net_cost(const nndl_net *net, const float *out, const uint8_t *y, int n);
+
+/* Forward and backward over x [n x sizes[0]] with labels y [n]: grads = the SUM over the n rows
+ * of each row's gradient (not the mean: ranks sum shards, then divide by the global batch).
+ * grads[n_params] = the summed cost; other extras are zeroed. n = 0 gives zero gradients. */
+double nndl_net_backprop(nndl_net *net, const float *x, const uint8_t *y, int n);
+
+/* Evaluate x [n x sizes[0]] (n <= cap): add the summed cost to *cost and the
+ * number of rows whose arg-max output equals the label to *correct. */
+void nndl_net_evaluate(nndl_net *net, const float *x, const uint8_t *y, int n, double *cost, long *correct);
+
+/* Plain SGD: params -= scale * grads over all n_params (scale = eta / batch). */
+void nndl_net_sgd(nndl_net *net, float scale);
+
+#endif

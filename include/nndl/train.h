@@ -1,0 +1,80 @@
+/* nndl/train.h: the data-parallel training loop shared by every rank.
+ *
+ * One step: this rank gathers its shard of the global mini-batch (positions taken from the
+ * epoch's permutation, identical on every rank), sums the shard's gradient, joins ONE allreduce
+ * of the gradient buffer (with the batch cost riding in its tail), divides by the global batch
+ * size and applies the same SGD update as every other rank. Evaluation is sharded and reduced.
+ * The loop reports through hooks; it never prints.
+ */
+#ifndef NNDL_TRAIN_H
+#define NNDL_TRAIN_H
+
+#include <stdint.h>
+
+#include "nndl/data.h"
+#include "nndl/dist.h"
+#include "nndl/net.h"
+
+#define NNDL_MAX_SIZES 64
+
+typedef struct {
+    int sizes[NNDL_MAX_SIZES];
+    int n_sizes;
+    nndl_act act[NNDL_MAX_SIZES]; /* hidden layers' activations */
+    nndl_cost cost;
+    nndl_init init;
+    double eta;
+    int batch;
+    int epochs;
+    uint64_t seed;
+    int shuffle;     /* 1: a new permutation each epoch; 0: file order */
+} nndl_config;
+
+typedef struct {
+    int epoch;            /* 1-based */
+    double train_cost;    /* mean of the epoch's mini-batch costs */
+    double val_accuracy;  /* fraction in [0, 1] */
+    double val_cost;      /* mean per sample */
+    double learning_rate;
+    double seconds;       /* training steps of the epoch, wall clock */
+    double samples_per_s; /* training samples / seconds */
+    double eval_seconds;  /* the validation pass */
+} nndl_epoch_metrics;
+
+typedef struct {
+    void *ctx;
+    /* after each epoch (every rank calls it; the program prints on rank 0 only) */
+    void (*on_epoch)(void *ctx, const nndl_epoch_metrics *m);
+    /* every few steps: step done out of n_steps in this epoch */
+    void (*on_progress)(void *ctx, int epoch, long step, long n_steps);
+} nndl_train_hooks;
+
+typedef struct {
+    nndl_net *net;
+    const nndl_split *train, *val;
+    const nndl_dist *dist;
+    nndl_config cfg;
+    int epoch;        /* epochs completed */
+    double best_val_accuracy;
+    int best_epoch;
+    /* scratch, sized for the largest shard and evaluation block */
+    int rows;
+    float *x;
+    uint8_t *y;
+    int *perm;
+} nndl_trainer;
+
+/* Set up a trainer over net (already initialised), reserving every buffer the steps need. */
+nndl_status nndl_trainer_init(nndl_trainer *t, nndl_net *net, const nndl_config *cfg, const nndl_split *train,
+                              const nndl_split *val, const nndl_dist *dist, nndl_err *err);
+void nndl_trainer_free(nndl_trainer *t);
+
+/* Train one epoch (t->epoch + 1), evaluate on the validation split, fill *m. Collective. */
+nndl_status nndl_trainer_epoch(nndl_trainer *t, const nndl_train_hooks *hooks, nndl_epoch_metrics *m,
+                               nndl_err *err);
+
+/* Accuracy (fraction) and mean cost of the network on split s, sharded over the ranks. Collective. */
+nndl_status nndl_trainer_evaluate(nndl_trainer *t, const nndl_split *s, double *accuracy, double *cost,
+                                  nndl_err *err);
+
+#endif

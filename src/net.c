@@ -1,0 +1,274 @@
+/* net.c: fully connected networks on one parameter buffer; batched forward/backward with CBLAS.
+ * Shapes: a batch of n rows; A[l] is [n x sizes[l]]; W of layer l is [sizes[l+1] x sizes[l]]. */
+#include "nndl/net.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "nndl/rng.h"
+
+/* ---- names ---- */
+
+static const char *act_names[] = {"sigmoid", "tanh", "relu", "softmax"};
+static const char *cost_names[] = {"quadratic", "cross-entropy", "log-likelihood"};
+static const char *init_names[] = {"standard", "nielsen"};
+
+static int parse_name(const char *s, const char **names, int n)
+{
+    for (int i = 0; i < n; i++)
+        if (strcmp(s, names[i]) == 0) return i;
+    return -1;
+}
+const char *nndl_act_name(nndl_act a) { return act_names[a]; }
+const char *nndl_cost_name(nndl_cost c) { return cost_names[c]; }
+const char *nndl_init_name(nndl_init i) { return init_names[i]; }
+int nndl_act_parse(const char *s) { return parse_name(s, act_names, 3); } /* softmax only follows the cost */
+int nndl_cost_parse(const char *s) { return parse_name(s, cost_names, 3); }
+int nndl_init_parse(const char *s) { return parse_name(s, init_names, 2); }
+
+/* ---- lifetime ---- */
+
+static void point_views(nndl_layer *v, float *buf, const int *sizes, int n_layers)
+{
+    for (int l = 0; l < n_layers; l++) {
+        v[l] = (nndl_layer){sizes[l], sizes[l + 1], buf, buf + (size_t)sizes[l + 1] * sizes[l]};
+        buf += (size_t)sizes[l + 1] * (sizes[l] + 1);
+    }
+}
+
+nndl_status nndl_net_create(nndl_net **out, const int *sizes, int n_sizes, const nndl_act *act_hidden,
+                            nndl_cost cost, nndl_err *err)
+{
+    *out = NULL;
+    if (n_sizes < 2)
+        return nndl_fail(err, NNDL_EARG, "a network needs at least 2 sizes (inputs and outputs), got %d", n_sizes);
+    size_t n_params = 0;
+    for (int l = 0; l < n_sizes; l++) {
+        if (sizes[l] < 1 || sizes[l] > (1 << 24))
+            return nndl_fail(err, NNDL_EARG, "layer size %d is out of range (1 to 16777216)", sizes[l]);
+        if (l > 0) n_params += (size_t)sizes[l] * (sizes[l - 1] + 1);
+    }
+    if (n_params > ((size_t)1 << 31) - NNDL_GRAD_EXTRA)
+        return nndl_fail(err, NNDL_EARG, "the network has %zu parameters; at most 2^31 are supported", n_params);
+    int L = n_sizes - 1;
+    nndl_net *net = calloc(1, sizeof *net);
+    if (!net) return nndl_fail(err, NNDL_ENOMEM, "out of memory for the network");
+    net->n_layers = L;
+    net->cost = cost;
+    net->n_params = n_params;
+    net->sizes = malloc(sizeof *net->sizes * n_sizes);
+    net->act = malloc(sizeof *net->act * L);
+    net->params = calloc(n_params, sizeof *net->params);
+    net->grads = calloc(n_params + NNDL_GRAD_EXTRA, sizeof *net->grads);
+    net->layer = malloc(sizeof *net->layer * L);
+    net->dlayer = malloc(sizeof *net->dlayer * L);
+    net->a = calloc(L + 1, sizeof *net->a);
+    if (!net->sizes || !net->act || !net->params || !net->grads || !net->layer || !net->dlayer || !net->a) {
+        nndl_net_free(net);
+        return nndl_fail(err, NNDL_ENOMEM, "out of memory for %zu parameters", n_params);
+    }
+    memcpy(net->sizes, sizes, sizeof *sizes * n_sizes);
+    for (int l = 0; l < L - 1; l++) net->act[l] = act_hidden ? act_hidden[l] : NNDL_ACT_SIGMOID;
+    net->act[L - 1] = cost == NNDL_COST_LOG_LIKELIHOOD ? NNDL_ACT_SOFTMAX : NNDL_ACT_SIGMOID;
+    point_views(net->layer, net->params, sizes, L);
+    point_views(net->dlayer, net->grads, sizes, L);
+    *out = net;
+    return NNDL_OK;
+}
+
+static void free_workspace(nndl_net *net)
+{
+    for (int l = 0; l <= net->n_layers; l++) free(net->a[l]), net->a[l] = NULL;
+    free(net->delta[0]), free(net->delta[1]);
+    net->delta[0] = net->delta[1] = NULL;
+    net->cap = 0;
+}
+
+void nndl_net_free(nndl_net *net)
+{
+    if (!net) return;
+    if (net->a) free_workspace(net);
+    free(net->a), free(net->sizes), free(net->act), free(net->params), free(net->grads);
+    free(net->layer), free(net->dlayer), free(net);
+}
+
+nndl_status nndl_net_reserve(nndl_net *net, int rows, nndl_err *err)
+{
+    if (rows <= net->cap) return NNDL_OK;
+    free_workspace(net);
+    int wmax = 1;
+    for (int l = 1; l <= net->n_layers; l++) wmax = net->sizes[l] > wmax ? net->sizes[l] : wmax;
+    int ok = 1;
+    for (int l = 1; l <= net->n_layers; l++) ok &= (net->a[l] = malloc(sizeof(float) * rows * net->sizes[l])) != NULL;
+    for (int i = 0; i < 2; i++) ok &= (net->delta[i] = malloc(sizeof(float) * rows * wmax)) != NULL;
+    if (!ok) {
+        free_workspace(net);
+        return nndl_fail(err, NNDL_ENOMEM, "out of memory for a workspace of %d rows", rows);
+    }
+    net->cap = rows;
+    return NNDL_OK;
+}
+
+void nndl_net_init(nndl_net *net, nndl_init init, uint64_t seed)
+{
+    for (int l = 0; l < net->n_layers; l++) {
+        nndl_layer *L = &net->layer[l];
+        size_t nw = (size_t)L->n_out * L->n_in, n = nw + L->n_out; /* w then b: contiguous */
+        double wscale = init == NNDL_INIT_NIELSEN ? 1.0 / sqrt((double)L->n_in) : 1.0;
+        for (size_t i = 0; i < n; i += 2) {
+            double z[2];
+            nndl_rng_normal2(seed, NNDL_STREAM_INIT, (uint32_t)l, i / 2, z);
+            for (size_t k = 0; k < 2 && i + k < n; k++) L->w[i + k] = (float)(z[k] * (i + k < nw ? wscale : 1.0));
+        }
+    }
+}
+
+/* ---- forward ---- */
+
+/* a = act(a) in place over n rows of width m; one pass. */
+static void activate(nndl_act act, float *a, int n, int m)
+{
+    size_t nm = (size_t)n * m;
+    switch (act) {
+    case NNDL_ACT_SIGMOID:
+        for (size_t i = 0; i < nm; i++) a[i] = 1.0f / (1.0f + expf(-a[i]));
+        break;
+    case NNDL_ACT_TANH:
+        for (size_t i = 0; i < nm; i++) a[i] = tanhf(a[i]);
+        break;
+    case NNDL_ACT_RELU:
+        for (size_t i = 0; i < nm; i++) a[i] = a[i] > 0.0f ? a[i] : 0.0f;
+        break;
+    case NNDL_ACT_SOFTMAX:
+        for (int r = 0; r < n; r++) {
+            float *z = a + (size_t)r * m, zmax = z[0], sum = 0.0f;
+            for (int j = 1; j < m; j++) zmax = z[j] > zmax ? z[j] : zmax; /* shift: exp never overflows */
+            for (int j = 0; j < m; j++) sum += (z[j] = expf(z[j] - zmax));
+            float inv = 1.0f / sum;
+            for (int j = 0; j < m; j++) z[j] *= inv;
+        }
+        break;
+    }
+}
+
+const float *nndl_net_forward(nndl_net *net, const float *x, int n)
+{
+    const float *in = x;
+    for (int l = 0; l < net->n_layers; l++) {
+        const nndl_layer *L = &net->layer[l];
+        float *z = net->a[l + 1];
+        /* Z = A·Wᵀ + b: copy b into every row first so that the GEMM adds onto it (beta = 1). */
+        for (int r = 0; r < n; r++) memcpy(z + (size_t)r * L->n_out, L->b, sizeof *z * L->n_out);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, L->n_out, L->n_in, 1.0f, in, L->n_in, L->w,
+                    L->n_in, 1.0f, z, L->n_out);
+        activate(net->act[l], z, n, L->n_out);
+        in = z;
+    }
+    return net->a[net->n_layers];
+}
+
+/* ---- cost ---- */
+
+double nndl_net_cost(const nndl_net *net, const float *out, const uint8_t *y, int n)
+{
+    int m = net->sizes[net->n_layers];
+    double c = 0.0;
+    for (int r = 0; r < n; r++) {
+        const float *a = out + (size_t)r * m;
+        for (int j = 0; j < m; j++) {
+            double t = j == y[r], aj = a[j];
+            switch (net->cost) {
+            case NNDL_COST_QUADRATIC: c += 0.5 * (aj - t) * (aj - t); break;
+            case NNDL_COST_CROSS_ENTROPY:
+                /* clamp: a float sigmoid saturates to exactly 0 or 1, where the log would be -inf */
+                c -= t ? log(fmax(aj, 1e-12)) : log(fmax(1.0 - aj, 1e-12));
+                break;
+            case NNDL_COST_LOG_LIKELIHOOD:
+                if (t) c -= log(fmax(aj, 1e-30));
+                break;
+            }
+        }
+    }
+    return c;
+}
+
+/* ---- backward ---- */
+
+/* d *= act'(a), with the derivative written in terms of the activation a itself. */
+static void times_derivative(nndl_act act, float *d, const float *a, size_t nm)
+{
+    switch (act) {
+    case NNDL_ACT_SIGMOID: for (size_t i = 0; i < nm; i++) d[i] *= a[i] * (1.0f - a[i]); break;
+    case NNDL_ACT_TANH: for (size_t i = 0; i < nm; i++) d[i] *= 1.0f - a[i] * a[i]; break;
+    case NNDL_ACT_RELU: for (size_t i = 0; i < nm; i++) d[i] = a[i] > 0.0f ? d[i] : 0.0f; break;
+    case NNDL_ACT_SOFTMAX: break; /* only as output with log-likelihood, where delta = a - y */
+    }
+}
+
+/* delta = dC/dz of the output layer for each row. */
+static void output_delta(const nndl_net *net, float *delta, const float *a, const uint8_t *y, int n)
+{
+    int m = net->sizes[net->n_layers];
+    size_t nm = (size_t)n * m;
+    memcpy(delta, a, sizeof *delta * nm);
+    for (int r = 0; r < n; r++) delta[(size_t)r * m + y[r]] -= 1.0f; /* a - y, y one-hot */
+    /* cross-entropy with sigmoid and log-likelihood with softmax cancel act'(z): delta = a - y */
+    if (net->cost == NNDL_COST_QUADRATIC) times_derivative(net->act[net->n_layers - 1], delta, a, nm);
+}
+
+double nndl_net_backprop(nndl_net *net, const float *x, const uint8_t *y, int n)
+{
+    int L = net->n_layers;
+    memset(net->grads + net->n_params, 0, sizeof(float) * NNDL_GRAD_EXTRA);
+    if (n == 0) { /* a rank with an empty shard still joins the reduction, with zeros */
+        memset(net->grads, 0, sizeof(float) * net->n_params);
+        return 0.0;
+    }
+    const float *out = nndl_net_forward(net, x, n);
+    double cost = nndl_net_cost(net, out, y, n);
+    float *d = net->delta[0], *dprev = net->delta[1];
+    output_delta(net, d, out, y, n);
+    for (int l = L - 1; l >= 0; l--) {
+        const nndl_layer *W = &net->layer[l];
+        nndl_layer *G = &net->dlayer[l];
+        const float *ain = l == 0 ? x : net->a[l];
+        /* dW = deltaᵀ·A_in [n_out x n_in], summed over the rows by the GEMM itself */
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, W->n_out, W->n_in, n, 1.0f, d, W->n_out, ain,
+                    W->n_in, 0.0f, G->w, W->n_in);
+        memcpy(G->b, d, sizeof *G->b * W->n_out);
+        for (int r = 1; r < n; r++) {
+            const float *dr = d + (size_t)r * W->n_out;
+            for (int j = 0; j < W->n_out; j++) G->b[j] += dr[j];
+        }
+        if (l == 0) break;
+        /* delta_prev = (delta·W) ⊙ act'(a_prev) [n x n_in] */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, W->n_in, W->n_out, 1.0f, d, W->n_out, W->w,
+                    W->n_in, 0.0f, dprev, W->n_in);
+        times_derivative(net->act[l - 1], dprev, net->a[l], (size_t)n * W->n_in);
+        float *t = d;
+        d = dprev, dprev = t;
+    }
+    net->grads[net->n_params] = (float)cost;
+    return cost;
+}
+
+void nndl_net_evaluate(nndl_net *net, const float *x, const uint8_t *y, int n, double *cost, long *correct)
+{
+    if (n <= 0) return;
+    const float *out = nndl_net_forward(net, x, n);
+    int m = net->sizes[net->n_layers];
+    *cost += nndl_net_cost(net, out, y, n);
+    for (int r = 0; r < n; r++) {
+        const float *a = out + (size_t)r * m;
+        int best = 0;
+        for (int j = 1; j < m; j++) best = a[j] > a[best] ? j : best;
+        *correct += best == y[r];
+    }
+}
+
+void nndl_net_sgd(nndl_net *net, float scale)
+{
+    cblas_saxpy((int)net->n_params, -scale, net->grads, 1, net->params, 1);
+}

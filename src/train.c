@@ -1,0 +1,110 @@
+/* train.c: the data-parallel training loop (see nndl/train.h). */
+#include "nndl/train.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "nndl/rng.h"
+
+#define EVAL_BLOCK 1024 /* rows per evaluation GEMM */
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+nndl_status nndl_trainer_init(nndl_trainer *t, nndl_net *net, const nndl_config *cfg, const nndl_split *train,
+                              const nndl_split *val, const nndl_dist *dist, nndl_err *err)
+{
+    memset(t, 0, sizeof *t);
+    t->net = net, t->cfg = *cfg, t->train = train, t->val = val, t->dist = dist;
+    t->best_val_accuracy = -1.0;
+    int shard = (cfg->batch + dist->size - 1) / dist->size;
+    t->rows = shard > EVAL_BLOCK ? shard : EVAL_BLOCK;
+    int d = train->src->rows * train->src->cols;
+    t->x = malloc(sizeof *t->x * (size_t)t->rows * d);
+    t->y = malloc((size_t)t->rows);
+    t->perm = malloc(sizeof *t->perm * (train->n > 0 ? train->n : 1));
+    if (!t->x || !t->y || !t->perm) {
+        nndl_trainer_free(t);
+        return nndl_fail(err, NNDL_ENOMEM, "out of memory for batches of %d rows", t->rows);
+    }
+    return nndl_net_reserve(net, t->rows, err);
+}
+
+void nndl_trainer_free(nndl_trainer *t)
+{
+    free(t->x), free(t->y), free(t->perm);
+    t->x = NULL, t->y = NULL, t->perm = NULL;
+}
+
+/* One SGD step on the global batch at positions [b0, b0 + bsz) of the permutation. */
+static nndl_status step(nndl_trainer *t, int b0, int bsz, double *batch_cost, nndl_err *err)
+{
+    int first, len;
+    nndl_dist_shard(bsz, t->dist->size, t->dist->rank, &first, &len);
+    nndl_split_gather(t->train, t->perm + b0 + first, len, t->x, t->y);
+    nndl_net_backprop(t->net, t->x, t->y, len);
+    /* one reduction: the gradient and, in its tail, the cost sum */
+    nndl_status s = nndl_dist_sum_floats(t->dist, t->net->grads, t->net->n_params + NNDL_GRAD_EXTRA, err);
+    if (s != NNDL_OK) return s;
+    *batch_cost = t->net->grads[t->net->n_params] / bsz;
+    nndl_net_sgd(t->net, (float)(t->cfg.eta / bsz)); /* the grads are sums: divide by the global batch */
+    return NNDL_OK;
+}
+
+nndl_status nndl_trainer_epoch(nndl_trainer *t, const nndl_train_hooks *hooks, nndl_epoch_metrics *m,
+                               nndl_err *err)
+{
+    int n = t->train->n, B = t->cfg.batch, epoch = t->epoch + 1;
+    if (t->cfg.shuffle)
+        nndl_rng_permutation(t->cfg.seed, NNDL_STREAM_PERM, (uint32_t)epoch, t->perm, n);
+    else
+        for (int i = 0; i < n; i++) t->perm[i] = i;
+    long n_steps = (n + B - 1) / B; /* the last batch may be smaller, as in the book's network.py */
+    double t0 = now(), cost_sum = 0.0;
+    for (long s = 0; s < n_steps; s++) {
+        int b0 = (int)(s * B), bsz = n - b0 < B ? n - b0 : B;
+        double c;
+        nndl_status st = step(t, b0, bsz, &c, err);
+        if (st != NNDL_OK) return st;
+        cost_sum += c;
+        if (hooks && hooks->on_progress && (s & 63) == 63) hooks->on_progress(hooks->ctx, epoch, s + 1, n_steps);
+    }
+    double t1 = now();
+    memset(m, 0, sizeof *m);
+    m->epoch = epoch;
+    m->train_cost = cost_sum / (double)n_steps;
+    m->learning_rate = t->cfg.eta;
+    m->seconds = t1 - t0;
+    m->samples_per_s = n / m->seconds;
+    nndl_status st = nndl_trainer_evaluate(t, t->val, &m->val_accuracy, &m->val_cost, err);
+    if (st != NNDL_OK) return st;
+    m->eval_seconds = now() - t1;
+    t->epoch = epoch;
+    if (m->val_accuracy > t->best_val_accuracy) t->best_val_accuracy = m->val_accuracy, t->best_epoch = epoch;
+    if (hooks && hooks->on_epoch) hooks->on_epoch(hooks->ctx, m);
+    return NNDL_OK;
+}
+
+nndl_status nndl_trainer_evaluate(nndl_trainer *t, const nndl_split *s, double *accuracy, double *cost, nndl_err *err)
+{
+    int first, len;
+    nndl_dist_shard(s->n, t->dist->size, t->dist->rank, &first, &len);
+    double sums[2] = {0.0, 0.0}; /* cost, correct */
+    long correct = 0;
+    for (int i = 0; i < len; i += t->rows) {
+        int k = len - i < t->rows ? len - i : t->rows;
+        nndl_split_gather_range(s, first + i, k, t->x, t->y);
+        nndl_net_evaluate(t->net, t->x, t->y, k, &sums[0], &correct);
+    }
+    sums[1] = (double)correct;
+    nndl_status st = nndl_dist_sum_doubles(t->dist, sums, 2, err);
+    if (st != NNDL_OK) return st;
+    *accuracy = s->n ? sums[1] / s->n : 0.0;
+    *cost = s->n ? sums[0] / s->n : 0.0;
+    return NNDL_OK;
+}

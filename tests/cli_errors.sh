@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Every bad input of nndl-train ends, on 2 ranks, with ONE one-line error naming the problem and
+# the fix, the expected exit status, and no hang.
+. "$(dirname "$0")/lib.sh"
+need_mnist
+tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+
+# expect STATUS 'message part' ARGS...: run on 2 ranks
+expect() {
+  local want=$1 msg=$2; shift 2
+  mpi -n 2 "$NNDL_TRAIN" --epochs 1 --train-samples 100 --data "$NNDL_TEST_DATA" "$@" >"$tmp/out" 2>"$tmp/err"
+  local rc=$? n
+  n=$(grep -c 'nndl-train: error:' "$tmp/err")
+  if [ "$rc" -ne "$want" ]; then fail "$* -> exit $rc, expected $want ($(head -c 300 "$tmp/err"))"; return; fi
+  if [ "$n" -ne 1 ]; then fail "$* -> $n error lines, expected exactly 1: $(cat "$tmp/err")"; return; fi
+  if ! grep -qF -- "$msg" "$tmp/err"; then fail "$* -> message lacks '$msg': $(cat "$tmp/err")"; return; fi
+  pass "$* -> $want: $(grep 'error:' "$tmp/err" | head -c 160)"
+}
+
+expect 2 "unknown flag '--bogus'" --bogus
+expect 2 "--eta: expected a learning rate > 0, found '0'" --eta 0
+expect 2 "--eta: expected a learning rate > 0, found '-3'" --eta -3
+expect 2 "--batch: expected a whole number from 1" --batch 0
+expect 2 "the first size must be 784 and the last 10" --sizes 785,30,10
+expect 2 "the first size must be 784 and the last 10" --sizes 784,30,9
+expect 2 "--train-samples 60000: only 50000 samples are left" --train-samples 60000
+
+# data problems: a copy of MNIST with one file spoiled at a time
+D=$NNDL_TEST_DATA
+find_file() { if [ -e "$D/$1" ]; then echo "$D/$1"; else echo "$D/$1.gz"; fi; }
+fresh() { rm -rf "$tmp/d"; mkdir "$tmp/d"; for f in train-images-idx3-ubyte train-labels-idx1-ubyte \
+  t10k-images-idx3-ubyte t10k-labels-idx1-ubyte; do zcat -f "$(find_file $f)" >"$tmp/d/$f"; done; }
+
+expect 2 "fetch them with: tools/fetch-data mnist --dir $tmp/none" --data "$tmp/none"
+fresh; rm "$tmp/d/t10k-labels-idx1-ubyte"
+expect 2 "$tmp/d/t10k-labels-idx1-ubyte: No such file or directory" --data "$tmp/d"
+fresh; cp "$tmp/d/train-labels-idx1-ubyte" "$tmp/d/train-images-idx3-ubyte"
+expect 2 "IDX magic 0x00000801, expected 0x00000803" --data "$tmp/d"
+fresh; head -c 1000000 "$tmp/d/train-images-idx3-ubyte" >"$tmp/x"; mv "$tmp/x" "$tmp/d/train-images-idx3-ubyte"
+expect 2 "truncated: the pixel data needs 47040000 bytes, found 999984" --data "$tmp/d"
+fresh; cp "$tmp/d/t10k-labels-idx1-ubyte" "$tmp/d/train-labels-idx1-ubyte"
+expect 2 "10000 labels, but the image file has 60000 images" --data "$tmp/d"
+fresh; printf '\x0c' | dd of="$tmp/d/train-labels-idx1-ubyte" bs=1 seek=$((8 + 123)) conv=notrunc status=none
+expect 2 "label 12 of item 123 is out of range (expected 0 to 9)" --data "$tmp/d"
+fresh; gzip "$tmp/d/t10k-images-idx3-ubyte"; printf 'JUNKJUNK' | dd of="$tmp/d/t10k-images-idx3-ubyte.gz" bs=1 \
+  seek=5000 conv=notrunc status=none
+expect 2 "t10k-images-idx3-ubyte.gz: cannot read" --data "$tmp/d"
+
+expect 2 "--log $tmp/no/such/dir/x.jsonl: cannot open for writing" --log "$tmp/no/such/dir/x.jsonl"
+
+# --help and --version succeed and say what they should
+if "$NNDL_TRAIN" --help | grep -q -- '--train-samples N'; then pass "--help lists the flags"; else fail "--help"; fi
+if "$NNDL_TRAIN" --version | grep -Eq '^nndl-train [0-9]+\.[0-9]+'; then pass "--version"; else fail "--version"; fi
+finish

@@ -1,0 +1,84 @@
+/* Run under mpiexec -n P: train with all P ranks, then (on rank 0) the same run with one rank,
+ * and compare every layer: ||W_P - W_1|| / ||W_1|| <= 1e-5 (Frobenius). Real MNIST, real MPI.
+ * Usage: test_ranks DATA_DIR TRAIN_SAMPLES BATCH   (prints "1 passed, 0 failed" or "0 passed, 1 failed") */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "nndl/dist.h"
+#include "nndl/train.h"
+
+static nndl_status train(MPI_Comm comm, const nndl_config *cfg, const nndl_split *tr, const nndl_split *va,
+                         nndl_net **out, nndl_err *err)
+{
+    nndl_dist d;
+    nndl_trainer t;
+    nndl_status st = nndl_dist_init(&d, comm, err);
+    if (st == NNDL_OK) st = nndl_net_create(out, cfg->sizes, cfg->n_sizes, cfg->act, cfg->cost, err);
+    if (st != NNDL_OK) return st;
+    nndl_net_init(*out, cfg->init, cfg->seed);
+    if ((st = nndl_trainer_init(&t, *out, cfg, tr, va, &d, err)) != NNDL_OK) return st;
+    for (int e = 0; e < cfg->epochs && st == NNDL_OK; e++) {
+        nndl_epoch_metrics m;
+        st = nndl_trainer_epoch(&t, NULL, &m, err);
+    }
+    nndl_trainer_free(&t);
+    return st;
+}
+
+int main(int argc, char **argv)
+{
+    MPI_Init(&argc, &argv);
+    int rank, size, ok = 0;
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &size);
+    if (argc != 4) {
+        if (rank == 0) fprintf(stderr, "usage: test_ranks DATA_DIR TRAIN_SAMPLES BATCH\n");
+        MPI_Finalize();
+        return 2;
+    }
+    nndl_err err = {0};
+    char pi[4200], pl[4200];
+    nndl_data_find(pi, sizeof pi, argv[1], "train-images-idx3-ubyte");
+    nndl_data_find(pl, sizeof pl, argv[1], "train-labels-idx1-ubyte");
+    nndl_images im;
+    nndl_split tr, va;
+    nndl_status st = nndl_images_load(&im, pi, pl, 10, "run tools/fetch-data mnist", &err);
+    if (st == NNDL_OK) st = nndl_split_train_val(&tr, &va, &im, atoi(argv[2]), 1000, 0, 1, &err);
+    nndl_config cfg = {.sizes = {784, 30, 10}, .n_sizes = 3, .cost = NNDL_COST_QUADRATIC, .init = NNDL_INIT_NIELSEN,
+                       .eta = 0.5, .batch = atoi(argv[3]), .epochs = 1, .seed = 3, .shuffle = 1};
+    nndl_net *np = NULL, *n1 = NULL;
+    if (st == NNDL_OK) st = train(MPI_COMM_WORLD, &cfg, &tr, &va, &np, &err);
+    if (st == NNDL_OK && rank == 0) st = train(MPI_COMM_SELF, &cfg, &tr, &va, &n1, &err);
+    if (rank == 0) {
+        if (st != NNDL_OK) {
+            fprintf(stderr, "test_ranks: %s\n", err.msg);
+        } else {
+            ok = 1;
+            for (int l = 0; l < np->n_layers; l++) {
+                const nndl_layer *a = &np->layer[l], *b = &n1->layer[l];
+                double d2 = 0, n2 = 0;
+                for (size_t i = 0; i < (size_t)a->n_in * a->n_out; i++)
+                    d2 += pow((double)a->w[i] - b->w[i], 2), n2 += pow((double)b->w[i], 2);
+                double rel = sqrt(d2 / n2);
+                printf("layer %d: ||W_%d - W_1|| / ||W_1|| = %.3g (limit 1e-5)\n", l + 1, size, rel);
+                ok &= rel <= 1e-5 && n2 > 0;
+                /* and the runs did train: the weights moved away from their initial values */
+            }
+            nndl_net *init = NULL;
+            nndl_net_create(&init, cfg.sizes, cfg.n_sizes, cfg.act, cfg.cost, &err);
+            nndl_net_init(init, cfg.init, cfg.seed);
+            double moved = 0;
+            for (size_t i = 0; i < init->n_params; i++) moved = fmax(moved, fabs(init->params[i] - np->params[i]));
+            printf("largest change of a parameter by training: %.3g\n", moved);
+            ok &= moved > 1e-2;
+            nndl_net_free(init);
+        }
+        printf("test_ranks np=%d batch=%s: %s\n%d passed, %d failed\n", size, argv[3], ok ? "PASS" : "FAIL", ok, !ok);
+    }
+    MPI_Bcast(&ok, 1, MPI_INT, 0, MPI_COMM_WORLD);
+    nndl_net_free(np), nndl_net_free(n1);
+    MPI_Finalize();
+    return ok ? 0 : 1;
+}
