@@ -70,6 +70,21 @@ static void on_epoch(void *ctx, const nndl_epoch_metrics *m)
     }
 }
 
+/* Is the user watching a terminal? Under mpirun a rank's stdout is always a pseudo-terminal that
+ * Open MPI made and its stderr always a pipe, whatever mpirun itself writes to; so ask about the
+ * launcher's standard output instead (mpirun starts the local ranks as its children). */
+static int on_terminal(void)
+{
+    if (getenv("SLURM_PROCID")) return 0; /* srun: output goes to the job's log */
+    if (!getenv("OMPI_COMM_WORLD_SIZE")) return isatty(STDERR_FILENO); /* not under mpirun */
+    char link[64], target[256];
+    snprintf(link, sizeof link, "/proc/%d/fd/1", (int)getppid());
+    ssize_t n = readlink(link, target, sizeof target - 1);
+    if (n <= 0) return 0;
+    target[n] = 0;
+    return strncmp(target, "/dev/pts/", 9) == 0 || strncmp(target, "/dev/tty", 8) == 0;
+}
+
 /* ---- data ---- */
 
 typedef struct {
@@ -206,7 +221,7 @@ int main(int argc, char **argv)
         openblas_set_num_threads(o.threads);
         report rep = {&o, d.rank == 0, NULL, 1, 0, 0.0};
         if (o.log_path && strcmp(o.log_path, "-") == 0) rep.json = stdout, rep.human = 0;
-        rep.bar = d.rank == 0 && rep.human && (o.progress == 1 || (o.progress == -1 && isatty(STDERR_FILENO)));
+        rep.bar = d.rank == 0 && rep.human && (o.progress == 1 || (o.progress == -1 && on_terminal()));
         st = run(&o, &d, &rep, &err, &reporter);
         if (rep.json && rep.json != stdout) fclose(rep.json);
     }
