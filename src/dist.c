@@ -2,6 +2,8 @@
 #include "nndl/dist.h"
 
 #include <limits.h>
+#include <stdlib.h>
+#include <string.h>
 
 void nndl_dist_shard(int n, int P, int r, int *first, int *len)
 {
@@ -53,7 +55,34 @@ nndl_status nndl_dist_agree(const nndl_dist *d, nndl_status st, nndl_err *err, i
         }
     }
     if (reporter) *reporter = out.value != NNDL_OK && out.rank == d->rank;
-    if (out.value != NNDL_OK && out.rank != d->rank)
+    if (out.value != NNDL_OK && out.rank != d->rank) {
         nndl_fail(err, (nndl_status)out.value, "rank %d failed (it reports why)", out.rank);
+        if (err) err->silent = 1;
+    }
     return (nndl_status)out.value;
+}
+
+nndl_status nndl_dist_bcast(const nndl_dist *d, void *buf, size_t bytes, nndl_err *err)
+{
+    for (size_t off = 0; d->size > 1 && off < bytes;) { /* MPI counts are int: send in pieces of 1 GiB */
+        int n = bytes - off > (1u << 30) ? (1 << 30) : (int)(bytes - off);
+        int rc = MPI_Bcast((char *)buf + off, n, MPI_BYTE, 0, d->comm);
+        if (rc != MPI_SUCCESS) return mpi_fail(err, rc, "MPI_Bcast");
+        off += (size_t)n;
+    }
+    return NNDL_OK;
+}
+
+nndl_status nndl_dist_bcast_str(const nndl_dist *d, char **s, nndl_err *err)
+{
+    long long n = d->rank == 0 && *s ? (long long)strlen(*s) : -1;
+    nndl_status st = nndl_dist_bcast(d, &n, sizeof n, err);
+    if (st != NNDL_OK) return st;
+    if (d->rank == 0) return n < 0 ? NNDL_OK : nndl_dist_bcast(d, *s, (size_t)n, err);
+    free(*s);
+    *s = NULL;
+    if (n < 0) return NNDL_OK;
+    if (!(*s = malloc((size_t)n + 1))) return nndl_fail(err, NNDL_ENOMEM, "out of memory");
+    (*s)[n] = 0;
+    return nndl_dist_bcast(d, *s, (size_t)n, err);
 }

@@ -12,6 +12,7 @@ nndl_status nndl_fail(nndl_err *err, nndl_status code, const char *fmt, ...)
         vsnprintf(err->msg, sizeof err->msg, fmt, ap);
         va_end(ap);
         err->code = code;
+        err->silent = 0;
     }
     return code;
 }

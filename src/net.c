@@ -250,7 +250,7 @@ double nndl_net_backprop(nndl_net *net, const float *x, const uint8_t *y, int n)
         float *t = d;
         d = dprev, dprev = t;
     }
-    net->grads[net->n_params] = (float)cost;
+    net->grads[net->n_params + NNDL_EXTRA_COST] = (float)cost;
     return cost;
 }
 

@@ -21,7 +21,6 @@ nndl_status nndl_trainer_init(nndl_trainer *t, nndl_net *net, const nndl_config 
 {
     memset(t, 0, sizeof *t);
     t->net = net, t->cfg = *cfg, t->train = train, t->val = val, t->dist = dist;
-    t->best_val_accuracy = -1.0;
     int shard = (cfg->batch + dist->size - 1) / dist->size;
     t->rows = shard > EVAL_BLOCK ? shard : EVAL_BLOCK;
     int d = train->src->rows * train->src->cols;
@@ -48,12 +47,16 @@ static nndl_status step(nndl_trainer *t, int b0, int bsz, double *batch_cost, nn
     nndl_dist_shard(bsz, t->dist->size, t->dist->rank, &first, &len);
     nndl_split_gather(t->train, t->perm + b0 + first, len, t->x, t->y);
     nndl_net_backprop(t->net, t->x, t->y, len);
-    /* one reduction: the gradient and, in its tail, the cost sum */
+    float *extra = t->net->grads + t->net->n_params;
+    t->steps_run++;
+    extra[NNDL_EXTRA_STOP] = (t->stop_request && *t->stop_request) ||
+                             (t->stop_after_steps > 0 && t->steps_run >= t->stop_after_steps);
+    /* one reduction: the gradient and, in its tail, the cost sum and the stop flag */
     nndl_status s = nndl_dist_sum_floats(t->dist, t->net->grads, t->net->n_params + NNDL_GRAD_EXTRA, err);
     if (s != NNDL_OK) return s;
-    *batch_cost = t->net->grads[t->net->n_params] / bsz;
+    *batch_cost = extra[NNDL_EXTRA_COST] / bsz;
     nndl_net_sgd(t->net, (float)(t->cfg.eta / bsz)); /* the grads are sums: divide by the global batch */
-    return NNDL_OK;
+    return extra[NNDL_EXTRA_STOP] > 0 ? NNDL_ESTOP : NNDL_OK; /* the step is complete either way */
 }
 
 nndl_status nndl_trainer_epoch(nndl_trainer *t, const nndl_train_hooks *hooks, nndl_epoch_metrics *m,
@@ -65,27 +68,32 @@ nndl_status nndl_trainer_epoch(nndl_trainer *t, const nndl_train_hooks *hooks, n
     else
         for (int i = 0; i < n; i++) t->perm[i] = i;
     long n_steps = (n + B - 1) / B; /* the last batch may be smaller, as in the book's network.py */
-    double t0 = now(), cost_sum = 0.0;
-    for (long s = 0; s < n_steps; s++) {
+    double t0 = now();
+    long first_step = t->step;
+    for (long s = t->step; s < n_steps; s++) {
         int b0 = (int)(s * B), bsz = n - b0 < B ? n - b0 : B;
-        double c;
+        double c = 0.0;
         nndl_status st = step(t, b0, bsz, &c, err);
-        if (st != NNDL_OK) return st;
-        cost_sum += c;
+        if (st != NNDL_OK && st != NNDL_ESTOP) return st;
+        t->cost_sum += c;
+        t->step = s + 1;
+        if (st == NNDL_ESTOP) return nndl_fail(err, NNDL_ESTOP, "stopped at epoch %d, step %ld", epoch, s + 1);
         if (hooks && hooks->on_progress && (s & 63) == 63) hooks->on_progress(hooks->ctx, epoch, s + 1, n_steps);
+        if (hooks && hooks->on_step && t->cfg.step_hook_every > 0 && (s + 1) % t->cfg.step_hook_every == 0 &&
+            s + 1 < n_steps && (st = hooks->on_step(hooks->ctx, t, err)) != NNDL_OK)
+            return st;
     }
     double t1 = now();
     memset(m, 0, sizeof *m);
     m->epoch = epoch;
-    m->train_cost = cost_sum / (double)n_steps;
+    m->train_cost = t->cost_sum / (double)n_steps;
     m->learning_rate = t->cfg.eta;
     m->seconds = t1 - t0;
-    m->samples_per_s = n / m->seconds;
+    m->samples_per_s = (double)(n - (long)first_step * B) / m->seconds; /* a resumed epoch did only the rest */
     nndl_status st = nndl_trainer_evaluate(t, t->val, &m->val_accuracy, &m->val_cost, err);
     if (st != NNDL_OK) return st;
     m->eval_seconds = now() - t1;
-    t->epoch = epoch;
-    if (m->val_accuracy > t->best_val_accuracy) t->best_val_accuracy = m->val_accuracy, t->best_epoch = epoch;
+    t->epoch = epoch, t->step = 0, t->cost_sum = 0.0;
     if (hooks && hooks->on_epoch) hooks->on_epoch(hooks->ctx, m);
     return NNDL_OK;
 }

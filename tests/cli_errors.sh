@@ -4,6 +4,7 @@
 . "$(dirname "$0")/lib.sh"
 need_mnist
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+cd "$tmp" # runs/ (the default run files) lands here
 
 # expect STATUS 'message part' ARGS...: run on 2 ranks
 expect() {

@@ -4,6 +4,7 @@
 . "$(dirname "$0")/lib.sh"
 need_mnist
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+cd "$tmp" # runs/ (the default run files) lands here
 PY=/usr/bin/python3
 
 mpi -n 2 "$NNDL_TRAIN" --sizes 784,30,10 --init nielsen --epochs 1 --seed 1 --data "$NNDL_TEST_DATA" \

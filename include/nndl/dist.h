@@ -28,6 +28,12 @@ nndl_status nndl_dist_init(nndl_dist *d, MPI_Comm comm, nndl_err *err);
 nndl_status nndl_dist_sum_floats(const nndl_dist *d, float *buf, size_t n, nndl_err *err);
 nndl_status nndl_dist_sum_doubles(const nndl_dist *d, double *buf, int n, nndl_err *err);
 
+/* Broadcast bytes from rank 0 (MPI_Bcast). */
+nndl_status nndl_dist_bcast(const nndl_dist *d, void *buf, size_t bytes, nndl_err *err);
+
+/* Broadcast a malloc'ed string from rank 0: on the other ranks *s is replaced by a new copy. */
+nndl_status nndl_dist_bcast_str(const nndl_dist *d, char **s, nndl_err *err);
+
 /* Agree on failure: every rank passes its own status; all return the same worst status. The
  * failing rank (the lowest-numbered one with the worst status) keeps its message in err; the
  * others get "rank K failed" and *reporter (if not NULL) says whether this rank should print.

@@ -21,6 +21,7 @@ typedef enum {
 
 typedef struct {
     nndl_status code;
+    int silent;      /* another MPI rank reports this error (set by nndl_dist_agree) */
     char msg[1024];
 } nndl_err;
 

@@ -18,7 +18,9 @@
 
 #include "nndl/err.h"
 
-#define NNDL_GRAD_EXTRA 4 /* [0] = cost sum over the shard; [1..3] reserved for flags */
+#define NNDL_GRAD_EXTRA 4 /* riders of the gradient reduction, after the n_params gradients: */
+#define NNDL_EXTRA_COST 0 /*   the cost summed over the shard */
+#define NNDL_EXTRA_STOP 1 /*   > 0 when a rank was asked to stop (signal): all stop at this step */
 
 typedef enum { NNDL_ACT_SIGMOID, NNDL_ACT_TANH, NNDL_ACT_RELU, NNDL_ACT_SOFTMAX } nndl_act;
 typedef enum { NNDL_COST_QUADRATIC, NNDL_COST_CROSS_ENTROPY, NNDL_COST_LOG_LIKELIHOOD } nndl_cost;

@@ -28,6 +28,7 @@ typedef struct {
     int epochs;
     uint64_t seed;
     int shuffle;     /* 1: a new permutation each epoch; 0: file order */
+    long step_hook_every; /* call hooks->on_step after every this many steps of an epoch (0: never) */
 } nndl_config;
 
 typedef struct {
@@ -41,22 +42,31 @@ typedef struct {
     double eval_seconds;  /* the validation pass */
 } nndl_epoch_metrics;
 
+struct nndl_trainer;
 typedef struct {
     void *ctx;
     /* after each epoch (every rank calls it; the program prints on rank 0 only) */
     void (*on_epoch)(void *ctx, const nndl_epoch_metrics *m);
     /* every few steps: step done out of n_steps in this epoch */
     void (*on_progress)(void *ctx, int epoch, long step, long n_steps);
+    /* COLLECTIVE, every cfg.step_hook_every steps (on every rank at the same step): e.g. a
+     * mid-epoch checkpoint. t->step and t->cost_sum are up to date. A non-OK status stops the epoch. */
+    nndl_status (*on_step)(void *ctx, struct nndl_trainer *t, nndl_err *err);
 } nndl_train_hooks;
 
-typedef struct {
+typedef struct nndl_trainer {
     nndl_net *net;
     const nndl_split *train, *val;
     const nndl_dist *dist;
     nndl_config cfg;
     int epoch;        /* epochs completed */
-    double best_val_accuracy;
-    int best_epoch;
+    long step;        /* steps done in epoch + 1 (non-zero only inside an epoch or after a mid-epoch resume) */
+    double cost_sum;  /* sum of those steps' mini-batch costs */
+    /* stopping at a step boundary: a rank's request rides in the gradient reduction, so every rank
+     * sees it at the same step and no rank is left waiting in a collective */
+    volatile int *stop_request; /* set asynchronously (a signal handler), or NULL */
+    long stop_after_steps;      /* stop after this many steps in this launch (0: never) */
+    long steps_run;             /* steps in this launch */
     /* scratch, sized for the largest shard and evaluation block */
     int rows;
     float *x;
@@ -69,7 +79,9 @@ nndl_status nndl_trainer_init(nndl_trainer *t, nndl_net *net, const nndl_config 
                               const nndl_split *val, const nndl_dist *dist, nndl_err *err);
 void nndl_trainer_free(nndl_trainer *t);
 
-/* Train one epoch (t->epoch + 1), evaluate on the validation split, fill *m. Collective. */
+/* Train epoch t->epoch + 1 from step t->step (0, or where a resumed checkpoint stopped), evaluate
+ * on the validation split, fill *m. Collective. Returns NNDL_ESTOP, with t->step at the step
+ * boundary where every rank stopped, when a stop was requested. */
 nndl_status nndl_trainer_epoch(nndl_trainer *t, const nndl_train_hooks *hooks, nndl_epoch_metrics *m,
                                nndl_err *err);
 

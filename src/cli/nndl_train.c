@@ -3,6 +3,7 @@
 #include <cblas.h>
 #include <cjson/cJSON.h>
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +14,7 @@
 #include "nndl/train.h"
 #include "nndl/version.h"
 #include "options.h"
+#include "session.h"
 
 typedef struct {
     const nndl_options *o;
@@ -21,6 +23,7 @@ typedef struct {
     int human;       /* print the human lines */
     int bar;         /* draw a progress bar on stderr */
     double last_bar; /* when it was last drawn */
+    nndl_session *session;
 } report;
 
 static double wall(void)
@@ -85,123 +88,97 @@ static int on_terminal(void)
     return strncmp(target, "/dev/pts/", 9) == 0 || strncmp(target, "/dev/tty", 8) == 0;
 }
 
-/* ---- data ---- */
+/* ---- signals: stop at the next step, checkpoint, exit 75; a second one aborts ---- */
 
-typedef struct {
-    nndl_images train_file, test_file;
-    nndl_split train, val, test;
-} dataset;
+static volatile int stop_requested;
 
-static nndl_status load_data(dataset *ds, const nndl_options *o, nndl_err *err)
+static void on_signal(int sig)
 {
-    char p_img[4200], p_lab[4200], hint[9000];
-    const char *dir = o->data_dir;
-    snprintf(hint, sizeof hint, "the %s files were looked for in %s; fetch them with: tools/fetch-data %s --dir %s "
-             "(or point --data / NNDL_DATA at them)", o->dataset, dir, o->dataset, dir);
-    nndl_data_find(p_img, sizeof p_img, dir, "train-images-idx3-ubyte");
-    nndl_data_find(p_lab, sizeof p_lab, dir, "train-labels-idx1-ubyte");
-    nndl_status st = nndl_images_load(&ds->train_file, p_img, p_lab, 10, hint, err);
-    if (st != NNDL_OK) return st;
-    nndl_data_find(p_img, sizeof p_img, dir, "t10k-images-idx3-ubyte");
-    nndl_data_find(p_lab, sizeof p_lab, dir, "t10k-labels-idx1-ubyte");
-    st = nndl_images_load(&ds->test_file, p_img, p_lab, 10, hint, err);
-    if (st != NNDL_OK) return st;
-    int avail = ds->train_file.n - o->val_samples;
-    if (avail < 1)
-        return nndl_fail(err, NNDL_EARG, "--val-samples %d: the training file has only %d samples; "
-                         "leave at least one for training", o->val_samples, ds->train_file.n);
-    if (o->train_samples > avail)
-        return nndl_fail(err, NNDL_EARG, "--train-samples %d: only %d samples are left for training after "
-                         "--val-samples %d (%s has %d); use --train-samples %d or less", o->train_samples, avail,
-                         o->val_samples, o->dataset, ds->train_file.n, avail);
-    int n_train = o->train_samples ? o->train_samples : avail;
-    st = nndl_split_train_val(&ds->train, &ds->val, &ds->train_file, n_train, o->val_samples, o->val_random,
-                              o->cfg.seed, err);
-    if (st == NNDL_OK) st = nndl_split_range(&ds->test, &ds->test_file, 0, ds->test_file.n, err);
-    return st;
+    if (stop_requested) { /* the second: abort at once */
+        signal(sig, SIG_DFL);
+        raise(sig);
+        return;
+    }
+    stop_requested = sig;
 }
 
-static void free_data(dataset *ds)
+static void catch_signals(void)
 {
-    nndl_split_free(&ds->train), nndl_split_free(&ds->val), nndl_split_free(&ds->test);
-    nndl_images_free(&ds->train_file), nndl_images_free(&ds->test_file);
-}
-
-static nndl_status check_sizes(const nndl_options *o, const dataset *ds, nndl_err *err)
-{
-    const nndl_config *c = &o->cfg;
-    int in = ds->train_file.rows * ds->train_file.cols, out = ds->train_file.n_classes;
-    char s[1024];
-    nndl_options_sizes_str(c, s, sizeof s, ',');
-    if (c->sizes[0] != in || c->sizes[c->n_sizes - 1] != out)
-        return nndl_fail(err, NNDL_EARG, "--sizes %s: %s has %d inputs (%dx%d pixels) and %d classes, so the first "
-                         "size must be %d and the last %d (e.g. --sizes %d,30,%d)", s, o->dataset, in,
-                         ds->train_file.rows, ds->train_file.cols, out, in, out, in, out);
-    return NNDL_OK;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGUSR1, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
 }
 
 /* ---- main ---- */
 
-static nndl_status run(const nndl_options *o, const nndl_dist *d, report *rep, nndl_err *err, int *reporter)
+static void print_header(const nndl_session *s, const nndl_dist *d)
 {
-    dataset ds;
-    memset(&ds, 0, sizeof ds);
-    nndl_net *net = NULL;
-    nndl_trainer tr;
-    memset(&tr, 0, sizeof tr);
-    nndl_status st = load_data(&ds, o, err);
-    if (st == NNDL_OK) st = check_sizes(o, &ds, err);
-    if (st == NNDL_OK && d->rank == 0 && o->log_path && strcmp(o->log_path, "-") != 0 &&
-        !(rep->json = fopen(o->log_path, "a")))
+    const nndl_options *o = s->o;
+    char sz[1024], acts[512] = "";
+    nndl_options_sizes_str(&o->cfg, sz, sizeof sz, '-');
+    for (int l = 0; l < s->net->n_layers; l++)
+        snprintf(acts + strlen(acts), sizeof acts - strlen(acts), "%s%s", l ? "," : "", nndl_act_name(s->net->act[l]));
+    printf("nndl-train %s: %s (%s), %s cost, %s init, eta %g, batch %d, %d epochs, seed %llu; %d rank%s\n",
+           NNDL_VERSION, sz, acts, nndl_cost_name(o->cfg.cost), o->init_from[0] ? "from file" : nndl_init_name(o->cfg.init),
+           o->cfg.eta, o->cfg.batch, o->cfg.epochs, (unsigned long long)o->cfg.seed, d->size, d->size > 1 ? "s" : "");
+    printf("data: %s from %s: %d training, %d validation (%s), %d test samples\n", o->dataset, o->data_dir,
+           s->ds.train.n, s->ds.val.n, o->val_random ? "random" : "last of the training file", s->ds.test.n);
+    if (s->resumed)
+        printf("run file: %s (resumed after epoch %d, step %ld)\n", o->out, s->tr.epoch, s->tr.step);
+    else
+        printf("run file: %s\n", o->out);
+    fflush(stdout);
+}
+
+static nndl_status run(nndl_options *o, const nndl_dist *d, report *rep, int argc, char **argv, nndl_err *err)
+{
+    nndl_session s;
+    nndl_status st = NNDL_OK;
+    if (d->rank == 0 && o->log_path && strcmp(o->log_path, "-") != 0 && !(rep->json = fopen(o->log_path, "a")))
         st = nndl_fail(err, NNDL_EARG, "--log %s: cannot open for writing: %s; check the directory exists and is "
                        "writable", o->log_path, strerror(errno));
-    if (st == NNDL_OK) st = nndl_net_create(&net, o->cfg.sizes, o->cfg.n_sizes, o->cfg.act, o->cfg.cost, err);
-    if (st == NNDL_OK) {
-        nndl_net_init(net, o->cfg.init, o->cfg.seed);
-        st = nndl_trainer_init(&tr, net, &o->cfg, &ds.train, &ds.val, d, err);
-    }
-    if ((st = nndl_dist_agree(d, st, err, reporter)) != NNDL_OK) goto out;
-    if (rep->rank0 && rep->human) {
-        char s[1024];
-        nndl_options_sizes_str(&o->cfg, s, sizeof s, '-');
-        printf("nndl-train %s: %s sigmoid, %s cost, %s init, eta %g, batch %d, %d epochs, seed %llu; %d rank%s\n",
-               NNDL_VERSION, s, nndl_cost_name(o->cfg.cost), nndl_init_name(o->cfg.init), o->cfg.eta, o->cfg.batch,
-               o->cfg.epochs, (unsigned long long)o->cfg.seed, d->size, d->size > 1 ? "s" : "");
-        printf("data: %s from %s: %d training, %d validation (%s), %d test samples\n", o->dataset, o->data_dir,
-               ds.train.n, ds.val.n, o->val_random ? "random" : "last of the training file", ds.test.n);
-        fflush(stdout);
-    }
-    nndl_train_hooks hooks = {rep, on_epoch, on_progress};
+    if ((st = nndl_dist_agree(d, st, err, NULL)) != NNDL_OK) return st;
+    st = nndl_session_start(&s, o, d, argc, argv, err);
+    if (st == NNDL_OK && rep->rank0 && rep->human) print_header(&s, d);
+    nndl_train_hooks hooks = {rep, NULL, on_progress, nndl_session_on_step};
+    rep->session = &s;
+    s.tr.stop_request = &stop_requested;
+    s.tr.stop_after_steps = o->stop_after_steps;
     double t0 = wall();
-    for (int e = 0; e < o->cfg.epochs && st == NNDL_OK; e++) {
+    while (st == NNDL_OK && s.tr.epoch < o->cfg.epochs) {
         nndl_epoch_metrics m;
-        st = nndl_trainer_epoch(&tr, &hooks, &m, err);
+        st = nndl_trainer_epoch(&s.tr, &hooks, &m, err);
+        if (st == NNDL_OK) st = nndl_session_epoch_end(&s, &m, err);
+        if (st == NNDL_OK) on_epoch(rep, &m);
     }
     double acc = 0, cost = 0;
-    if (st == NNDL_OK) st = nndl_trainer_evaluate(&tr, &ds.test, &acc, &cost, err);
-    if ((st = nndl_dist_agree(d, st, err, reporter)) != NNDL_OK) goto out;
+    if (st == NNDL_OK) st = nndl_trainer_evaluate(&s.tr, &s.ds.test, &acc, &cost, err);
+    st = nndl_dist_agree(d, st, err, NULL);
+    st = nndl_session_finish(&s, st, err);
     double total = wall() - t0;
-    if (rep->rank0 && rep->human)
-        printf("test accuracy %.4f (test cost %.4f); best validation accuracy %.4f at epoch %d; %.1f s in all\n", acc,
-               cost, tr.best_val_accuracy, tr.best_epoch, total);
-    if (rep->rank0 && rep->json) {
+    if (st == NNDL_OK && rep->rank0 && rep->human)
+        printf("test accuracy %.4f (test cost %.4f); best validation accuracy %.4f at epoch %d (test %.4f); %.1f s\n"
+               "run file: %s\n", acc, cost, s.run.best_val, s.run.best_epoch, s.run.best_test, total, o->out);
+    if (st == NNDL_OK && rep->rank0 && rep->json) {
         cJSON *j = cJSON_CreateObject();
         cJSON_AddNumberToObject(j, "test_accuracy", acc);
         cJSON_AddNumberToObject(j, "test_cost", cost);
-        cJSON_AddNumberToObject(j, "best_val_accuracy", tr.best_val_accuracy);
-        cJSON_AddNumberToObject(j, "best_epoch", tr.best_epoch);
-        cJSON_AddNumberToObject(j, "epochs", tr.epoch);
+        cJSON_AddNumberToObject(j, "best_val_accuracy", s.run.best_val);
+        cJSON_AddNumberToObject(j, "best_epoch", s.run.best_epoch);
+        cJSON_AddNumberToObject(j, "epochs", s.tr.epoch);
         cJSON_AddNumberToObject(j, "total_seconds", total);
         cJSON_AddNumberToObject(j, "ranks", d->size);
-        char *s = cJSON_PrintUnformatted(j);
-        if (s) fprintf(rep->json, "%s\n", s);
-        free(s);
+        cJSON_AddStringToObject(j, "run_file", o->out);
+        char *js = cJSON_PrintUnformatted(j);
+        if (js) fprintf(rep->json, "%s\n", js);
+        free(js);
         cJSON_Delete(j);
     }
-out:
-    nndl_trainer_free(&tr);
-    nndl_net_free(net);
-    free_data(&ds);
+    nndl_session_free(&s);
     return st;
 }
 
@@ -211,21 +188,26 @@ int main(int argc, char **argv)
     nndl_dist d;
     nndl_err err = {0};
     nndl_options o;
-    int reporter = 0;
     nndl_status st = nndl_dist_init(&d, MPI_COMM_WORLD, &err);
     if (st == NNDL_OK) st = nndl_options_parse(&o, argc, argv, &err);
-    reporter = d.rank == 0; /* every rank parsed the same argv: rank 0 speaks for all */
+    int parsed = st == NNDL_OK; /* every rank parsed the same argv: rank 0 speaks for all */
     if (st == NNDL_OK && (o.help || o.version)) {
         if (d.rank == 0) o.help ? nndl_options_usage(stdout) : (void)printf("nndl-train %s\n", NNDL_VERSION);
     } else if (st == NNDL_OK) {
         openblas_set_num_threads(o.threads);
-        report rep = {&o, d.rank == 0, NULL, 1, 0, 0.0};
+        catch_signals();
+        report rep = {&o, d.rank == 0, NULL, 1, 0, 0.0, NULL};
         if (o.log_path && strcmp(o.log_path, "-") == 0) rep.json = stdout, rep.human = 0;
         rep.bar = d.rank == 0 && rep.human && (o.progress == 1 || (o.progress == -1 && on_terminal()));
-        st = run(&o, &d, &rep, &err, &reporter);
+        st = run(&o, &d, &rep, argc, argv, &err);
         if (rep.json && rep.json != stdout) fclose(rep.json);
     }
-    if (st != NNDL_OK && reporter) fprintf(stderr, "nndl-train: error: %s\n", err.msg);
+    if (st == NNDL_ESTOP && d.rank == 0)
+        fprintf(stderr, "nndl-train: %s%s; checkpoint written to %s; continue with --resume %s (exit status 75)\n",
+                err.msg, stop_requested == SIGUSR1 ? " by SIGUSR1" : stop_requested == SIGTERM ? " by SIGTERM"
+                : stop_requested == SIGINT ? " by SIGINT" : "", o.out, o.out);
+    else if (st != NNDL_OK && (parsed ? !err.silent : d.rank == 0))
+        fprintf(stderr, "nndl-train: error: %s\n", err.msg);
     MPI_Finalize();
     return nndl_exit_status(st);
 }

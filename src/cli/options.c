@@ -7,9 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { OPT_SIZES = 256, OPT_ETA, OPT_BATCH, OPT_EPOCHS, OPT_COST, OPT_INIT, OPT_SEED, OPT_DATA, OPT_DATASET,
-       OPT_LOG, OPT_TRAIN_SAMPLES, OPT_VAL_SAMPLES, OPT_VAL_SPLIT, OPT_NO_SHUFFLE, OPT_THREADS, OPT_PROGRESS,
-       OPT_NO_PROGRESS, OPT_HELP, OPT_VERSION };
+static void default_data_dir(nndl_options *o);
 
 static const struct option long_opts[] = {
     {"sizes", required_argument, 0, OPT_SIZES},
@@ -29,6 +27,18 @@ static const struct option long_opts[] = {
     {"threads", required_argument, 0, OPT_THREADS},
     {"progress", no_argument, 0, OPT_PROGRESS},
     {"no-progress", no_argument, 0, OPT_NO_PROGRESS},
+    {"out", required_argument, 0, OPT_OUT},
+    {"force", no_argument, 0, OPT_FORCE},
+    {"resume", required_argument, 0, OPT_RESUME},
+    {"checkpoint-every", required_argument, 0, OPT_CKPT_EVERY},
+    {"checkpoint-every-steps", required_argument, 0, OPT_CKPT_EVERY_STEPS},
+    {"keep", required_argument, 0, OPT_KEEP},
+    {"history-every", required_argument, 0, OPT_HISTORY_EVERY},
+    {"probe", required_argument, 0, OPT_PROBE},
+    {"probe-layers", required_argument, 0, OPT_PROBE_LAYERS},
+    {"compress", required_argument, 0, OPT_COMPRESS},
+    {"init-from", required_argument, 0, OPT_INIT_FROM},
+    {"stop-after-steps", required_argument, 0, OPT_STOP_AFTER_STEPS},
     {"help", no_argument, 0, OPT_HELP},
     {"version", no_argument, 0, OPT_VERSION},
     {0, 0, 0, 0}};
@@ -61,6 +71,24 @@ void nndl_options_usage(FILE *out)
         "  --val-split KIND       last: the file's last samples validate (the book)\n"
         "                         random: a random choice drawn from --seed   [last]\n"
         "\n"
+        "Run file (HDF5; layout in docs/runfile.md)\n"
+        "  --out FILE             the run file; its companion files go to FILE.d/\n"
+        "                         [runs/run-DATE-TIME.h5; an existing run is never replaced]\n"
+        "  --force                replace an existing run at --out\n"
+        "  --resume FILE          continue FILE from its last checkpoint (its stored flags\n"
+        "                         apply; --epochs is the new total)\n"
+        "  --checkpoint-every N   epochs between checkpoints (0: only at the end)  [1]\n"
+        "  --checkpoint-every-steps N  also every N steps within an epoch (0: off) [0]\n"
+        "  --keep K               checkpoints kept                             [2]\n"
+        "  --history-every N      epochs between weight snapshots (0: none)    [1]\n"
+        "  --probe N              validation images whose hidden activations are\n"
+        "                         recorded at each snapshot (0: none)          [1000]\n"
+        "  --probe-layers LIST    which layers' outputs, 1 = first weight layer [every hidden]\n"
+        "  --compress N           gzip level 1-9 for the weight history (0: none) [0]\n"
+        "  --init-from FILE       start from /model/layer_K of another run or HDF5 file\n"
+        "  --stop-after-steps N   checkpoint and exit with status 75 after N steps of this\n"
+        "                         launch, as on SIGUSR1/SIGTERM (time-sliced jobs, tests)\n"
+        "\n"
         "Output and resources\n"
         "  --log FILE             JSON Lines: one object per epoch, then one with test_accuracy;\n"
         "                         '-' writes them to stdout instead of the human lines\n"
@@ -71,7 +99,9 @@ void nndl_options_usage(FILE *out)
         "Example (the book's chapter-3 network on 2 ranks, JSON log):\n"
         "  mpirun -np 2 nndl-train --sizes 784,100,10 --cost cross-entropy --init nielsen \\\n"
         "      --eta 0.5 --epochs 30 --log runs/ch3.jsonl\n"
-        "Exit status: 0 done, 2 bad flags or input files, 1 other failures.\n",
+        "Signals: SIGUSR1, SIGTERM or SIGINT make every rank stop at the next step, write a\n"
+        "checkpoint and exit with status 75 (resume with --resume); a second signal aborts.\n"
+        "Exit status: 0 done, 2 bad flags or input files, 75 stopped (resumable), 1 other failures.\n",
         out);
 }
 
@@ -148,6 +178,36 @@ static void defaults(nndl_options *o)
     o->val_samples = 10000;
     o->threads = 1;
     o->progress = -1;
+    o->checkpoint_every = 1;
+    o->keep = 2;
+    o->history_every = 1;
+    o->probe = 1000;
+}
+
+static nndl_status parse_path(const char *flag, const char *arg, char *dst, size_t cap, nndl_err *err)
+{
+    if (!*arg || strlen(arg) >= cap - 64)
+        return nndl_fail(err, NNDL_EARG, "%s: expected a file path, found '%s'", flag, arg);
+    strcpy(dst, arg);
+    return NNDL_OK;
+}
+
+static nndl_status parse_int_list(const char *flag, const char *s, int *out, int *n, nndl_err *err)
+{
+    const char *p = s;
+    *n = 0;
+    while (*p) {
+        char *end;
+        errno = 0;
+        long v = strtol(p, &end, 10);
+        if (end == p || errno || v < 1 || v > NNDL_MAX_SIZES || (*end && *end != ',') || *n == NNDL_MAX_SIZES)
+            return nndl_fail(err, NNDL_EARG, "%s: expected layer numbers separated by commas, found '%s' (e.g. %s 1,2)",
+                             flag, s, flag);
+        out[(*n)++] = (int)v;
+        p = *end ? end + 1 : end;
+    }
+    if (*n == 0) return nndl_fail(err, NNDL_EARG, "%s: expected layer numbers, found '%s' (e.g. %s 1)", flag, s, flag);
+    return NNDL_OK;
 }
 
 static nndl_status parse_one(nndl_options *o, int opt, const char *arg, nndl_err *err)
@@ -166,8 +226,9 @@ static nndl_status parse_one(nndl_options *o, int opt, const char *arg, nndl_err
     case OPT_BATCH: return parse_int("--batch", arg, 1, &c->batch, "10", err);
     case OPT_EPOCHS: return parse_int("--epochs", arg, 1, &c->epochs, "30", err);
     case OPT_SEED:
-        if (!*arg || strspn(arg, "0123456789") != strlen(arg) || strlen(arg) > 19)
-            return nndl_fail(err, NNDL_EARG, "--seed: expected a whole number from 0 to 10^19-1, found '%s' "
+        if (!*arg || strspn(arg, "0123456789") != strlen(arg) || strlen(arg) > 16 ||
+            strtoull(arg, NULL, 10) >= (1ull << 53)) /* exact in the JSON configuration (a double) */
+            return nndl_fail(err, NNDL_EARG, "--seed: expected a whole number from 0 to 2^53-1, found '%s' "
                              "(e.g. --seed 1)", arg);
         c->seed = strtoull(arg, NULL, 10);
         return NNDL_OK;
@@ -207,6 +268,23 @@ static nndl_status parse_one(nndl_options *o, int opt, const char *arg, nndl_err
     case OPT_THREADS: return parse_int("--threads", arg, 1, &o->threads, "1", err);
     case OPT_PROGRESS: o->progress = 1; return NNDL_OK;
     case OPT_NO_PROGRESS: o->progress = 0; return NNDL_OK;
+    case OPT_OUT: return parse_path("--out", arg, o->out, sizeof o->out, err);
+    case OPT_FORCE: o->force = 1; return NNDL_OK;
+    case OPT_RESUME: return parse_path("--resume", arg, o->resume, sizeof o->resume, err);
+    case OPT_INIT_FROM: return parse_path("--init-from", arg, o->init_from, sizeof o->init_from, err);
+    case OPT_CKPT_EVERY: return parse_int("--checkpoint-every", arg, 0, &o->checkpoint_every, "1", err);
+    case OPT_CKPT_EVERY_STEPS: return parse_long("--checkpoint-every-steps", arg, 0, 1L << 40,
+                                                 &o->checkpoint_every_steps, "1000", err);
+    case OPT_KEEP: return parse_int("--keep", arg, 1, &o->keep, "2", err);
+    case OPT_HISTORY_EVERY: return parse_int("--history-every", arg, 0, &o->history_every, "1", err);
+    case OPT_PROBE: return parse_int("--probe", arg, 0, &o->probe, "1000", err);
+    case OPT_PROBE_LAYERS: return parse_int_list("--probe-layers", arg, o->probe_layers, &o->n_probe_layers, err);
+    case OPT_COMPRESS:
+        if ((v = 0, parse_long("--compress", arg, 0, 9, &v, "4", err)) != NNDL_OK) return NNDL_EARG;
+        o->compress = (int)v;
+        return NNDL_OK;
+    case OPT_STOP_AFTER_STEPS:
+        return parse_long("--stop-after-steps", arg, 1, 1L << 40, &o->stop_after_steps, "1000", err);
     case OPT_HELP: o->help = 1; return NNDL_OK;
     case OPT_VERSION: o->version = 1; return NNDL_OK;
     }
@@ -227,15 +305,160 @@ nndl_status nndl_options_parse(nndl_options *o, int argc, char **argv, nndl_err 
             return nndl_fail(err, NNDL_EARG, "%s needs a value; see nndl-train --help", argv[optind - 1]);
         nndl_status st = parse_one(o, opt, optarg, err);
         if (st != NNDL_OK) return st;
+        o->given[opt - OPT_SIZES] = 1;
     }
     if (optind < argc)
         return nndl_fail(err, NNDL_EARG, "unexpected argument '%s': nndl-train takes only flags; "
                          "see nndl-train --help", argv[optind]);
     if (o->cfg.cost == NNDL_COST_LOG_LIKELIHOOD && o->cfg.sizes[o->cfg.n_sizes - 1] < 2)
         return nndl_fail(err, NNDL_EARG, "--cost log-likelihood needs a softmax over at least 2 outputs");
-    if (!o->data_dir[0]) {
-        const char *root = getenv("NNDL_DATA");
-        snprintf(o->data_dir, sizeof o->data_dir, "%s/%s", root && *root ? root : "data", o->dataset);
-    }
+    if (o->resume[0] && o->out[0] && strcmp(o->resume, o->out) != 0)
+        return nndl_fail(err, NNDL_EARG, "--resume %s --out %s: a resumed run keeps writing to its own file; "
+                         "drop --out", o->resume, o->out);
+    if (o->resume[0] && o->force)
+        return nndl_fail(err, NNDL_EARG, "--resume with --force: --force would delete the run being resumed; drop one");
+    if (o->resume[0] && o->given[OPT_INIT_FROM - OPT_SIZES])
+        return nndl_fail(err, NNDL_EARG, "--resume with --init-from: a resumed run continues from its own checkpoint; "
+                         "drop --init-from");
+    if (!o->data_dir[0]) default_data_dir(o);
     return NNDL_OK;
+}
+
+/* ---- the configuration as JSON ---- */
+
+static void default_data_dir(nndl_options *o)
+{
+    const char *root = getenv("NNDL_DATA");
+    snprintf(o->data_dir, sizeof o->data_dir, "%s/%s", root && *root ? root : "data", o->dataset);
+}
+
+nndl_status nndl_options_check(const nndl_options *o, nndl_err *err)
+{
+    int L = o->cfg.n_sizes - 1;
+    for (int i = 0; i < o->n_probe_layers; i++)
+        if (o->probe_layers[i] > L)
+            return nndl_fail(err, NNDL_EARG, "--probe-layers: layer %d does not exist: --sizes has %d weight layers "
+                             "(1 to %d; %d is the output)", o->probe_layers[i], L, L, L);
+    if (o->probe > o->val_samples)
+        return nndl_fail(err, NNDL_EARG, "--probe %d: only %d validation images to probe (--val-samples); use "
+                         "--probe %d or less", o->probe, o->val_samples, o->val_samples);
+    return NNDL_OK;
+}
+
+static cJSON *int_array(const int *v, int n)
+{
+    cJSON *a = cJSON_CreateArray();
+    for (int i = 0; i < n; i++) cJSON_AddItemToArray(a, cJSON_CreateNumber(v[i]));
+    return a;
+}
+
+cJSON *nndl_options_to_json(const nndl_options *o)
+{
+    const nndl_config *c = &o->cfg;
+    cJSON *j = cJSON_CreateObject(), *act = cJSON_CreateArray();
+    cJSON_AddItemToObject(j, "sizes", int_array(c->sizes, c->n_sizes));
+    for (int l = 0; l < c->n_sizes - 2; l++) cJSON_AddItemToArray(act, cJSON_CreateString(nndl_act_name(c->act[l])));
+    cJSON_AddItemToObject(j, "act", act);
+    cJSON_AddStringToObject(j, "cost", nndl_cost_name(c->cost));
+    cJSON_AddStringToObject(j, "init", nndl_init_name(c->init));
+    cJSON_AddNumberToObject(j, "eta", c->eta);
+    cJSON_AddNumberToObject(j, "batch", c->batch);
+    cJSON_AddNumberToObject(j, "epochs", c->epochs);
+    cJSON_AddNumberToObject(j, "seed", (double)c->seed); /* < 2^53: exact */
+    cJSON_AddBoolToObject(j, "no-shuffle", !c->shuffle);
+    cJSON_AddStringToObject(j, "dataset", o->dataset);
+    cJSON_AddNumberToObject(j, "train-samples", o->train_samples);
+    cJSON_AddNumberToObject(j, "val-samples", o->val_samples);
+    cJSON_AddStringToObject(j, "val-split", o->val_random ? "random" : "last");
+    cJSON_AddStringToObject(j, "init-from", o->init_from);
+    cJSON_AddNumberToObject(j, "checkpoint-every", o->checkpoint_every);
+    cJSON_AddNumberToObject(j, "checkpoint-every-steps", (double)o->checkpoint_every_steps);
+    cJSON_AddNumberToObject(j, "keep", o->keep);
+    cJSON_AddNumberToObject(j, "history-every", o->history_every);
+    cJSON_AddNumberToObject(j, "probe", o->probe);
+    cJSON_AddItemToObject(j, "probe-layers", int_array(o->probe_layers, o->n_probe_layers));
+    cJSON_AddNumberToObject(j, "compress", o->compress);
+    return j;
+}
+
+/* key, flag, and whether the model or data depend on it (then a resume may not change it) */
+static const struct { const char *key; int opt, strict; } keys[] = {
+    {"sizes", OPT_SIZES, 1}, {"act", -1, 1}, {"cost", OPT_COST, 1}, {"init", OPT_INIT, 1}, {"eta", OPT_ETA, 1},
+    {"batch", OPT_BATCH, 1}, {"epochs", OPT_EPOCHS, 0}, {"seed", OPT_SEED, 1}, {"no-shuffle", OPT_NO_SHUFFLE, 1},
+    {"dataset", OPT_DATASET, 1}, {"train-samples", OPT_TRAIN_SAMPLES, 1}, {"val-samples", OPT_VAL_SAMPLES, 1},
+    {"val-split", OPT_VAL_SPLIT, 1}, {"init-from", OPT_INIT_FROM, 1}, {"checkpoint-every", OPT_CKPT_EVERY, 0},
+    {"checkpoint-every-steps", OPT_CKPT_EVERY_STEPS, 0}, {"keep", OPT_KEEP, 0},
+    {"history-every", OPT_HISTORY_EVERY, 0}, {"probe", OPT_PROBE, 1}, {"probe-layers", OPT_PROBE_LAYERS, 1},
+    {"compress", OPT_COMPRESS, 0}};
+
+/* Set one stored value into o; NNDL_EFORMAT if it is not of the right kind. */
+static nndl_status apply_key(nndl_options *o, const char *key, const cJSON *v, nndl_err *err)
+{
+    nndl_config *c = &o->cfg;
+    char buf[64];
+    const char *s = cJSON_IsString(v) ? v->valuestring : NULL;
+    int isnum = cJSON_IsNumber(v);
+    nndl_status st = NNDL_OK;
+    if (!strcmp(key, "sizes") || !strcmp(key, "probe-layers") || !strcmp(key, "act")) {
+        int n = cJSON_IsArray(v) ? cJSON_GetArraySize(v) : -1, is_act = !strcmp(key, "act");
+        if (n < 0 || n > NNDL_MAX_SIZES) return NNDL_EFORMAT;
+        for (int i = 0; i < n; i++) {
+            cJSON *it = cJSON_GetArrayItem(v, i);
+            if (is_act) {
+                int a = cJSON_IsString(it) ? nndl_act_parse(it->valuestring) : -1;
+                if (a < 0) return NNDL_EFORMAT;
+                c->act[i] = (nndl_act)a;
+            } else if (!cJSON_IsNumber(it) || it->valuedouble < 1 || it->valuedouble > (1 << 24)) {
+                return NNDL_EFORMAT;
+            } else if (!strcmp(key, "sizes")) {
+                c->sizes[i] = (int)it->valuedouble;
+            } else {
+                o->probe_layers[i] = (int)it->valuedouble;
+            }
+        }
+        if (!strcmp(key, "sizes")) c->n_sizes = n;
+        else if (!is_act) o->n_probe_layers = n;
+        return n >= (strcmp(key, "sizes") ? 0 : 2) ? NNDL_OK : NNDL_EFORMAT;
+    }
+    if (!strcmp(key, "no-shuffle")) {
+        if (!cJSON_IsBool(v)) return NNDL_EFORMAT;
+        c->shuffle = !cJSON_IsTrue(v);
+        return NNDL_OK;
+    }
+    if (!strcmp(key, "init-from")) return s && strlen(s) < sizeof o->init_from ? (strcpy(o->init_from, s), NNDL_OK) : NNDL_EFORMAT;
+    static const int opt_of[] = {OPT_COST, OPT_INIT, OPT_DATASET, OPT_VAL_SPLIT};
+    static const char *str_keys[] = {"cost", "init", "dataset", "val-split"};
+    for (int i = 0; i < 4; i++)
+        if (!strcmp(key, str_keys[i])) return s ? parse_one(o, opt_of[i], s, err) : NNDL_EFORMAT;
+    if (!isnum) return NNDL_EFORMAT;
+    if (!strcmp(key, "eta")) snprintf(buf, sizeof buf, "%.17g", v->valuedouble);
+    else snprintf(buf, sizeof buf, "%.0f", v->valuedouble);
+    for (size_t i = 0; i < sizeof keys / sizeof *keys; i++)
+        if (!strcmp(key, keys[i].key) && keys[i].opt > 0) st = parse_one(o, keys[i].opt, buf, err);
+    return st;
+}
+
+nndl_status nndl_options_merge_stored(nndl_options *o, const char *stored_json, const char *run, nndl_err *err)
+{
+    cJSON *stored = cJSON_Parse(stored_json), *mine = nndl_options_to_json(o);
+    nndl_status st = stored ? NNDL_OK : nndl_fail(err, NNDL_EFORMAT, "%s: the stored configuration is not JSON", run);
+    for (size_t i = 0; st == NNDL_OK && i < sizeof keys / sizeof *keys; i++) {
+        const cJSON *sv = cJSON_GetObjectItem(stored, keys[i].key), *mv = cJSON_GetObjectItem(mine, keys[i].key);
+        int given = keys[i].opt > 0 ? o->given[keys[i].opt - OPT_SIZES] : o->given[OPT_SIZES - OPT_SIZES];
+        if (!sv) continue; /* a key this run's nndl did not know yet: keep the default */
+        if (given && keys[i].strict && !cJSON_Compare(sv, mv, 1)) {
+            char *a = cJSON_PrintUnformatted(mv), *b = cJSON_PrintUnformatted(sv);
+            st = nndl_fail(err, NNDL_EARG, "--%s %s contradicts the run's stored %s = %s (%s); drop the flag to "
+                           "continue the run, or start a new run with --out", keys[i].key, a, keys[i].key, b, run);
+            free(a), free(b);
+        } else if (!given) {
+            nndl_err e2;
+            if (apply_key(o, keys[i].key, sv, &e2) != NNDL_OK)
+                st = nndl_fail(err, NNDL_EFORMAT, "%s: stored configuration key '%s' has an unexpected value", run,
+                               keys[i].key);
+        }
+    }
+    cJSON_Delete(stored), cJSON_Delete(mine);
+    if (st == NNDL_OK && !o->given[OPT_DATA - OPT_SIZES]) default_data_dir(o);
+    return st;
 }

@@ -1,0 +1,371 @@
+/* ckpt.c: the manifest and the checkpoints of a run (see nndl/runfile.h and docs/runfile.md). */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "runfile_int.h"
+
+const char *const nndl_metric_names[NNDL_N_METRICS] = {
+    "epoch", "train_cost", "val_accuracy", "val_cost", "learning_rate", "seconds", "samples_per_s", "eval_seconds",
+    "train_accuracy", "test_accuracy"};
+
+/* ---- the run record in memory ---- */
+
+void nndl_run_paths_of(nndl_run_paths *p, const char *main)
+{
+    snprintf(p->main, sizeof p->main, "%s", main);
+    snprintf(p->dir, sizeof p->dir, "%s.d", main);
+}
+
+void nndl_run_free(nndl_run *r)
+{
+    free(r->config_json), free(r->command_line), free(r->host), free(r->start_time), free(r->dataset);
+    free(r->dataset_sha256_json);
+    for (int i = 0; i < NNDL_N_METRICS; i++) free(r->metrics[i]);
+    free(r->snap_epoch), free(r->probe_index), free(r->probe_label), free(r->best_params), free(r->optim_state);
+    memset(r, 0, sizeof *r);
+}
+
+nndl_status nndl_run_add_epoch(nndl_run *r, const double *m, nndl_err *err)
+{
+    if (r->n_epochs == r->cap_epochs) {
+        int cap = r->cap_epochs ? 2 * r->cap_epochs : 64;
+        for (int i = 0; i < NNDL_N_METRICS; i++) {
+            double *p = realloc(r->metrics[i], sizeof *p * cap);
+            if (!p) return nndl_fail(err, NNDL_ENOMEM, "out of memory for metrics");
+            r->metrics[i] = p;
+        }
+        r->cap_epochs = cap;
+    }
+    for (int i = 0; i < NNDL_N_METRICS; i++) r->metrics[i][r->n_epochs] = m[i];
+    r->n_epochs++;
+    return NNDL_OK;
+}
+
+nndl_status nndl_run_add_snapshot(nndl_run *r, int epoch, nndl_err *err)
+{
+    if (r->n_snaps == r->cap_snaps) {
+        int cap = r->cap_snaps ? 2 * r->cap_snaps : 64, *p = realloc(r->snap_epoch, sizeof *p * cap);
+        if (!p) return nndl_fail(err, NNDL_ENOMEM, "out of memory for snapshots");
+        r->snap_epoch = p, r->cap_snaps = cap;
+    }
+    r->snap_epoch[r->n_snaps++] = epoch;
+    return NNDL_OK;
+}
+
+/* ---- manifest ---- */
+
+nndl_status manifest_load(const nndl_run_paths *p, int create, cJSON **out, nndl_err *err)
+{
+    char path[4300], *text;
+    snprintf(path, sizeof path, "%s/MANIFEST.json", p->dir);
+    *out = NULL;
+    nndl_status st = nndl_read_file(path, 64u << 20, &text, NULL, err);
+    if (st != NNDL_OK && create && access(path, F_OK) != 0) {
+        *out = cJSON_CreateObject();
+        cJSON_AddNumberToObject(*out, "nndl_format_version", NNDL_FORMAT_VERSION);
+        cJSON_AddItemToObject(*out, "files", cJSON_CreateObject());
+        cJSON_AddItemToObject(*out, "checkpoints", cJSON_CreateArray());
+        return *out ? NNDL_OK : nndl_fail(err, NNDL_ENOMEM, "out of memory");
+    }
+    if (st != NNDL_OK)
+        return nndl_fail(err, NNDL_EARG, "%s is not an nndl run file: %s has no readable MANIFEST.json (%s)", p->main,
+                         p->dir, strerror(errno));
+    *out = cJSON_Parse(text);
+    free(text);
+    cJSON *v = *out ? cJSON_GetObjectItem(*out, "nndl_format_version") : NULL;
+    if (!*out || !cJSON_IsNumber(v) || !cJSON_IsObject(cJSON_GetObjectItem(*out, "files")) ||
+        !cJSON_IsArray(cJSON_GetObjectItem(*out, "checkpoints"))) {
+        cJSON_Delete(*out), *out = NULL;
+        return nndl_fail(err, NNDL_EFORMAT, "%s: damaged manifest %s (not the JSON nndl writes)", p->main, path);
+    }
+    if (v->valuedouble > NNDL_FORMAT_VERSION) {
+        int ver = (int)v->valuedouble;
+        cJSON_Delete(*out), *out = NULL;
+        return nndl_fail(err, NNDL_EFORMAT, "%s: written in run-file format %d by a newer nndl; this nndl reads up to "
+                         "format %d: upgrade nndl", p->main, ver, NNDL_FORMAT_VERSION);
+    }
+    return NNDL_OK;
+}
+
+nndl_status manifest_save(const nndl_run_paths *p, cJSON *m, nndl_err *err)
+{
+    char path[4300], *text = cJSON_Print(m);
+    if (!text) return nndl_fail(err, NNDL_ENOMEM, "out of memory for the manifest");
+    snprintf(path, sizeof path, "%s/MANIFEST.json", p->dir);
+    nndl_status st = nndl_write_file_atomic(path, text, strlen(text), err);
+    free(text);
+    return st;
+}
+
+void manifest_set_config(cJSON *m, const char *config_json)
+{
+    if (!config_json || cJSON_GetObjectItem(m, "config")) return;
+    cJSON *c = cJSON_Parse(config_json);
+    if (c) cJSON_AddItemToObject(m, "config", c);
+}
+
+nndl_status manifest_add_file(const nndl_run_paths *p, const char *config_json, const char *name, nndl_err *err)
+{
+    char path[4500], sha[NNDL_SHA256_HEX];
+    snprintf(path, sizeof path, "%s/%s", p->dir, name);
+    nndl_status st = nndl_sha256_file(path, sha, err);
+    cJSON *m = NULL;
+    if (st == NNDL_OK) st = manifest_load(p, 1, &m, err);
+    if (st != NNDL_OK) return st;
+    manifest_set_config(m, config_json);
+    cJSON *files = cJSON_GetObjectItem(m, "files");
+    cJSON_DeleteItemFromObject(files, name);
+    cJSON_AddStringToObject(files, name, sha);
+    st = manifest_save(p, m, err);
+    cJSON_Delete(m);
+    return st;
+}
+
+nndl_status manifest_verify(const nndl_run_paths *p, cJSON *m, const char *name, nndl_err *err)
+{
+    char path[4500], sha[NNDL_SHA256_HEX];
+    snprintf(path, sizeof path, "%s/%s", p->dir, name);
+    cJSON *want = cJSON_GetObjectItem(cJSON_GetObjectItem(m, "files"), name);
+    if (!cJSON_IsString(want)) return nndl_fail(err, NNDL_EFORMAT, "%s: not listed in the run's manifest", path);
+    nndl_status st = nndl_sha256_file(path, sha, err);
+    if (st != NNDL_OK) return st;
+    if (strcmp(sha, want->valuestring) != 0)
+        return nndl_fail(err, NNDL_EFORMAT, "%s: SHA-256 %.12s..., the manifest says %.12s...: the file is damaged",
+                         path, sha, want->valuestring);
+    return NNDL_OK;
+}
+
+nndl_status manifest_verify_main(const nndl_run_paths *p, nndl_err *err)
+{
+    cJSON *m;
+    char sha[NNDL_SHA256_HEX];
+    nndl_status st = manifest_load(p, 0, &m, err);
+    if (st != NNDL_OK) return st;
+    cJSON *want = cJSON_GetObjectItem(m, "main_sha256");
+    st = nndl_sha256_file(p->main, sha, err);
+    if (st == NNDL_OK && (!cJSON_IsString(want) || strcmp(sha, want->valuestring) != 0))
+        st = nndl_fail(err, NNDL_EFORMAT, "%s changed since nndl wrote it (SHA-256 differs from the manifest's): "
+                       "damaged or edited? nndl-train --resume %s rewrites it from the last checkpoint", p->main, p->main);
+    cJSON_Delete(m);
+    return st;
+}
+
+/* ---- layers ---- */
+
+herr_t write_layers(hid_t f, const char *group, const nndl_net *net, const float *buf, int gzip)
+{
+    for (int l = 0; l < net->n_layers; l++) {
+        char name[128];
+        const nndl_layer *L = &net->layer[l];
+        const float *w = buf + (L->w - net->params), *b = buf + (L->b - net->params);
+        snprintf(name, sizeof name, "%s/layer_%d", group, l + 1);
+        hid_t g = h5u_group(f, name);
+        if (g < 0) return -1;
+        hsize_t dw[2] = {(hsize_t)L->n_out, (hsize_t)L->n_in}, db[1] = {(hsize_t)L->n_out};
+        herr_t rc = h5u_write(g, "weights", H5T_NATIVE_FLOAT, 2, dw, w, gzip);
+        if (rc >= 0) rc = h5u_write(g, "biases", H5T_NATIVE_FLOAT, 1, db, b, gzip);
+        if (rc >= 0) rc = h5u_attr_str(g, "activation", nndl_act_name(net->act[l]));
+        H5Gclose(g);
+        if (rc < 0) return rc;
+    }
+    return 0;
+}
+
+herr_t read_layers(hid_t f, const char *group, const nndl_net *net, float *buf)
+{
+    for (int l = 0; l < net->n_layers; l++) {
+        char name[160];
+        const nndl_layer *L = &net->layer[l];
+        hsize_t dw[2] = {(hsize_t)L->n_out, (hsize_t)L->n_in}, db[1] = {(hsize_t)L->n_out};
+        snprintf(name, sizeof name, "%s/layer_%d/weights", group, l + 1);
+        herr_t rc = h5u_read(f, name, H5T_NATIVE_FLOAT, 2, dw, buf + (L->w - net->params));
+        if (rc < 0) return rc;
+        snprintf(name, sizeof name, "%s/layer_%d/biases", group, l + 1);
+        if ((rc = h5u_read(f, name, H5T_NATIVE_FLOAT, 1, db, buf + (L->b - net->params))) < 0) return rc;
+    }
+    return 0;
+}
+
+/* ---- checkpoints ---- */
+
+static herr_t write_identity(hid_t f, const nndl_run *r)
+{
+    herr_t rc = h5u_attr_int(f, "nndl_format_version", NNDL_FORMAT_VERSION);
+    const char *keys[] = {"config", "command_line", "host", "start_time", "dataset", "dataset_sha256"};
+    const char *vals[] = {r->config_json, r->command_line, r->host, r->start_time, r->dataset, r->dataset_sha256_json};
+    for (int i = 0; i < 6 && rc >= 0; i++) rc = h5u_attr_str(f, keys[i], vals[i] ? vals[i] : "");
+    if (rc >= 0) rc = h5u_attr_int(f, "mpi_world_size", r->world_size);
+    return rc;
+}
+
+nndl_status nndl_runfile_checkpoint(const nndl_run_paths *p, const nndl_run *r, const nndl_net *net, int keep,
+                                    nndl_err *err)
+{
+    nndl_status st = NNDL_OK;
+    char name[64], path[4400], tmp[4500];
+    snprintf(name, sizeof name, "ckpt-%06d-%08ld.h5", r->epoch, r->step);
+    snprintf(path, sizeof path, "%s/%s", p->dir, name);
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    hid_t f = h5u_create(tmp), g = -1;
+    H5TRY(f, "%s: cannot create the checkpoint (disk full or not writable?)", tmp);
+    H5TRY(write_identity(f, r), "%s: writing attributes failed", tmp);
+    H5TRY(h5u_attr_str(f, "kind", "checkpoint"), "%s: attribute", tmp);
+    H5TRY(h5u_attr_int(f, "epoch", r->epoch), "%s: attribute", tmp);
+    H5TRY(h5u_attr_int(f, "step", r->step), "%s: attribute", tmp);
+    H5TRY(h5u_attr_double(f, "cost_sum", r->cost_sum), "%s: attribute", tmp);
+    H5TRY(h5u_attr_str(f, "rng", "Philox4x32-10, counter-based: every draw is a function of (seed, stream, epoch, "
+                       "index), so (epoch, step) is the whole generator state"), "%s: attribute", tmp);
+    H5TRY(write_layers(f, "model", net, net->params, 0), "%s: writing the parameters failed", tmp);
+    if (r->best_params) {
+        H5TRY(write_layers(f, "best", net, r->best_params, 0), "%s: writing the best parameters failed", tmp);
+        H5TRY(g = H5Gopen2(f, "best", H5P_DEFAULT), "%s: /best", tmp);
+        H5TRY(h5u_attr_int(g, "epoch", r->best_epoch), "%s: attribute", tmp);
+        H5TRY(h5u_attr_double(g, "val_accuracy", r->best_val), "%s: attribute", tmp);
+        H5TRY(h5u_attr_double(g, "test_accuracy", r->best_test), "%s: attribute", tmp);
+        H5Gclose(g), g = -1;
+    }
+    if (r->optim_state) {
+        hsize_t n = r->n_optim;
+        H5TRY(g = h5u_group(f, "optim"), "%s: /optim", tmp);
+        H5TRY(h5u_write(g, "state", H5T_NATIVE_FLOAT, 1, &n, r->optim_state, 0), "%s: optimizer state", tmp);
+        H5Gclose(g), g = -1;
+    }
+    H5TRY(g = h5u_group(f, "metrics"), "%s: /metrics", tmp);
+    for (int i = 0; i < NNDL_N_METRICS; i++) {
+        hsize_t n = (hsize_t)r->n_epochs;
+        H5TRY(h5u_write(g, nndl_metric_names[i], H5T_NATIVE_DOUBLE, 1, &n, r->metrics[i], 0), "%s: metrics", tmp);
+    }
+    H5Gclose(g), g = -1;
+    H5TRY(g = h5u_group(f, "snapshots"), "%s: /snapshots", tmp);
+    hsize_t ns = (hsize_t)r->n_snaps, np = (hsize_t)r->n_probe, nl = (hsize_t)r->n_probe_layers;
+    H5TRY(h5u_write(g, "epoch", H5T_NATIVE_INT, 1, &ns, r->snap_epoch, 0), "%s: snapshots", tmp);
+    H5TRY(h5u_write(g, "probe_indices", H5T_NATIVE_INT, 1, &np, r->probe_index, 0), "%s: probes", tmp);
+    H5TRY(h5u_write(g, "probe_labels", H5T_NATIVE_UINT8, 1, &np, r->probe_label, 0), "%s: probes", tmp);
+    H5TRY(h5u_write(g, "probe_layers", H5T_NATIVE_INT, 1, &nl, r->probe_layers, 0), "%s: probes", tmp);
+out:
+    if (g >= 0) H5Gclose(g);
+    if (f >= 0 && H5Fclose(f) < 0 && st == NNDL_OK)
+        st = nndl_fail(err, NNDL_EIO, "%s: closing the checkpoint failed (disk full?)", tmp);
+    if (st == NNDL_OK) st = nndl_commit_file(tmp, path, err);
+    if (st != NNDL_OK) {
+        unlink(tmp);
+        return st;
+    }
+    /* record it, then drop the oldest beyond keep (a crash in between leaves a harmless orphan) */
+    if ((st = manifest_add_file(p, r->config_json, name, err)) != NNDL_OK) return st;
+    cJSON *m;
+    if ((st = manifest_load(p, 0, &m, err)) != NNDL_OK) return st;
+    cJSON *list = cJSON_GetObjectItem(m, "checkpoints"), *files = cJSON_GetObjectItem(m, "files");
+    cJSON_AddItemToArray(list, cJSON_CreateString(name));
+    char drop[64][64];
+    int n_drop = 0;
+    while (cJSON_GetArraySize(list) > (keep > 0 ? keep : 1) && n_drop < 64) {
+        cJSON *old = cJSON_DetachItemFromArray(list, 0);
+        snprintf(drop[n_drop++], 64, "%s", old->valuestring);
+        if (strcmp(old->valuestring, name) != 0) cJSON_DeleteItemFromObject(files, old->valuestring);
+        cJSON_Delete(old);
+    }
+    st = manifest_save(p, m, err);
+    cJSON_Delete(m);
+    for (int i = 0; st == NNDL_OK && i < n_drop; i++) {
+        if (strcmp(drop[i], name) == 0) continue;
+        snprintf(path, sizeof path, "%s/%s", p->dir, drop[i]);
+        unlink(path);
+    }
+    return st;
+}
+
+nndl_status nndl_runfile_open(const nndl_run_paths *p, char **config_json, char *ckpt, size_t cap, nndl_err *err)
+{
+    cJSON *m;
+    *config_json = NULL;
+    ckpt[0] = 0;
+    nndl_status st = manifest_load(p, 0, &m, err);
+    if (st != NNDL_OK) return st;
+    cJSON *c = cJSON_GetObjectItem(m, "config");
+    if (!cJSON_IsObject(c)) {
+        cJSON_Delete(m);
+        return nndl_fail(err, NNDL_EFORMAT, "%s: the manifest has no configuration", p->main);
+    }
+    *config_json = cJSON_PrintUnformatted(c);
+    cJSON *list = cJSON_GetObjectItem(m, "checkpoints");
+    nndl_err why = {0};
+    for (int i = cJSON_GetArraySize(list) - 1; i >= 0; i--) {
+        cJSON *it = cJSON_GetArrayItem(list, i);
+        if (!cJSON_IsString(it)) continue;
+        if (manifest_verify(p, m, it->valuestring, &why) == NNDL_OK) {
+            snprintf(ckpt, cap, "%s/%s", p->dir, it->valuestring);
+            break;
+        }
+    }
+    if (!ckpt[0] && cJSON_GetArraySize(list) > 0)
+        st = nndl_fail(err, NNDL_EFORMAT, "%s: no intact checkpoint: %s", p->main, why.msg);
+    cJSON_Delete(m);
+    return st;
+}
+
+static char *dup_attr(hid_t f, const char *name)
+{
+    char *s = NULL;
+    return h5u_get_attr_str(f, name, &s) < 0 ? strdup("") : s;
+}
+
+nndl_status nndl_runfile_load_checkpoint(const char *path, nndl_run *r, nndl_net *net, nndl_err *err)
+{
+    nndl_status st = NNDL_OK;
+    long long v = 0;
+    hid_t f = h5u_open_ro(path), g = -1;
+    hsize_t dims[8];
+    herr_t rc;
+    H5TRY(f, "%s: cannot open the checkpoint", path);
+    H5TRY(h5u_get_attr_int(f, "epoch", &v), "%s: no epoch attribute", path);
+    r->epoch = (int)v;
+    H5TRY(h5u_get_attr_int(f, "step", &v), "%s: no step attribute", path);
+    r->step = (long)v;
+    H5TRY(h5u_get_attr_double(f, "cost_sum", &r->cost_sum), "%s: no cost_sum attribute", path);
+    r->command_line = dup_attr(f, "command_line"), r->host = dup_attr(f, "host");
+    r->start_time = dup_attr(f, "start_time"), r->dataset = dup_attr(f, "dataset");
+    r->dataset_sha256_json = dup_attr(f, "dataset_sha256");
+    if ((rc = read_layers(f, "model", net, net->params)) < 0) {
+        st = nndl_fail(err, rc == -2 ? NNDL_EARG : NNDL_EHDF5, "%s: %s", path,
+                       rc == -2 ? "its layer shapes differ from the configuration" : "cannot read /model");
+        goto out;
+    }
+    if (H5Lexists(f, "best", H5P_DEFAULT) > 0) {
+        H5TRY((r->best_params = malloc(sizeof(float) * net->n_params)) ? 0 : -1, "out of memory");
+        H5TRY(read_layers(f, "best", net, r->best_params), "%s: cannot read /best", path);
+        H5TRY(g = H5Gopen2(f, "best", H5P_DEFAULT), "%s: /best", path);
+        H5TRY(h5u_get_attr_int(g, "epoch", &v), "%s: /best epoch", path);
+        r->best_epoch = (int)v;
+        H5TRY(h5u_get_attr_double(g, "val_accuracy", &r->best_val), "%s: /best", path);
+        H5TRY(h5u_get_attr_double(g, "test_accuracy", &r->best_test), "%s: /best", path);
+        H5Gclose(g), g = -1;
+    }
+    if (r->optim_state) {
+        hsize_t n = r->n_optim;
+        H5TRY(h5u_read(f, "optim/state", H5T_NATIVE_FLOAT, 1, &n, r->optim_state), "%s: optimizer state", path);
+    }
+    H5TRY(h5u_shape(f, "metrics/epoch", dims) == 1 ? 0 : -1, "%s: no /metrics/epoch", path);
+    for (hsize_t e = 0; e < dims[0]; e++) {
+        double m[NNDL_N_METRICS];
+        for (int i = 0; i < NNDL_N_METRICS; i++) m[i] = NAN;
+        if ((st = nndl_run_add_epoch(r, m, err)) != NNDL_OK) goto out;
+    }
+    for (int i = 0; i < NNDL_N_METRICS; i++) {
+        char name[64];
+        snprintf(name, sizeof name, "metrics/%s", nndl_metric_names[i]);
+        H5TRY(h5u_read(f, name, H5T_NATIVE_DOUBLE, 1, dims, r->metrics[i]), "%s: /%s", path, name);
+    }
+    H5TRY(h5u_shape(f, "snapshots/epoch", dims) == 1 ? 0 : -1, "%s: no /snapshots/epoch", path);
+    for (hsize_t s = 0; s < dims[0]; s++)
+        if ((st = nndl_run_add_snapshot(r, 0, err)) != NNDL_OK) goto out;
+    H5TRY(h5u_read(f, "snapshots/epoch", H5T_NATIVE_INT, 1, dims, r->snap_epoch), "%s: snapshots", path);
+out:
+    if (g >= 0) H5Gclose(g);
+    if (f >= 0) H5Fclose(f);
+    return st;
+}

@@ -1,0 +1,47 @@
+/* session.h: one nndl-train run on every rank: data, network, trainer and run file together.
+ * Rank 0 writes the run file; every collective step is taken by all ranks in the same order. */
+#ifndef NNDL_CLI_SESSION_H
+#define NNDL_CLI_SESSION_H
+
+#include "nndl/runfile.h"
+#include "nndl/train.h"
+#include "options.h"
+
+typedef struct {
+    nndl_images train_file, test_file;
+    nndl_split train, val, test;
+    char paths[4][4200]; /* train images, train labels, test images, test labels */
+} nndl_dataset;
+
+typedef struct {
+    nndl_options *o;
+    const nndl_dist *d;
+    nndl_dataset ds;
+    nndl_net *net;
+    nndl_trainer tr;
+    nndl_run run;            /* rank 0's record; the others keep only progress */
+    nndl_run_paths paths;
+    float *act[NNDL_MAX_SIZES]; /* this rank's probe activations, per probe layer */
+    int probe_first, probe_rows;
+    int resumed;             /* continued from a checkpoint */
+    int last_ckpt_epoch;
+    long last_ckpt_step;
+} nndl_session;
+
+/* Everything before the first epoch: options merged with a resumed run's, data, network,
+ * parameters (initialised, --init-from or the checkpoint's), run file started. Collective. */
+nndl_status nndl_session_start(nndl_session *s, nndl_options *o, const nndl_dist *d, int argc, char **argv,
+                               nndl_err *err);
+
+/* After each epoch: best model, metrics, snapshot, checkpoint, main file. Collective. */
+nndl_status nndl_session_epoch_end(nndl_session *s, const nndl_epoch_metrics *m, nndl_err *err);
+
+/* The on_step hook: a mid-epoch checkpoint. Collective. */
+nndl_status nndl_session_on_step(void *ctx, nndl_trainer *t, nndl_err *err);
+
+/* The end: last checkpoint if needed, status in the run file. Collective. */
+nndl_status nndl_session_finish(nndl_session *s, nndl_status st, nndl_err *err);
+
+void nndl_session_free(nndl_session *s);
+
+#endif

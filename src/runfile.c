@@ -1,0 +1,235 @@
+/* runfile.c: the main run file, weight histories, probe activations, eval results, --init-from,
+ * and packing (see nndl/runfile.h, docs/runfile.md). */
+#include <errno.h>
+#include <libgen.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "nndl/version.h"
+#include "runfile_int.h"
+
+static const char *base_of(const char *path, char *buf, size_t cap)
+{
+    snprintf(buf, cap, "%s", path);
+    return basename(buf);
+}
+
+/* ---- weight history: one file per snapshot, rank 0 ---- */
+
+nndl_status nndl_runfile_history(const nndl_run_paths *p, int epoch, const nndl_net *net, int gzip, nndl_err *err)
+{
+    nndl_status st = NNDL_OK;
+    char name[64], path[4400], tmp[4500];
+    snprintf(name, sizeof name, "hist-%06d.h5", epoch);
+    snprintf(path, sizeof path, "%s/%s", p->dir, name);
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    hid_t f = h5u_create(tmp);
+    H5TRY(f, "%s: cannot create (disk full or not writable?)", tmp);
+    H5TRY(h5u_attr_int(f, "epoch", epoch), "%s: attribute", tmp);
+    H5TRY(write_layers(f, "history", net, net->params, gzip), "%s: writing the weights failed", tmp);
+out:
+    if (f >= 0 && H5Fclose(f) < 0 && st == NNDL_OK) st = nndl_fail(err, NNDL_EIO, "%s: close failed (disk full?)", tmp);
+    if (st == NNDL_OK) st = nndl_commit_file(tmp, path, err);
+    if (st != NNDL_OK) return unlink(tmp), st;
+    return manifest_add_file(p, NULL, name, err);
+}
+
+/* ---- probe activations: one file per snapshot, every rank writes its rows ---- */
+
+nndl_status nndl_runfile_activations(MPI_Comm comm, const nndl_run_paths *p, int epoch, const nndl_run *r,
+                                     const nndl_net *net, float *const *act, int first, int rows, nndl_err *err)
+{
+    nndl_status st = NNDL_OK;
+    int rank;
+    MPI_Comm_rank(comm, &rank);
+    char name[64], path[4400], tmp[4500];
+    snprintf(name, sizeof name, "act-%06d.h5", epoch);
+    snprintf(path, sizeof path, "%s/%s", p->dir, name);
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    h5u_quiet();
+    hid_t fapl = h5u_fapl(), dxpl = H5Pcreate(H5P_DATASET_XFER), f = -1, g = -1, d = -1, fs = -1, ms = -1;
+    H5Pset_fapl_mpio(fapl, comm, MPI_INFO_NULL);
+    H5Pset_dxpl_mpio(dxpl, H5FD_MPIO_COLLECTIVE);
+    f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl); /* collective */
+    H5TRY(f, "%s: cannot create (disk full or not writable?)", tmp);
+    H5TRY(h5u_attr_int(f, "epoch", epoch), "%s: attribute", tmp);
+    H5TRY(g = h5u_group(f, "activations"), "%s: group", tmp);
+    for (int k = 0; k < r->n_probe_layers; k++) {
+        int width = net->sizes[r->probe_layers[k]];
+        char dname[32];
+        snprintf(dname, sizeof dname, "layer_%d", r->probe_layers[k]);
+        hsize_t dims[2] = {(hsize_t)r->n_probe, (hsize_t)width}, start[2] = {(hsize_t)first, 0},
+                count[2] = {(hsize_t)rows, (hsize_t)width};
+        H5TRY(fs = H5Screate_simple(2, dims, NULL), "dataspace");
+        H5TRY(d = H5Dcreate2(g, dname, H5T_IEEE_F32LE, fs, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), "%s: %s", tmp, dname);
+        H5TRY(ms = H5Screate_simple(2, count, NULL), "dataspace");
+        if (rows > 0) H5TRY(H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, count, NULL), "hyperslab");
+        else H5Sselect_none(fs), H5Sselect_none(ms);
+        H5TRY(H5Dwrite(d, H5T_NATIVE_FLOAT, ms, fs, dxpl, act[k]), "%s: collective write of %s", tmp, dname);
+        H5Sclose(ms), H5Sclose(fs), H5Dclose(d);
+        ms = fs = d = -1;
+    }
+out:
+    if (ms >= 0) H5Sclose(ms);
+    if (fs >= 0) H5Sclose(fs);
+    if (d >= 0) H5Dclose(d);
+    if (g >= 0) H5Gclose(g);
+    if (f >= 0 && H5Fclose(f) < 0 && st == NNDL_OK) st = nndl_fail(err, NNDL_EIO, "%s: close failed (disk full?)", tmp);
+    H5Pclose(fapl), H5Pclose(dxpl);
+    if (rank != 0) return st; /* rank 0 commits; the caller agrees on the status */
+    if (st == NNDL_OK) st = nndl_commit_file(tmp, path, err);
+    if (st != NNDL_OK) return unlink(tmp), st;
+    return manifest_add_file(p, NULL, name, err);
+}
+
+/* ---- the main file ---- */
+
+/* A virtual dataset [S x inner] over the snapshot files: row s from FILE(s):SRC of shape inner. */
+static herr_t write_vds(hid_t loc, const char *name, const char *dirbase, const char *prefix, const int *snap_epoch,
+                        int n_snaps, const char *src, int rank, const hsize_t *inner)
+{
+    hsize_t dims[4] = {(hsize_t)n_snaps}, start[4] = {0}, count[4] = {1};
+    for (int i = 0; i < rank; i++) dims[i + 1] = count[i + 1] = inner[i];
+    hid_t vs = H5Screate_simple(rank + 1, dims, NULL), ss = H5Screate_simple(rank, inner, NULL),
+          dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    float nan = NAN; /* a missing companion file reads as NaN, never as plausible zeros */
+    H5Pset_fill_value(dcpl, H5T_NATIVE_FLOAT, &nan);
+    for (int s = 0; s < n_snaps; s++) {
+        char file[4400];
+        snprintf(file, sizeof file, "%s/%s-%06d.h5", dirbase, prefix, snap_epoch[s]);
+        start[0] = (hsize_t)s;
+        H5Sselect_hyperslab(vs, H5S_SELECT_SET, start, NULL, count, NULL);
+        H5Pset_virtual(dcpl, vs, file, src, ss);
+    }
+    H5Sselect_all(vs);
+    hid_t d = H5Dcreate2(loc, name, H5T_IEEE_F32LE, vs, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+    herr_t rc = d < 0 ? -1 : h5u_attr_str(d, "note", "virtual: reads the snapshot files in the run's companion "
+                                                      "directory; NaN where one is missing");
+    if (d >= 0) H5Dclose(d);
+    H5Pclose(dcpl), H5Sclose(vs), H5Sclose(ss);
+    return rc;
+}
+
+static herr_t write_history(hid_t f, const nndl_run *r, const nndl_net *net, const char *dirbase)
+{
+    hid_t g = h5u_group(f, "history");
+    hsize_t ns = (hsize_t)r->n_snaps;
+    herr_t rc = g < 0 ? -1 : h5u_write(g, "epoch", H5T_NATIVE_INT, 1, &ns, r->snap_epoch, 0);
+    for (int l = 0; rc >= 0 && l < net->n_layers && r->n_snaps > 0; l++) {
+        char name[64], src[96];
+        hsize_t wd[2] = {(hsize_t)net->layer[l].n_out, (hsize_t)net->layer[l].n_in};
+        snprintf(name, sizeof name, "layer_%d", l + 1);
+        hid_t lg = h5u_group(g, name);
+        snprintf(src, sizeof src, "/history/layer_%d/weights", l + 1);
+        rc = lg < 0 ? -1 : write_vds(lg, "weights", dirbase, "hist", r->snap_epoch, r->n_snaps, src, 2, wd);
+        snprintf(src, sizeof src, "/history/layer_%d/biases", l + 1);
+        if (rc >= 0) rc = write_vds(lg, "biases", dirbase, "hist", r->snap_epoch, r->n_snaps, src, 1, wd);
+        if (lg >= 0) H5Gclose(lg);
+    }
+    if (g >= 0) H5Gclose(g);
+    return rc;
+}
+
+static herr_t write_activations(hid_t f, const nndl_run *r, const nndl_net *net, const char *dirbase)
+{
+    if (r->n_probe <= 0 || r->n_probe_layers <= 0) return 0;
+    hid_t g = h5u_group(f, "activations");
+    hsize_t ns = (hsize_t)r->n_snaps, np = (hsize_t)r->n_probe, nl = (hsize_t)r->n_probe_layers;
+    herr_t rc = g < 0 ? -1 : h5u_write(g, "epoch", H5T_NATIVE_INT, 1, &ns, r->snap_epoch, 0);
+    if (rc >= 0) rc = h5u_write(g, "indices", H5T_NATIVE_INT, 1, &np, r->probe_index, 0);
+    if (rc >= 0) rc = h5u_write(g, "labels", H5T_NATIVE_UINT8, 1, &np, r->probe_label, 0);
+    if (rc >= 0) rc = h5u_write(g, "layers", H5T_NATIVE_INT, 1, &nl, r->probe_layers, 0);
+    for (int k = 0; rc >= 0 && k < r->n_probe_layers && r->n_snaps > 0; k++) {
+        char name[64], src[96];
+        hsize_t inner[2] = {np, (hsize_t)net->sizes[r->probe_layers[k]]};
+        snprintf(name, sizeof name, "layer_%d", r->probe_layers[k]);
+        snprintf(src, sizeof src, "/activations/%s", name);
+        rc = write_vds(g, name, dirbase, "act", r->snap_epoch, r->n_snaps, src, 2, inner);
+    }
+    if (g >= 0) H5Gclose(g);
+    return rc;
+}
+
+/* /checkpoint -> the newest checkpoint file, /eval -> eval.h5 when it exists (external links) */
+static herr_t write_links(hid_t f, const nndl_run_paths *p, const char *dirbase)
+{
+    cJSON *m = NULL;
+    nndl_err e;
+    if (manifest_load(p, 0, &m, &e) != NNDL_OK) return 0;
+    cJSON *list = cJSON_GetObjectItem(m, "checkpoints");
+    cJSON *last = cJSON_GetArrayItem(list, cJSON_GetArraySize(list) - 1);
+    char file[4400];
+    herr_t rc = 0;
+    if (cJSON_IsString(last)) {
+        snprintf(file, sizeof file, "%s/%s", dirbase, last->valuestring);
+        rc = H5Lcreate_external(file, "/", f, "checkpoint", H5P_DEFAULT, H5P_DEFAULT);
+    }
+    if (rc >= 0 && cJSON_IsString(cJSON_GetObjectItem(cJSON_GetObjectItem(m, "files"), "eval.h5"))) {
+        snprintf(file, sizeof file, "%s/eval.h5", dirbase);
+        rc = H5Lcreate_external(file, "/eval", f, "eval", H5P_DEFAULT, H5P_DEFAULT);
+    }
+    cJSON_Delete(m);
+    return rc;
+}
+
+static nndl_status record_main(const nndl_run_paths *p, const char *config_json, nndl_err *err)
+{
+    char sha[NNDL_SHA256_HEX];
+    cJSON *m;
+    nndl_status st = nndl_sha256_file(p->main, sha, err);
+    if (st == NNDL_OK) st = manifest_load(p, 1, &m, err);
+    if (st != NNDL_OK) return st;
+    manifest_set_config(m, config_json);
+    cJSON_DeleteItemFromObject(m, "main_sha256");
+    cJSON_AddStringToObject(m, "main_sha256", sha);
+    st = manifest_save(p, m, err);
+    cJSON_Delete(m);
+    return st;
+}
+
+nndl_status nndl_runfile_write_main(const nndl_run_paths *p, const nndl_run *r, const nndl_net *net, nndl_err *err)
+{
+    nndl_status st = NNDL_OK;
+    char tmp[4200], b1[4200], dirbase[4200];
+    snprintf(tmp, sizeof tmp, "%s.tmp", p->main);
+    snprintf(dirbase, sizeof dirbase, "%s", base_of(p->dir, b1, sizeof b1));
+    hid_t f = h5u_create(tmp), g = -1;
+    H5TRY(f, "%s: cannot create (disk full or not writable?)", tmp);
+    H5TRY(h5u_attr_int(f, "nndl_format_version", NNDL_FORMAT_VERSION), "%s: attribute", tmp);
+    const char *keys[] = {"config", "command_line", "nndl_version", "host", "start_time", "dataset", "dataset_sha256",
+                          "status", "companion_dir"};
+    const char *vals[] = {r->config_json, r->command_line, NNDL_VERSION, r->host, r->start_time, r->dataset,
+                          r->dataset_sha256_json, r->status ? r->status : "running", dirbase};
+    for (int i = 0; i < 9; i++) H5TRY(h5u_attr_str(f, keys[i], vals[i] ? vals[i] : ""), "%s: attribute %s", tmp, keys[i]);
+    H5TRY(h5u_attr_int(f, "mpi_world_size", r->world_size), "%s: attribute", tmp);
+    H5TRY(h5u_attr_int(f, "exit_status", r->exit_status), "%s: attribute", tmp);
+    H5TRY(h5u_attr_int(f, "epoch", r->epoch), "%s: attribute", tmp);
+    H5TRY(h5u_attr_int(f, "step", r->step), "%s: attribute", tmp);
+    H5TRY(write_layers(f, "model", net, net->params, 0), "%s: /model", tmp);
+    H5TRY(g = h5u_group(f, "metrics"), "%s: /metrics", tmp);
+    for (int i = 0; i < NNDL_N_METRICS; i++) {
+        hsize_t n = (hsize_t)r->n_epochs;
+        H5TRY(h5u_write(g, nndl_metric_names[i], H5T_NATIVE_DOUBLE, 1, &n, r->metrics[i], 0), "%s: metrics", tmp);
+    }
+    H5Gclose(g), g = -1;
+    if (r->best_params) {
+        H5TRY(write_layers(f, "best", net, r->best_params, 0), "%s: /best", tmp);
+        H5TRY(g = H5Gopen2(f, "best", H5P_DEFAULT), "%s: /best", tmp);
+        H5TRY(h5u_attr_int(g, "epoch", r->best_epoch), "%s: attribute", tmp);
+        H5TRY(h5u_attr_double(g, "val_accuracy", r->best_val), "%s: attribute", tmp);
+        H5TRY(h5u_attr_double(g, "test_accuracy", r->best_test), "%s: attribute", tmp);
+        H5Gclose(g), g = -1;
+    }
+    H5TRY(write_history(f, r, net, dirbase), "%s: /history", tmp);
+    H5TRY(write_activations(f, r, net, dirbase), "%s: /activations", tmp);
+    H5TRY(write_links(f, p, dirbase), "%s: links to the checkpoint and eval files", tmp);
+out:
+    if (g >= 0) H5Gclose(g);
+    if (f >= 0 && H5Fclose(f) < 0 && st == NNDL_OK) st = nndl_fail(err, NNDL_EIO, "%s: close failed (disk full?)", tmp);
+    if (st == NNDL_OK) st = nndl_commit_file(tmp, p->main, err);
+    if (st != NNDL_OK) return unlink(tmp), st;
+    return record_main(p, r->config_json, err);
+}

@@ -1,0 +1,29 @@
+/* runfile_int.h: what runfile.c and ckpt.c share (not a public header). */
+#ifndef NNDL_RUNFILE_INT_H
+#define NNDL_RUNFILE_INT_H
+
+#include <cjson/cJSON.h>
+
+#include "h5util.h"
+#include "nndl/runfile.h"
+
+/* Load dir/MANIFEST.json (a new empty manifest if it does not exist and create is set). */
+nndl_status manifest_load(const nndl_run_paths *p, int create, cJSON **out, nndl_err *err);
+/* Write it atomically. */
+nndl_status manifest_save(const nndl_run_paths *p, cJSON *m, nndl_err *err);
+/* Add the configuration object to a manifest that has none yet. */
+void manifest_set_config(cJSON *m, const char *config_json);
+/* Record name's SHA-256 (computed here) under "files" and save; path = dir/name. */
+nndl_status manifest_add_file(const nndl_run_paths *p, const char *config_json, const char *name, nndl_err *err);
+/* Check dir/name against its recorded SHA-256 before HDF5 opens it. */
+nndl_status manifest_verify(const nndl_run_paths *p, cJSON *m, const char *name, nndl_err *err);
+
+/* Check the main file against the SHA-256 the manifest recorded when nndl last wrote it. */
+nndl_status manifest_verify_main(const nndl_run_paths *p, nndl_err *err);
+
+/* Write the parameters of buf (laid out as net's) as GROUP/layer_K/{weights,biases}. */
+herr_t write_layers(hid_t f, const char *group, const nndl_net *net, const float *buf, int gzip);
+/* Read them into buf; shapes must match net (-2 otherwise). */
+herr_t read_layers(hid_t f, const char *group, const nndl_net *net, float *buf);
+
+#endif
