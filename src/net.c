@@ -254,18 +254,28 @@ double nndl_net_backprop(nndl_net *net, const float *x, const uint8_t *y, int n)
     return cost;
 }
 
+static int argmax(const float *a, int m)
+{
+    int best = 0;
+    for (int j = 1; j < m; j++) best = a[j] > a[best] ? j : best;
+    return best;
+}
+
 void nndl_net_evaluate(nndl_net *net, const float *x, const uint8_t *y, int n, double *cost, long *correct)
 {
     if (n <= 0) return;
     const float *out = nndl_net_forward(net, x, n);
     int m = net->sizes[net->n_layers];
     *cost += nndl_net_cost(net, out, y, n);
-    for (int r = 0; r < n; r++) {
-        const float *a = out + (size_t)r * m;
-        int best = 0;
-        for (int j = 1; j < m; j++) best = a[j] > a[best] ? j : best;
-        *correct += best == y[r];
-    }
+    for (int r = 0; r < n; r++) *correct += argmax(out + (size_t)r * m, m) == y[r];
+}
+
+void nndl_net_predict(nndl_net *net, const float *x, int n, int *pred)
+{
+    if (n <= 0) return;
+    const float *out = nndl_net_forward(net, x, n);
+    int m = net->sizes[net->n_layers];
+    for (int r = 0; r < n; r++) pred[r] = argmax(out + (size_t)r * m, m);
 }
 
 void nndl_net_sgd(nndl_net *net, float scale)

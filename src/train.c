@@ -116,3 +116,20 @@ nndl_status nndl_trainer_evaluate(nndl_trainer *t, const nndl_split *s, double *
     *cost = s->n ? sums[0] / s->n : 0.0;
     return NNDL_OK;
 }
+
+nndl_status nndl_trainer_confusion(nndl_trainer *t, const nndl_split *s, double *conf, nndl_err *err)
+{
+    int first, len, m = t->net->sizes[t->net->n_layers];
+    int *pred = malloc(sizeof *pred * t->rows);
+    if (!pred) return nndl_fail(err, NNDL_ENOMEM, "out of memory");
+    memset(conf, 0, sizeof *conf * m * m);
+    nndl_dist_shard(s->n, t->dist->size, t->dist->rank, &first, &len);
+    for (int i = 0; i < len; i += t->rows) {
+        int k = len - i < t->rows ? len - i : t->rows;
+        nndl_split_gather_range(s, first + i, k, t->x, t->y);
+        nndl_net_predict(t->net, t->x, k, pred);
+        for (int r = 0; r < k; r++) conf[t->y[r] * m + pred[r]] += 1.0;
+    }
+    free(pred);
+    return nndl_dist_sum_doubles(t->dist, conf, m * m, err);
+}

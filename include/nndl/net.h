@@ -86,6 +86,9 @@ double nndl_net_backprop(nndl_net *net, const float *x, const uint8_t *y, int n)
  * number of rows whose arg-max output equals the label to *correct. */
 void nndl_net_evaluate(nndl_net *net, const float *x, const uint8_t *y, int n, double *cost, long *correct);
 
+/* Arg-max class of each output row: pred[r] for x [n x sizes[0]] (n <= cap). */
+void nndl_net_predict(nndl_net *net, const float *x, int n, int *pred);
+
 /* Plain SGD: params -= scale * grads over all n_params (scale = eta / batch). */
 void nndl_net_sgd(nndl_net *net, float scale);
 

@@ -89,4 +89,8 @@ nndl_status nndl_trainer_epoch(nndl_trainer *t, const nndl_train_hooks *hooks, n
 nndl_status nndl_trainer_evaluate(nndl_trainer *t, const nndl_split *s, double *accuracy, double *cost,
                                   nndl_err *err);
 
+/* The confusion matrix of split s: conf[true * n_out + predicted] counts, n_out = output width,
+ * summed over the ranks. Collective. */
+nndl_status nndl_trainer_confusion(nndl_trainer *t, const nndl_split *s, double *conf, nndl_err *err);
+
 #endif

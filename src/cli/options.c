@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -367,6 +368,8 @@ cJSON *nndl_options_to_json(const nndl_options *o)
     cJSON_AddNumberToObject(j, "seed", (double)c->seed); /* < 2^53: exact */
     cJSON_AddBoolToObject(j, "no-shuffle", !c->shuffle);
     cJSON_AddStringToObject(j, "dataset", o->dataset);
+    char abs[PATH_MAX];
+    cJSON_AddStringToObject(j, "data", realpath(o->data_dir, abs) ? abs : o->data_dir);
     cJSON_AddNumberToObject(j, "train-samples", o->train_samples);
     cJSON_AddNumberToObject(j, "val-samples", o->val_samples);
     cJSON_AddStringToObject(j, "val-split", o->val_random ? "random" : "last");
@@ -389,7 +392,7 @@ static const struct { const char *key; int opt, strict; } keys[] = {
     {"val-split", OPT_VAL_SPLIT, 1}, {"init-from", OPT_INIT_FROM, 1}, {"checkpoint-every", OPT_CKPT_EVERY, 0},
     {"checkpoint-every-steps", OPT_CKPT_EVERY_STEPS, 0}, {"keep", OPT_KEEP, 0},
     {"history-every", OPT_HISTORY_EVERY, 0}, {"probe", OPT_PROBE, 1}, {"probe-layers", OPT_PROBE_LAYERS, 1},
-    {"compress", OPT_COMPRESS, 0}};
+    {"compress", OPT_COMPRESS, 0}, {"data", OPT_DATA, 0}};
 
 /* Set one stored value into o; NNDL_EFORMAT if it is not of the right kind. */
 static nndl_status apply_key(nndl_options *o, const char *key, const cJSON *v, nndl_err *err)
@@ -425,6 +428,7 @@ static nndl_status apply_key(nndl_options *o, const char *key, const cJSON *v, n
         c->shuffle = !cJSON_IsTrue(v);
         return NNDL_OK;
     }
+    if (!strcmp(key, "data")) return s && *s && strlen(s) < sizeof o->data_dir ? (strcpy(o->data_dir, s), NNDL_OK) : NNDL_EFORMAT;
     if (!strcmp(key, "init-from")) return s && strlen(s) < sizeof o->init_from ? (strcpy(o->init_from, s), NNDL_OK) : NNDL_EFORMAT;
     static const int opt_of[] = {OPT_COST, OPT_INIT, OPT_DATASET, OPT_VAL_SPLIT};
     static const char *str_keys[] = {"cost", "init", "dataset", "val-split"};
@@ -459,6 +463,5 @@ nndl_status nndl_options_merge_stored(nndl_options *o, const char *stored_json, 
         }
     }
     cJSON_Delete(stored), cJSON_Delete(mine);
-    if (st == NNDL_OK && !o->given[OPT_DATA - OPT_SIZES]) default_data_dir(o);
     return st;
 }

@@ -13,7 +13,7 @@
 
 /* ---- data ---- */
 
-static nndl_status load_data(nndl_dataset *ds, const nndl_options *o, nndl_err *err)
+nndl_status nndl_dataset_load(nndl_dataset *ds, const nndl_options *o, nndl_err *err)
 {
     char hint[9000];
     const char *dir = o->data_dir;
@@ -49,7 +49,7 @@ static nndl_status load_data(nndl_dataset *ds, const nndl_options *o, nndl_err *
     return NNDL_OK;
 }
 
-static void free_data(nndl_dataset *ds)
+void nndl_dataset_free(nndl_dataset *ds)
 {
     nndl_split_free(&ds->train), nndl_split_free(&ds->val), nndl_split_free(&ds->test);
     nndl_images_free(&ds->train_file), nndl_images_free(&ds->test_file);
@@ -299,7 +299,7 @@ nndl_status nndl_session_start(nndl_session *s, nndl_options *o, const nndl_dist
     nndl_status st = NNDL_OK;
     if (o->resume[0]) st = resume_config(s, &ckpt, err);
     if (st == NNDL_OK) st = nndl_options_check(o, err);
-    if (st == NNDL_OK) st = load_data(&s->ds, o, err);
+    if (st == NNDL_OK) st = nndl_dataset_load(&s->ds, o, err);
     o->cfg.step_hook_every = o->checkpoint_every_steps;
     if (st == NNDL_OK) st = nndl_net_create(&s->net, o->cfg.sizes, o->cfg.n_sizes, o->cfg.act, o->cfg.cost, err);
     if (st == NNDL_OK) st = nndl_trainer_init(&s->tr, s->net, &o->cfg, &s->ds.train, &s->ds.val, d, err);
@@ -396,5 +396,5 @@ void nndl_session_free(nndl_session *s)
     nndl_trainer_free(&s->tr);
     nndl_net_free(s->net);
     nndl_run_free(&s->run);
-    free_data(&s->ds);
+    nndl_dataset_free(&s->ds);
 }

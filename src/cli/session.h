@@ -13,6 +13,10 @@ typedef struct {
     char paths[4][4200]; /* train images, train labels, test images, test labels */
 } nndl_dataset;
 
+/* Load the dataset o names, split it as o says, check --sizes against it. */
+nndl_status nndl_dataset_load(nndl_dataset *ds, const nndl_options *o, nndl_err *err);
+void nndl_dataset_free(nndl_dataset *ds);
+
 typedef struct {
     nndl_options *o;
     const nndl_dist *d;

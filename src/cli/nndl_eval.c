@@ -1,0 +1,126 @@
+/* nndl-eval RUN.h5 [--split test|val|train] [--model latest|best] [--data DIR]
+ * Load a run's checkpoint, report accuracy, cost and the confusion matrix on a split, and store
+ * them in the run file as /eval/SPLIT. Runs on one rank or under mpirun (sharded). */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "nndl/dist.h"
+#include "nndl/runfile.h"
+#include "nndl/version.h"
+#include "session.h"
+
+static void usage(FILE *f)
+{
+    fputs("usage: nndl-eval RUN.h5 [--split test|val|train] [--model latest|best] [--data DIR]\n"
+          "Evaluate a run's model (its last checkpoint, or the best epoch's parameters) on a split:\n"
+          "accuracy, mean cost and the confusion matrix (rows = true label, columns = predicted),\n"
+          "printed and stored in the run file as /eval/SPLIT/confusion.\n"
+          "  --split NAME   test (10,000 test images), val or train   [test]\n"
+          "  --model WHICH  latest: the last checkpoint; best: the best validation epoch  [latest]\n"
+          "  --data DIR     where the dataset's files are now        [the run's --data default]\n"
+          "Example: nndl-eval runs/ch1.h5 --split test --model best\n", f);
+}
+
+static nndl_status eval(const char *run, const char *split, int best, const char *data, const nndl_dist *d,
+                        nndl_err *err)
+{
+    nndl_options o;
+    char *argv0[] = {(char *)"nndl-eval"}, *cfg = NULL, ckpt[4400] = "";
+    nndl_run_paths p;
+    nndl_run r;
+    nndl_dataset ds;
+    nndl_net *net = NULL;
+    nndl_trainer t;
+    memset(&r, 0, sizeof r), memset(&ds, 0, sizeof ds), memset(&t, 0, sizeof t);
+    nndl_run_paths_of(&p, run);
+    nndl_status st = nndl_options_parse(&o, 1, argv0, err);
+    if (st == NNDL_OK && d->rank == 0) st = nndl_runfile_open(&p, &cfg, ckpt, sizeof ckpt, err);
+    if (st == NNDL_OK && d->rank == 0 && !ckpt[0])
+        st = nndl_fail(err, NNDL_EARG, "%s: no checkpoint yet (the run stopped before its first); nothing to evaluate",
+                       run);
+    if ((st = nndl_dist_agree(d, st, err, NULL)) != NNDL_OK) goto out;
+    if ((st = nndl_dist_bcast_str(d, &cfg, err)) != NNDL_OK) goto out;
+    if (data) snprintf(o.data_dir, sizeof o.data_dir, "%s", data), o.given[OPT_DATA - OPT_SIZES] = 1;
+    st = nndl_options_merge_stored(&o, cfg, run, err);
+    if (st == NNDL_OK) st = nndl_dataset_load(&ds, &o, err);
+    if (st == NNDL_OK) st = nndl_net_create(&net, o.cfg.sizes, o.cfg.n_sizes, o.cfg.act, o.cfg.cost, err);
+    if (st == NNDL_OK) st = nndl_trainer_init(&t, net, &o.cfg, &ds.train, &ds.val, d, err);
+    if (st == NNDL_OK && d->rank == 0) st = nndl_runfile_load_checkpoint(ckpt, &r, net, err);
+    if (st == NNDL_OK && d->rank == 0 && best) {
+        if (!r.best_params) st = nndl_fail(err, NNDL_EARG, "%s: no best model recorded yet; use --model latest", run);
+        else memcpy(net->params, r.best_params, sizeof(float) * net->n_params);
+    }
+    if ((st = nndl_dist_agree(d, st, err, NULL)) != NNDL_OK) goto out;
+    int epoch = best ? r.best_epoch : r.epoch;
+    if ((st = nndl_dist_bcast(d, net->params, sizeof(float) * net->n_params, err)) != NNDL_OK) goto out;
+    if ((st = nndl_dist_bcast(d, &epoch, sizeof epoch, err)) != NNDL_OK) goto out;
+    const nndl_split *s = !strcmp(split, "test") ? &ds.test : !strcmp(split, "val") ? &ds.val : &ds.train;
+    double acc, cost, conf[NNDL_MAX_SIZES * NNDL_MAX_SIZES];
+    int m = net->sizes[net->n_layers];
+    if (m > NNDL_MAX_SIZES) st = nndl_fail(err, NNDL_EARG, "%d classes: at most %d supported", m, NNDL_MAX_SIZES);
+    if (st == NNDL_OK) st = nndl_trainer_evaluate(&t, s, &acc, &cost, err);
+    if (st == NNDL_OK) st = nndl_trainer_confusion(&t, s, conf, err);
+    if (st == NNDL_OK && d->rank == 0) {
+        printf("%s: %s model (epoch %d) on %s (%d samples): accuracy %.4f, cost %.4f\n", run, best ? "best" : "latest",
+               epoch, split, s->n, acc, cost);
+        printf("confusion matrix (rows = true label, columns = predicted):\n     ");
+        for (int j = 0; j < m; j++) printf("%6d", j);
+        printf("\n");
+        int64_t ci[NNDL_MAX_SIZES * NNDL_MAX_SIZES];
+        for (int i = 0; i < m; i++) {
+            printf("%5d", i);
+            for (int j = 0; j < m; j++) printf("%6lld", (long long)(ci[i * m + j] = (int64_t)conf[i * m + j]));
+            printf("\n");
+        }
+        st = nndl_runfile_store_eval(&p, split, ci, m, acc, cost, epoch, err);
+        if (st == NNDL_OK) printf("stored as /eval/%s in %s\n", split, run);
+    }
+    st = nndl_dist_agree(d, st, err, NULL);
+out:
+    free(cfg);
+    nndl_trainer_free(&t);
+    nndl_net_free(net);
+    nndl_run_free(&r);
+    nndl_dataset_free(&ds);
+    return st;
+}
+
+int main(int argc, char **argv)
+{
+    MPI_Init(&argc, &argv);
+    nndl_dist d;
+    nndl_err err = {0};
+    const char *split = "test", *data = NULL;
+    int best = 0, help = 0;
+    nndl_status st = nndl_dist_init(&d, MPI_COMM_WORLD, &err);
+    static const struct option opts[] = {{"split", 1, 0, 's'}, {"model", 1, 0, 'm'}, {"data", 1, 0, 'd'},
+                                         {"help", 0, 0, 'h'}, {"version", 0, 0, 'V'}, {0, 0, 0, 0}};
+    int c;
+    opterr = 0;
+    while (st == NNDL_OK && (c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
+        if (c == 's' && (!strcmp(optarg, "test") || !strcmp(optarg, "val") || !strcmp(optarg, "train"))) split = optarg;
+        else if (c == 's') st = nndl_fail(&err, NNDL_EARG, "--split: expected test, val or train, found '%s'", optarg);
+        else if (c == 'm' && (!strcmp(optarg, "latest") || !strcmp(optarg, "best"))) best = !strcmp(optarg, "best");
+        else if (c == 'm') st = nndl_fail(&err, NNDL_EARG, "--model: expected latest or best, found '%s'", optarg);
+        else if (c == 'd') data = optarg;
+        else if (c == 'h') help = 1;
+        else if (c == 'V') help = 2;
+        else st = nndl_fail(&err, NNDL_EARG, "%s '%s'; see nndl-eval --help", c == ':' ? "missing value for" :
+                            "unknown flag", argv[optind - 1]);
+    }
+    if (st == NNDL_OK && !help && optind != argc - 1)
+        st = nndl_fail(&err, NNDL_EARG, "expected one run file (e.g. nndl-eval runs/ch1.h5), found %d arguments",
+                       argc - optind);
+    if (st == NNDL_OK && help) {
+        if (d.rank == 0) help == 1 ? usage(stdout) : (void)printf("nndl-eval %s\n", NNDL_VERSION);
+    } else if (st == NNDL_OK) {
+        st = eval(argv[optind], split, best, data, &d, &err);
+        if (st != NNDL_OK && !err.silent) fprintf(stderr, "nndl-eval: error: %s\n", err.msg);
+    } else if (d.rank == 0) {
+        fprintf(stderr, "nndl-eval: error: %s\n", err.msg);
+    }
+    MPI_Finalize();
+    return nndl_exit_status(st);
+}

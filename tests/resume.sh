@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Exact resume: stopped and resumed runs end bit-identical to uninterrupted ones (same ranks), from
+# an epoch boundary and from the middle of an epoch; P=1 -> P=3 within 1e-5; flags that contradict
+# the stored configuration are refused; a run killed before its first checkpoint starts over.
+. "$(dirname "$0")/lib.sh"
+need_mnist
+tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+PY=/usr/bin/python3; SAME="$PY $(dirname "$0")/same_model.py"
+A=(--sizes 784,30,10 --init nielsen --eta 0.5 --train-samples 3000 --probe 100 --data "$NNDL_TEST_DATA" --no-progress)
+t() { mpi "$@" >"$tmp/out" 2>&1; }
+
+t -n 2 "$NNDL_TRAIN" "${A[@]}" --epochs 4 --out "$tmp/full.h5" || fail "reference run: $(tail -3 "$tmp/out")"
+
+# 1. stop after epoch 2, resume to 4 (the original command line plus --resume, --epochs grown)
+t -n 2 "$NNDL_TRAIN" "${A[@]}" --epochs 2 --out "$tmp/a.h5"
+t -n 2 "$NNDL_TRAIN" "${A[@]}" --epochs 4 --resume "$tmp/a.h5" && grep -q "resumed after epoch 2, step 0" "$tmp/out" \
+  && $SAME "$tmp/full.h5" "$tmp/a.h5" >"$tmp/cmp" && pass "2 + 2 epochs = 4 epochs, bit for bit: $(tr '\n' ' ' <"$tmp/cmp")" \
+  || fail "resume at an epoch boundary: $(cat "$tmp/out" "$tmp/cmp")"
+
+# 2. mid-epoch: stopped after 130 steps (epoch 1 has 300), then again in epoch 3, then to the end
+t -n 2 "$NNDL_TRAIN" "${A[@]}" --epochs 4 --out "$tmp/b.h5" --stop-after-steps 130; rc1=$?
+t -n 2 "$NNDL_TRAIN" --resume "$tmp/b.h5" --stop-after-steps 500; rc2=$?
+grep -q "resumed after epoch 0, step 130" "$tmp/out" || fail "second launch did not resume mid-epoch: $(cat "$tmp/out")"
+t -n 2 "$NNDL_TRAIN" --resume "$tmp/b.h5"; rc3=$?
+[ $rc1 -eq 75 ] && [ $rc2 -eq 75 ] && [ $rc3 -eq 0 ] && pass "stops exit 75, the last launch 0" || fail "exit statuses $rc1 $rc2 $rc3"
+$SAME "$tmp/full.h5" "$tmp/b.h5" >"$tmp/cmp" && pass "resumed twice mid-epoch = uninterrupted, bit for bit" \
+  || fail "mid-epoch resume: $(cat "$tmp/cmp")"
+$PY - "$tmp/full.h5" "$tmp/b.h5" <<'PYEOF' && pass "metrics and histories continue as if never stopped" || fail "metrics after resume"
+import sys, h5py, numpy as np
+a, b = (h5py.File(p, "r") for p in sys.argv[1:])
+for m in ("train_cost", "val_accuracy", "val_cost"):
+    assert np.array_equal(a["metrics/" + m][...], b["metrics/" + m][...]), m
+assert list(b["history/epoch"][...]) == [0, 1, 2, 3, 4]
+assert np.array_equal(a["history/layer_1/weights"][...], b["history/layer_1/weights"][...])
+assert np.array_equal(a["activations/layer_1"][...], b["activations/layer_1"][...])
+assert b.attrs["status"] in (b"completed", "completed")
+PYEOF
+
+# 3. another rank count: 1 rank stops mid-epoch, 3 ranks finish (non-chaotic setting)
+t -n 1 "$NNDL_TRAIN" "${A[@]}" --epochs 3 --out "$tmp/p1.h5" || fail "np 1 reference"
+t -n 1 "$NNDL_TRAIN" "${A[@]}" --epochs 3 --out "$tmp/c.h5" --stop-after-steps 450
+t -n 3 "$NNDL_TRAIN" --resume "$tmp/c.h5" && $SAME "$tmp/p1.h5" "$tmp/c.h5" 1e-5 >"$tmp/cmp" \
+  && pass "P=1 -> P=3 resume within 1e-5: $(tr '\n' ' ' <"$tmp/cmp")" || fail "P=1 -> P=3: $(cat "$tmp/out" "$tmp/cmp")"
+
+# 4. flags that contradict the stored configuration; --epochs below what is done
+t -n 2 "$NNDL_TRAIN" --resume "$tmp/a.h5" --eta 0.1; rc=$?
+[ $rc -eq 2 ] && grep -q -- "--eta 0.1 contradicts the run's stored eta = 0.5" "$tmp/out" \
+  && pass "a contradicting flag is refused, named: $(grep error: "$tmp/out" | head -c 150)" || fail "contradiction: $rc $(cat "$tmp/out")"
+t -n 2 "$NNDL_TRAIN" --resume "$tmp/a.h5" --sizes 784,30,10 --eta 0.5 --epochs 5 && pass "agreeing flags are fine, --epochs grows" \
+  || fail "agreeing flags: $(tail -3 "$tmp/out")"
+t -n 2 "$NNDL_TRAIN" --resume "$tmp/a.h5" --epochs 2; rc=$?
+[ $rc -eq 2 ] && grep -q "already trained 5 epochs" "$tmp/out" && pass "--epochs below the epochs done is refused" \
+  || fail "--epochs shrink: $rc $(cat "$tmp/out")"
+
+# 5. killed before its first checkpoint: the resume starts over from the stored configuration
+t -n 2 "$NNDL_TRAIN" "${A[@]}" --epochs 4 --out "$tmp/d.h5" --checkpoint-every 0 --stop-after-steps 10
+$PY - "$tmp/d.h5.d/MANIFEST.json" <<'PYEOF'
+import json, os, sys
+m = json.load(open(sys.argv[1]))           # forget the stop's checkpoint: as if killed before it
+for c in m["checkpoints"]:
+    os.remove(os.path.join(os.path.dirname(sys.argv[1]), c)); m["files"].pop(c)
+m["checkpoints"] = []
+json.dump(m, open(sys.argv[1], "w"))
+PYEOF
+t -n 2 "$NNDL_TRAIN" --resume "$tmp/d.h5" && $SAME "$tmp/full.h5" "$tmp/d.h5" >"$tmp/cmp" \
+  && pass "no checkpoint yet: starts over from the stored configuration and matches" || fail "start over: $(cat "$tmp/out" "$tmp/cmp")"
+finish

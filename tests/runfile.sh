@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# The run file of a real `mpirun -np 2 nndl-train`, read back by C (test_runfile), by h5py and by
+# h5dump; nndl-eval stores /eval; nndl-pack makes one self-contained file; a main file copied
+# without its companions reads NaN, not plausible numbers.
+. "$(dirname "$0")/lib.sh"
+need_mnist
+tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+PY=/usr/bin/python3
+run=$tmp/r.h5
+mpi -n 2 "$NNDL_TRAIN" --sizes 784,20,10 --cost cross-entropy --init nielsen --eta 0.5 --epochs 3 \
+  --train-samples 2000 --probe 300 --data "$NNDL_TEST_DATA" --out "$run" --no-progress >"$tmp/out" 2>&1 \
+  && pass "training wrote $run" || { fail "training: $(cat "$tmp/out")"; finish; exit 1; }
+
+NNDL_RUNFILE=$run "$TEST_RUNFILE" --jobs 1 >"$tmp/c.out" 2>&1 && pass "C reader: every documented name, shape and value" \
+  || fail "C reader: $(tail -20 "$tmp/c.out")"
+
+"$NNDL_EVAL" "$run" --split test >"$tmp/eval.out" 2>&1 && pass "nndl-eval" || fail "nndl-eval: $(cat "$tmp/eval.out")"
+"$NNDL_EVAL" "$run" --split val --model best >>"$tmp/eval.out" 2>&1 || fail "nndl-eval --model best"
+
+$PY - "$run" "$tmp/eval.out" <<'PYEOF' && pass "h5py: layout, values, /eval" || fail "h5py checks"
+import json, sys, h5py, numpy as np
+f = h5py.File(sys.argv[1], "r")
+assert f.attrs["nndl_format_version"] == 1
+cfg = json.loads(f.attrs["config"])
+assert cfg["sizes"] == [784, 20, 10] and cfg["eta"] == 0.5 and cfg["batch"] == 10, cfg
+for k in range(1, 3):
+    w, b = f[f"model/layer_{k}/weights"], f[f"model/layer_{k}/biases"]
+    assert w.shape == (cfg["sizes"][k], cfg["sizes"][k - 1]) and b.shape == (cfg["sizes"][k],)
+    h = f[f"history/layer_{k}/weights"]
+    assert h.shape == (4,) + w.shape and np.array_equal(h[-1], w[...])
+    assert np.array_equal(f[f"history/layer_{k}/biases"][-1], b[...])
+assert list(f["history/epoch"][:]) == [0, 1, 2, 3]
+for name in ("epoch", "train_cost", "val_accuracy", "val_cost", "learning_rate", "seconds", "samples_per_s"):
+    assert f["metrics/" + name].shape == (3,), name
+assert np.all(np.diff(f["metrics/train_cost"][:]) < 0), "training cost falls"
+a = f["activations/layer_1"]
+assert a.shape == (4, 300, 20) and np.all((a[...] > 0) & (a[...] < 1)), "sigmoid activations"
+assert f["activations/labels"].shape == (300,)
+assert f["best"].attrs["epoch"] == int(np.argmax(f["metrics/val_accuracy"][:])) + 1
+c = f["eval/test/confusion"][...]
+assert c.shape == (10, 10) and c.sum() == 10000
+acc = float(np.trace(c)) / c.sum()
+assert abs(acc - f["eval/test"].attrs["accuracy"]) < 1e-12
+assert f"accuracy {acc:.4f}" in open(sys.argv[2]).read(), "printed accuracy matches the stored matrix"
+assert f["eval/val/confusion"][...].sum() == 10000
+assert f["checkpoint"].attrs["epoch"] == 3
+PYEOF
+
+h5dump -H "$run" >"$tmp/dump" 2>&1 && grep -q 'DATASET "weights"' "$tmp/dump" && grep -q 'nndl_format_version' "$tmp/dump" \
+  && pass "h5dump -H reads it" || fail "h5dump -H: $(head -5 "$tmp/dump")"
+h5dump -d /history/layer_2/biases "$run" >/dev/null 2>&1 && pass "h5dump reads a virtual dataset" || fail "h5dump VDS"
+
+"$NNDL_PACK" "$run" "$tmp/packed.h5" >/dev/null && pass "nndl-pack" || fail "nndl-pack"
+"$NNDL_PACK" "$run" "$tmp/packed.h5" 2>"$tmp/err"; [ $? -eq 2 ] && grep -q "exists" "$tmp/err" \
+  && pass "nndl-pack never overwrites" || fail "nndl-pack over an existing file"
+mkdir "$tmp/alone"; cp "$tmp/packed.h5" "$tmp/alone/"; cp "$run" "$tmp/alone/copied.h5"
+$PY - "$run" "$tmp/alone/packed.h5" "$tmp/alone/copied.h5" <<'PYEOF' && pass "packed file is whole alone; a bare copy reads NaN" || fail "pack/copy"
+import sys, h5py, numpy as np
+orig, packed, bare = (h5py.File(p, "r") for p in sys.argv[1:])
+for name in ("history/layer_1/weights", "activations/layer_1", "model/layer_1/weights", "eval/test/confusion",
+             "checkpoint/model/layer_2/weights"):
+    assert np.array_equal(orig[name][...], packed[name][...]), name
+    assert packed[name].is_virtual is False if hasattr(packed[name], "is_virtual") else True
+assert packed.attrs["companion_dir"] in (b"", "", b" ", " ")
+assert np.all(np.isnan(bare["history/layer_1/weights"][...])), "missing companions read as NaN"
+assert bare.attrs["companion_dir"] not in (b"", ""), "the bare copy names its companion directory"
+PYEOF
+finish
