@@ -88,6 +88,11 @@ static int on_terminal(void)
     return strncmp(target, "/dev/pts/", 9) == 0 || strncmp(target, "/dev/tty", 8) == 0;
 }
 
+static nndl_status on_step(void *ctx, nndl_trainer *t, nndl_err *err)
+{
+    return nndl_session_on_step(((report *)ctx)->session, t, err);
+}
+
 /* ---- signals: stop at the next step, checkpoint, exit 75; a second one aborts ---- */
 
 static volatile int stop_requested;
@@ -144,7 +149,7 @@ static nndl_status run(nndl_options *o, const nndl_dist *d, report *rep, int arg
     if ((st = nndl_dist_agree(d, st, err, NULL)) != NNDL_OK) return st;
     st = nndl_session_start(&s, o, d, argc, argv, err);
     if (st == NNDL_OK && rep->rank0 && rep->human) print_header(&s, d);
-    nndl_train_hooks hooks = {rep, NULL, on_progress, nndl_session_on_step};
+    nndl_train_hooks hooks = {rep, NULL, on_progress, on_step};
     rep->session = &s;
     s.tr.stop_request = &stop_requested;
     s.tr.stop_after_steps = o->stop_after_steps;

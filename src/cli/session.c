@@ -81,15 +81,16 @@ static int exists(const char *p)
     return stat(p, &st) == 0;
 }
 
-/* Remove the files nndl writes in a companion directory (--force). */
-static void clear_dir(const char *dir)
+/* Remove the files nndl writes in a companion directory (--force), or only the temporaries. */
+static void clear_files(const char *dir, int only_tmp)
 {
     DIR *d = opendir(dir);
     struct dirent *e;
     while (d && (e = readdir(d))) {
         const char *n = e->d_name;
-        if (!strcmp(n, "MANIFEST.json") || !strncmp(n, "ckpt-", 5) || !strncmp(n, "hist-", 5) ||
-            !strncmp(n, "act-", 4) || !strncmp(n, "eval.h5", 7) || strstr(n, ".tmp")) {
+        int ours = !strncmp(n, "MANIFEST.json", 13) || !strncmp(n, "ckpt-", 5) || !strncmp(n, "hist-", 5) ||
+                   !strncmp(n, "act-", 4) || !strncmp(n, "eval.h5", 7);
+        if ((ours && !only_tmp) || (ours && strstr(n, ".tmp"))) {
             char p[4500];
             snprintf(p, sizeof p, "%s/%s", dir, n);
             unlink(p);
@@ -97,6 +98,8 @@ static void clear_dir(const char *dir)
     }
     if (d) closedir(d);
 }
+static void clear_dir(const char *dir) { clear_files(dir, 0); }
+static void clear_tmp(const char *dir) { clear_files(dir, 1); }
 
 /* Rank 0: choose and check the run file's path before any training. */
 static nndl_status prepare_out(nndl_options *o, nndl_err *err)
@@ -228,6 +231,7 @@ static nndl_status resume_config(nndl_session *s, char **ckpt, nndl_err *err)
     nndl_status st = NNDL_OK;
     nndl_run_paths_of(&s->paths, s->o->resume);
     if (s->d->rank == 0) st = nndl_runfile_open(&s->paths, &cfg, path, sizeof path, err);
+    if (st == NNDL_OK && s->d->rank == 0) clear_tmp(s->paths.dir); /* what a kill left half-written */
     if ((st = nndl_dist_agree(s->d, st, err, NULL)) != NNDL_OK) return st;
     *ckpt = strdup(path);
     if ((st = nndl_dist_bcast_str(s->d, &cfg, err)) == NNDL_OK) st = nndl_dist_bcast_str(s->d, ckpt, err);
