@@ -211,7 +211,7 @@ nndl_status nndl_runfile_checkpoint(const nndl_run_paths *p, const nndl_run *r, 
     snprintf(path, sizeof path, "%s/%s", p->dir, name);
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
     hid_t f = h5u_create(tmp), g = -1;
-    H5TRY(f, "%s: cannot create the checkpoint (disk full or not writable?)", tmp);
+    H5TRY(f, "%s: cannot create the checkpoint: %s", tmp, errno ? strerror(errno) : "HDF5 error");
     H5TRY(write_identity(f, r), "%s: writing attributes failed", tmp);
     H5TRY(h5u_attr_str(f, "kind", "checkpoint"), "%s: attribute", tmp);
     H5TRY(h5u_attr_int(f, "epoch", r->epoch), "%s: attribute", tmp);

@@ -1,6 +1,7 @@
 /* h5util.c: checked HDF5 helpers (see h5util.h). */
 #include "h5util.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -20,6 +21,7 @@ hid_t h5u_fapl(void)
 hid_t h5u_create(const char *path)
 {
     h5u_quiet();
+    errno = 0; /* so a failure's errno (ENOSPC, EACCES) can be reported */
     hid_t fapl = h5u_fapl(), f = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
     H5Pclose(fapl);
     return f;

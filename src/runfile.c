@@ -27,7 +27,7 @@ nndl_status nndl_runfile_history(const nndl_run_paths *p, int epoch, const nndl_
     snprintf(path, sizeof path, "%s/%s", p->dir, name);
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
     hid_t f = h5u_create(tmp);
-    H5TRY(f, "%s: cannot create (disk full or not writable?)", tmp);
+    H5TRY(f, "%s: cannot create: %s", tmp, errno ? strerror(errno) : "HDF5 error");
     H5TRY(h5u_attr_int(f, "epoch", epoch), "%s: attribute", tmp);
     H5TRY(write_layers(f, "history", net, net->params, gzip), "%s: writing the weights failed", tmp);
 out:
@@ -53,8 +53,9 @@ nndl_status nndl_runfile_activations(MPI_Comm comm, const nndl_run_paths *p, int
     hid_t fapl = h5u_fapl(), dxpl = H5Pcreate(H5P_DATASET_XFER), f = -1, g = -1, d = -1, fs = -1, ms = -1;
     H5Pset_fapl_mpio(fapl, comm, MPI_INFO_NULL);
     H5Pset_dxpl_mpio(dxpl, H5FD_MPIO_COLLECTIVE);
+    errno = 0;
     f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl); /* collective */
-    H5TRY(f, "%s: cannot create (disk full or not writable?)", tmp);
+    H5TRY(f, "%s: cannot create: %s", tmp, errno ? strerror(errno) : "HDF5 error");
     H5TRY(h5u_attr_int(f, "epoch", epoch), "%s: attribute", tmp);
     H5TRY(g = h5u_group(f, "activations"), "%s: group", tmp);
     for (int k = 0; k < r->n_probe_layers; k++) {
@@ -197,7 +198,7 @@ nndl_status nndl_runfile_write_main(const nndl_run_paths *p, const nndl_run *r, 
     snprintf(tmp, sizeof tmp, "%s.tmp", p->main);
     snprintf(dirbase, sizeof dirbase, "%s", base_of(p->dir, b1, sizeof b1));
     hid_t f = h5u_create(tmp), g = -1;
-    H5TRY(f, "%s: cannot create (disk full or not writable?)", tmp);
+    H5TRY(f, "%s: cannot create: %s", tmp, errno ? strerror(errno) : "HDF5 error");
     H5TRY(h5u_attr_int(f, "nndl_format_version", NNDL_FORMAT_VERSION), "%s: attribute", tmp);
     const char *keys[] = {"config", "command_line", "nndl_version", "host", "start_time", "dataset", "dataset_sha256",
                           "status", "companion_dir"};

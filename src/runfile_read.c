@@ -128,7 +128,7 @@ nndl_status nndl_runfile_store_eval(const nndl_run_paths *p, const char *split, 
         if ((st = manifest_verify(p, m, "eval.h5", err)) != NNDL_OK) goto out;
         H5TRY(old = h5u_open_ro(path), "%s: cannot open", path);
     }
-    H5TRY(f = h5u_create(tmp), "%s: cannot create (disk full or not writable?)", tmp);
+    H5TRY(f = h5u_create(tmp), "%s: cannot create: %s", tmp, errno ? strerror(errno) : "HDF5 error");
     if (old >= 0) H5TRY(copy_other_splits(old, f, split), "%s: copying earlier results", tmp);
     H5TRY(g = h5u_group(f, gname), "%s: /%s", tmp, gname);
     hsize_t dims[2] = {(hsize_t)n, (hsize_t)n};
