@@ -81,3 +81,37 @@ Test(options, bad_values_name_the_flag)
     BAD("--eta needs a value", "--eta");
     BAD("unexpected argument 'extra'", "extra");
 }
+
+/* The stored configuration round-trips: options -> JSON -> a resumed run's options -> the same JSON,
+ * for the defaults and for every flag set. */
+static void round_trip(int argc, char **argv)
+{
+    nndl_options a, b;
+    nndl_err err;
+    char *argv0[] = {(char *)"nndl-train"};
+    cr_assert(eq(int, nndl_options_parse(&a, argc, argv, &err), NNDL_OK), "%s", err.msg);
+    cJSON *ja = nndl_options_to_json(&a);
+    char *sa = cJSON_PrintUnformatted(ja);
+    cr_assert(eq(int, nndl_options_parse(&b, 1, argv0, &err), NNDL_OK));
+    cr_assert(eq(int, nndl_options_merge_stored(&b, sa, "run.h5", &err), NNDL_OK), "%s", err.msg);
+    cJSON *jb = nndl_options_to_json(&b);
+    char *sb = cJSON_PrintUnformatted(jb);
+    cr_expect(eq(str, sa, sb));
+    free(sa), free(sb), cJSON_Delete(ja), cJSON_Delete(jb);
+}
+
+Test(options, stored_configuration_round_trips)
+{
+    char *defaults[] = {(char *)"nndl-train"};
+    round_trip(1, defaults);
+    char *all[] = {(char *)"nndl-train", (char *)"--sizes", (char *)"784,100,50,10", (char *)"--eta", (char *)"0.37",
+                   (char *)"--batch", (char *)"32", (char *)"--epochs", (char *)"7", (char *)"--cost",
+                   (char *)"log-likelihood", (char *)"--init", (char *)"nielsen", (char *)"--seed", (char *)"12345",
+                   (char *)"--no-shuffle", (char *)"--dataset", (char *)"fashion-mnist", (char *)"--train-samples",
+                   (char *)"1234", (char *)"--val-samples", (char *)"999", (char *)"--val-split", (char *)"random",
+                   (char *)"--checkpoint-every", (char *)"3", (char *)"--checkpoint-every-steps", (char *)"77",
+                   (char *)"--keep", (char *)"4", (char *)"--history-every", (char *)"2", (char *)"--probe",
+                   (char *)"55", (char *)"--probe-layers", (char *)"1,2", (char *)"--compress", (char *)"6",
+                   (char *)"--init-from", (char *)"w.h5", (char *)"--data", (char *)"/nonexistent/dir"};
+    round_trip(sizeof all / sizeof *all, all);
+}

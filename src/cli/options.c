@@ -435,6 +435,7 @@ static nndl_status apply_key(nndl_options *o, const char *key, const cJSON *v, n
     for (int i = 0; i < 4; i++)
         if (!strcmp(key, str_keys[i])) return s ? parse_one(o, opt_of[i], s, err) : NNDL_EFORMAT;
     if (!isnum) return NNDL_EFORMAT;
+    if (!strcmp(key, "train-samples") && v->valuedouble == 0) return o->train_samples = 0, NNDL_OK; /* all */
     if (!strcmp(key, "eta")) snprintf(buf, sizeof buf, "%.17g", v->valuedouble);
     else snprintf(buf, sizeof buf, "%.0f", v->valuedouble);
     for (size_t i = 0; i < sizeof keys / sizeof *keys; i++)
