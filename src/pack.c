@@ -132,6 +132,8 @@ nndl_status nndl_runfile_pack(const nndl_run_paths *p, const char *out, nndl_err
     }
     H5TRY(h5u_attr_str(dst, "companion_dir", ""), "%s: attribute", tmp);
     H5TRY(h5u_attr_str(dst, "packed_from", p->main), "%s: attribute", tmp);
+    H5TRY(h5u_attr_str(dst, "note", "self-contained: packed by nndl-pack, no companion files needed"), "%s: attribute",
+          tmp);
 out:
     if (src >= 0) H5Fclose(src);
     if (dst >= 0 && H5Fclose(dst) < 0 && st == NNDL_OK) st = nndl_fail(err, NNDL_EIO, "%s: close failed", tmp);

@@ -205,6 +205,11 @@ nndl_status nndl_runfile_write_main(const nndl_run_paths *p, const nndl_run *r, 
     const char *vals[] = {r->config_json, r->command_line, NNDL_VERSION, r->host, r->start_time, r->dataset,
                           r->dataset_sha256_json, r->status ? r->status : "running", dirbase};
     for (int i = 0; i < 9; i++) H5TRY(h5u_attr_str(f, keys[i], vals[i] ? vals[i] : ""), "%s: attribute %s", tmp, keys[i]);
+    char note[9000];
+    snprintf(note, sizeof note, "the weight history, probe activations, /checkpoint and /eval live in the companion "
+             "directory %s beside this file: copy it along (without it they read as NaN or do not open), or share "
+             "the self-contained file that nndl-pack makes", dirbase);
+    H5TRY(h5u_attr_str(f, "note", note), "%s: attribute", tmp);
     H5TRY(h5u_attr_int(f, "mpi_world_size", r->world_size), "%s: attribute", tmp);
     H5TRY(h5u_attr_int(f, "exit_status", r->exit_status), "%s: attribute", tmp);
     H5TRY(h5u_attr_int(f, "epoch", r->epoch), "%s: attribute", tmp);

@@ -65,4 +65,55 @@ assert packed.attrs["companion_dir"] in (b"", "", b" ", " ")
 assert np.all(np.isnan(bare["history/layer_1/weights"][...])), "missing companions read as NaN"
 assert bare.attrs["companion_dir"] not in (b"", ""), "the bare copy names its companion directory"
 PYEOF
+
+# --compress: the same history, gzipped
+mpi -n 2 "$NNDL_TRAIN" --sizes 784,20,10 --cost cross-entropy --init nielsen --eta 0.5 --epochs 3 --train-samples 2000 \
+  --probe 300 --data "$NNDL_TEST_DATA" --out "$tmp/z.h5" --compress 6 --no-progress >"$tmp/out" 2>&1
+$PY - "$run" "$tmp/z.h5" <<'PYEOF' && pass "--compress 6: identical history, gzip in the snapshot files" || fail "--compress"
+import sys, h5py, numpy as np
+a, b = (h5py.File(p, "r") for p in sys.argv[1:])
+assert np.array_equal(a["history/layer_1/weights"][...], b["history/layer_1/weights"][...])
+h = h5py.File(sys.argv[2] + ".d/hist-000001.h5", "r")["history/layer_1/weights"]
+assert h.compression == "gzip" and h.fletcher32, (h.compression, h.fletcher32)
+PYEOF
+
+# --init-from + --no-shuffle replay: an independent numpy implementation of the book's SGD, fed the
+# same starting weights and the samples in file order, ends where nndl ends
+$PY - "$tmp/w0.h5" <<'PYEOF'
+import sys, h5py, numpy as np
+r = np.random.default_rng(7)
+with h5py.File(sys.argv[1], "w") as f:
+    for k, (o, i) in enumerate([(30, 784), (10, 30)], 1):
+        f[f"model/layer_{k}/weights"] = (r.normal(0, 1, (o, i)) / np.sqrt(i)).astype(np.float32)
+        f[f"model/layer_{k}/biases"] = r.normal(0, 1, o).astype(np.float32)
+PYEOF
+mpi -n 3 "$NNDL_TRAIN" --sizes 784,30,10 --eta 3.0 --batch 10 --epochs 2 --train-samples 500 --init-from "$tmp/w0.h5" \
+  --no-shuffle --probe 0 --data "$NNDL_TEST_DATA" --out "$tmp/replay.h5" --no-progress >"$tmp/out" 2>&1 || fail "replay run"
+$PY - "$tmp/w0.h5" "$tmp/replay.h5" "$NNDL_TEST_DATA" <<'PYEOF' && pass "numpy replay of 100 SGD steps (3 ranks, quadratic cost, eta 3) agrees" || fail "numpy replay"
+import gzip, os, sys, h5py, numpy as np
+def idx(path):
+    op = gzip.open if not os.path.exists(path) else open
+    with op(path if os.path.exists(path) else path + ".gz", "rb") as f:
+        data = f.read()
+    nd = data[3]; dims = [int.from_bytes(data[4 + 4*i:8 + 4*i], "big") for i in range(nd)]
+    return np.frombuffer(data, np.uint8, offset=4 + 4*nd).reshape(dims)
+X = idx(os.path.join(sys.argv[3], "train-images-idx3-ubyte"))[:500].reshape(500, 784).astype(np.float64) / 255
+Y = np.eye(10)[idx(os.path.join(sys.argv[3], "train-labels-idx1-ubyte"))[:500]]
+w0 = h5py.File(sys.argv[1], "r"); W = [w0[f"model/layer_{k}/weights"][...].astype(np.float64) for k in (1, 2)]
+B = [w0[f"model/layer_{k}/biases"][...].astype(np.float64) for k in (1, 2)]
+sig = lambda z: 1 / (1 + np.exp(-z))
+for epoch in range(2):
+    for s in range(0, 500, 10):                     # the book's update: w -= eta/m * sum of gradients
+        x, y = X[s:s+10], Y[s:s+10]
+        a1 = sig(x @ W[0].T + B[0]); a2 = sig(a1 @ W[1].T + B[1])
+        d2 = (a2 - y) * a2 * (1 - a2); d1 = (d2 @ W[1]) * a1 * (1 - a1)
+        W[1] -= 3.0 / 10 * d2.T @ a1; B[1] -= 3.0 / 10 * d2.sum(0)
+        W[0] -= 3.0 / 10 * d1.T @ x;  B[0] -= 3.0 / 10 * d1.sum(0)
+out = h5py.File(sys.argv[2], "r")
+for k in (1, 2):
+    w = out[f"model/layer_{k}/weights"][...]
+    rel = np.linalg.norm(w - W[k-1]) / np.linalg.norm(W[k-1])
+    print(f"layer {k}: nndl (float32) vs numpy (float64) relative difference {rel:.2e}")
+    assert rel < 1e-4, rel
+PYEOF
 finish
