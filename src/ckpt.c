@@ -10,7 +10,7 @@
 
 const char *const nndl_metric_names[NNDL_N_METRICS] = {
     "epoch", "train_cost", "val_accuracy", "val_cost", "learning_rate", "seconds", "samples_per_s", "eval_seconds",
-    "train_accuracy", "test_accuracy"};
+    "train_accuracy", "train_full_cost", "test_accuracy", "test_cost"};
 
 /* ---- the run record in memory ---- */
 
@@ -25,7 +25,7 @@ void nndl_run_free(nndl_run *r)
     free(r->config_json), free(r->command_line), free(r->host), free(r->start_time), free(r->dataset);
     free(r->dataset_sha256_json);
     for (int i = 0; i < NNDL_N_METRICS; i++) free(r->metrics[i]);
-    free(r->snap_epoch), free(r->probe_index), free(r->probe_label), free(r->best_params), free(r->optim_state);
+    free(r->snap_epoch), free(r->probe_index), free(r->probe_label), free(r->best_params);
     memset(r, 0, sizeof *r);
 }
 
@@ -220,6 +220,13 @@ nndl_status nndl_runfile_checkpoint(const nndl_run_paths *p, const nndl_run *r, 
     H5TRY(h5u_attr_str(f, "rng", "Philox4x32-10, counter-based: every draw is a function of (seed, stream, epoch, "
                        "index), so (epoch, step) is the whole generator state"), "%s: attribute", tmp);
     H5TRY(write_layers(f, "model", net, net->params, 0), "%s: writing the parameters failed", tmp);
+    const nndl_schedule *sc = &r->sched;
+    H5TRY(h5u_attr_double(f, "eta", sc->eta), "%s: attribute", tmp);
+    H5TRY(h5u_attr_double(f, "schedule_best", sc->best), "%s: attribute", tmp);
+    H5TRY(h5u_attr_int(f, "schedule_since_best", sc->since_best), "%s: attribute", tmp);
+    H5TRY(h5u_attr_int(f, "schedule_since_change", sc->since_change), "%s: attribute", tmp);
+    H5TRY(h5u_attr_int(f, "schedule_decays", sc->decays), "%s: attribute", tmp);
+    H5TRY(h5u_attr_int(f, "schedule_stopped", sc->stopped), "%s: attribute", tmp);
     if (r->best_params) {
         H5TRY(write_layers(f, "best", net, r->best_params, 0), "%s: writing the best parameters failed", tmp);
         H5TRY(g = H5Gopen2(f, "best", H5P_DEFAULT), "%s: /best", tmp);
@@ -349,6 +356,17 @@ nndl_status nndl_runfile_load_checkpoint(const char *path, nndl_run *r, nndl_net
         hsize_t n = r->n_optim;
         H5TRY(h5u_read(f, "optim/state", H5T_NATIVE_FLOAT, 1, &n, r->optim_state), "%s: optimizer state", path);
     }
+    nndl_schedule *sc = &r->sched;
+    H5TRY(h5u_get_attr_double(f, "eta", &sc->eta), "%s: no eta attribute", path);
+    H5TRY(h5u_get_attr_double(f, "schedule_best", &sc->best), "%s: schedule", path);
+    H5TRY(h5u_get_attr_int(f, "schedule_since_best", &v), "%s: schedule", path);
+    sc->since_best = (int)v;
+    H5TRY(h5u_get_attr_int(f, "schedule_since_change", &v), "%s: schedule", path);
+    sc->since_change = (int)v;
+    H5TRY(h5u_get_attr_int(f, "schedule_decays", &v), "%s: schedule", path);
+    sc->decays = (int)v;
+    H5TRY(h5u_get_attr_int(f, "schedule_stopped", &v), "%s: schedule", path);
+    sc->stopped = (int)v;
     H5TRY(h5u_shape(f, "metrics/epoch", dims) == 1 ? 0 : -1, "%s: no /metrics/epoch", path);
     for (hsize_t e = 0; e < dims[0]; e++) {
         double m[NNDL_N_METRICS];

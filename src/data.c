@@ -83,8 +83,8 @@ void nndl_images_free(nndl_images *im)
 
 static nndl_status load_images(nndl_images *im, const char *path, const char *hint, nndl_err *err)
 {
-    gzFile f;
-    uint32_t d[3];
+    gzFile f = NULL;
+    uint32_t d[3] = {0, 0, 0};
     nndl_status s = idx_open(&f, path, NNDL_IDX_MAGIC_IMAGES, 3, d, hint, err);
     if (s != NNDL_OK) return s;
     if (d[0] == 0 || d[0] > (1u << 28) || d[1] == 0 || d[2] == 0 || d[1] > 4096 || d[2] > 4096) {
@@ -104,8 +104,8 @@ static nndl_status load_images(nndl_images *im, const char *path, const char *hi
 
 static nndl_status load_labels(nndl_images *im, const char *path, const char *hint, nndl_err *err)
 {
-    gzFile f;
-    uint32_t n;
+    gzFile f = NULL;
+    uint32_t n = 0;
     nndl_status s = idx_open(&f, path, NNDL_IDX_MAGIC_LABELS, 1, &n, hint, err);
     if (s != NNDL_OK) return s;
     if (n != (uint32_t)im->n) {
@@ -216,5 +216,37 @@ void nndl_split_gather_range(const nndl_split *s, int first, int n, float *x, ui
         int row = s->idx[first + i];
         gather_row(s->src, row, x + (size_t)i * d);
         y[i] = s->src->labels[row];
+    }
+}
+
+void nndl_augment_shift_of(const nndl_augment *a, int sample, int *dx, int *dy)
+{
+    uint32_t w[4];
+    nndl_rng_block(a->seed, NNDL_STREAM_AUGMENT, a->epoch, (uint64_t)(uint32_t)sample, w);
+    int k = (int)(((uint64_t)w[0] * 9) >> 32); /* uniform over the 9 moves, (0, 0) included */
+    *dx = k % 3 - 1, *dy = k / 3 - 1;
+}
+
+void nndl_split_gather_aug(const nndl_split *s, const int *order, int n, float *x, uint8_t *y, const nndl_augment *a)
+{
+    if (!a || !a->shift) {
+        nndl_split_gather(s, order, n, x, y);
+        return;
+    }
+    const nndl_images *im = s->src;
+    const int R = im->rows, C = im->cols, d = R * C;
+    for (int i = 0; i < n; i++) {
+        int row = s->idx[order[i]], dx, dy;
+        nndl_augment_shift_of(a, order[i], &dx, &dy);
+        const uint8_t *p = im->pixels + (size_t)row * d;
+        float *o = x + (size_t)i * d;
+        for (int r = 0; r < R; r++) {
+            int sr = r - dy;
+            for (int c = 0; c < C; c++) {
+                int sc = c - dx;
+                o[r * C + c] = sr >= 0 && sr < R && sc >= 0 && sc < C ? (float)p[sr * C + sc] * (1.0f / 255.0f) : 0.0f;
+            }
+        }
+        y[i] = im->labels[row];
     }
 }

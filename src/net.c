@@ -65,7 +65,9 @@ nndl_status nndl_net_create(nndl_net **out, const int *sizes, int n_sizes, const
     net->layer = malloc(sizeof *net->layer * L);
     net->dlayer = malloc(sizeof *net->dlayer * L);
     net->a = calloc(L + 1, sizeof *net->a);
-    if (!net->sizes || !net->act || !net->params || !net->grads || !net->layer || !net->dlayer || !net->a) {
+    net->mask = calloc(L + 1, sizeof *net->mask);
+    if (!net->sizes || !net->act || !net->params || !net->grads || !net->layer || !net->dlayer || !net->a ||
+        !net->mask) {
         nndl_net_free(net);
         return nndl_fail(err, NNDL_ENOMEM, "out of memory for %zu parameters", n_params);
     }
@@ -80,9 +82,12 @@ nndl_status nndl_net_create(nndl_net **out, const int *sizes, int n_sizes, const
 
 static void free_workspace(nndl_net *net)
 {
-    for (int l = 0; l <= net->n_layers; l++) free(net->a[l]), net->a[l] = NULL;
-    free(net->delta[0]), free(net->delta[1]);
-    net->delta[0] = net->delta[1] = NULL;
+    for (int l = 0; l <= net->n_layers; l++) {
+        free(net->a[l]), net->a[l] = NULL;
+        if (net->mask) free(net->mask[l]), net->mask[l] = NULL;
+    }
+    free(net->delta[0]), free(net->delta[1]), free(net->zout);
+    net->delta[0] = net->delta[1] = net->zout = NULL;
     net->cap = 0;
 }
 
@@ -90,7 +95,7 @@ void nndl_net_free(nndl_net *net)
 {
     if (!net) return;
     if (net->a) free_workspace(net);
-    free(net->a), free(net->sizes), free(net->act), free(net->params), free(net->grads);
+    free(net->a), free(net->mask), free(net->sizes), free(net->act), free(net->params), free(net->grads);
     free(net->layer), free(net->dlayer), free(net);
 }
 
@@ -103,6 +108,8 @@ nndl_status nndl_net_reserve(nndl_net *net, int rows, nndl_err *err)
     int ok = 1;
     for (int l = 1; l <= net->n_layers; l++) ok &= (net->a[l] = malloc(sizeof(float) * rows * net->sizes[l])) != NULL;
     for (int i = 0; i < 2; i++) ok &= (net->delta[i] = malloc(sizeof(float) * rows * wmax)) != NULL;
+    for (int l = 1; l < net->n_layers; l++) ok &= (net->mask[l] = malloc(sizeof(float) * rows * net->sizes[l])) != NULL;
+    ok &= (net->zout = malloc(sizeof(float) * rows * net->sizes[net->n_layers])) != NULL;
     if (!ok) {
         free_workspace(net);
         return nndl_fail(err, NNDL_ENOMEM, "out of memory for a workspace of %d rows", rows);
@@ -153,21 +160,42 @@ static void activate(nndl_act act, float *a, int n, int m)
     }
 }
 
-const float *nndl_net_forward(nndl_net *net, const float *x, int n)
+void nndl_dropout_mask(const nndl_dropout *d, int layer, int width, int row, float *mask)
+{
+    const float keep = 1.0f / (1.0f - d->p);
+    const uint64_t base = ((uint64_t)(uint32_t)d->sample[row] << 32) | ((uint64_t)layer << 24);
+    for (int j = 0; j < width; j += 4) {
+        uint32_t w[4];
+        nndl_rng_block(d->seed, NNDL_STREAM_DROPOUT, d->epoch, base + (uint64_t)(j / 4), w);
+        for (int k = 0; k < 4 && j + k < width; k++)
+            mask[j + k] = (float)((double)w[k] * 0x1p-32) >= d->p ? keep : 0.0f; /* u in [0,1): dropped if u < p */
+    }
+}
+
+static const float *forward(nndl_net *net, const float *x, int n, const nndl_dropout *drop)
 {
     const float *in = x;
-    for (int l = 0; l < net->n_layers; l++) {
-        const nndl_layer *L = &net->layer[l];
+    int L = net->n_layers;
+    for (int l = 0; l < L; l++) {
+        const nndl_layer *W = &net->layer[l];
         float *z = net->a[l + 1];
         /* Z = A·Wᵀ + b: copy b into every row first so that the GEMM adds onto it (beta = 1). */
-        for (int r = 0; r < n; r++) memcpy(z + (size_t)r * L->n_out, L->b, sizeof *z * L->n_out);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, L->n_out, L->n_in, 1.0f, in, L->n_in, L->w,
-                    L->n_in, 1.0f, z, L->n_out);
-        activate(net->act[l], z, n, L->n_out);
+        for (int r = 0; r < n; r++) memcpy(z + (size_t)r * W->n_out, W->b, sizeof *z * W->n_out);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, W->n_out, W->n_in, 1.0f, in, W->n_in, W->w,
+                    W->n_in, 1.0f, z, W->n_out);
+        if (l == L - 1 && net->act[l] == NNDL_ACT_SOFTMAX) memcpy(net->zout, z, sizeof *z * (size_t)n * W->n_out);
+        activate(net->act[l], z, n, W->n_out);
+        if (drop && drop->p > 0 && l < L - 1) { /* hidden layer: inverted dropout */
+            float *m = net->mask[l + 1];
+            for (int r = 0; r < n; r++) nndl_dropout_mask(drop, l + 1, W->n_out, r, m + (size_t)r * W->n_out);
+            for (size_t i = 0; i < (size_t)n * W->n_out; i++) z[i] *= m[i];
+        }
         in = z;
     }
-    return net->a[net->n_layers];
+    return net->a[L];
 }
+
+const float *nndl_net_forward(nndl_net *net, const float *x, int n) { return forward(net, x, n, NULL); }
 
 /* ---- cost ---- */
 
@@ -175,6 +203,16 @@ double nndl_net_cost(const nndl_net *net, const float *out, const uint8_t *y, in
 {
     int m = net->sizes[net->n_layers];
     double c = 0.0;
+    if (net->cost == NNDL_COST_LOG_LIKELIHOOD) { /* -log softmax(z)_y = log-sum-exp(z) - z_y: no log(0) */
+        for (int r = 0; r < n; r++) {
+            const float *z = net->zout + (size_t)r * m;
+            double zmax = z[0], s = 0.0;
+            for (int j = 1; j < m; j++) zmax = fmax(zmax, z[j]);
+            for (int j = 0; j < m; j++) s += exp((double)z[j] - zmax);
+            c += zmax + log(s) - z[y[r]];
+        }
+        return c;
+    }
     for (int r = 0; r < n; r++) {
         const float *a = out + (size_t)r * m;
         for (int j = 0; j < m; j++) {
@@ -185,9 +223,7 @@ double nndl_net_cost(const nndl_net *net, const float *out, const uint8_t *y, in
                 /* clamp: a float sigmoid saturates to exactly 0 or 1, where the log would be -inf */
                 c -= t ? log(fmax(aj, 1e-12)) : log(fmax(1.0 - aj, 1e-12));
                 break;
-            case NNDL_COST_LOG_LIKELIHOOD:
-                if (t) c -= log(fmax(aj, 1e-30));
-                break;
+            case NNDL_COST_LOG_LIKELIHOOD: break; /* below, from the pre-activations */
             }
         }
     }
@@ -218,7 +254,21 @@ static void output_delta(const nndl_net *net, float *delta, const float *a, cons
     if (net->cost == NNDL_COST_QUADRATIC) times_derivative(net->act[net->n_layers - 1], delta, a, nm);
 }
 
-double nndl_net_backprop(nndl_net *net, const float *x, const uint8_t *y, int n)
+/* d = d ⊙ mask ⊙ act'(h), where a = h ⊙ mask is what the layer passed on (h = a (1 - p) where kept). */
+static void times_dropout_derivative(nndl_act act, float *d, const float *a, const float *mask, float p, size_t nm)
+{
+    for (size_t i = 0; i < nm; i++) {
+        if (mask[i] == 0.0f) {
+            d[i] = 0.0f;
+            continue;
+        }
+        float h = a[i] * (1.0f - p), g = act == NNDL_ACT_SIGMOID ? h * (1.0f - h) : act == NNDL_ACT_TANH ? 1.0f - h * h
+                                                                                  : (h > 0.0f ? 1.0f : 0.0f);
+        d[i] *= mask[i] * g;
+    }
+}
+
+double nndl_net_backprop(nndl_net *net, const float *x, const uint8_t *y, int n, const nndl_dropout *drop)
 {
     int L = net->n_layers;
     memset(net->grads + net->n_params, 0, sizeof(float) * NNDL_GRAD_EXTRA);
@@ -226,7 +276,8 @@ double nndl_net_backprop(nndl_net *net, const float *x, const uint8_t *y, int n)
         memset(net->grads, 0, sizeof(float) * net->n_params);
         return 0.0;
     }
-    const float *out = nndl_net_forward(net, x, n);
+    int dropping = drop && drop->p > 0;
+    const float *out = forward(net, x, n, dropping ? drop : NULL);
     double cost = nndl_net_cost(net, out, y, n);
     float *d = net->delta[0], *dprev = net->delta[1];
     output_delta(net, d, out, y, n);
@@ -246,7 +297,10 @@ double nndl_net_backprop(nndl_net *net, const float *x, const uint8_t *y, int n)
         /* delta_prev = (delta·W) ⊙ act'(a_prev) [n x n_in] */
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, W->n_in, W->n_out, 1.0f, d, W->n_out, W->w,
                     W->n_in, 0.0f, dprev, W->n_in);
-        times_derivative(net->act[l - 1], dprev, net->a[l], (size_t)n * W->n_in);
+        if (dropping)
+            times_dropout_derivative(net->act[l - 1], dprev, net->a[l], net->mask[l], drop->p, (size_t)n * W->n_in);
+        else
+            times_derivative(net->act[l - 1], dprev, net->a[l], (size_t)n * W->n_in);
         float *t = d;
         d = dprev, dprev = t;
     }
@@ -276,9 +330,4 @@ void nndl_net_predict(nndl_net *net, const float *x, int n, int *pred)
     const float *out = nndl_net_forward(net, x, n);
     int m = net->sizes[net->n_layers];
     for (int r = 0; r < n; r++) pred[r] = argmax(out + (size_t)r * m, m);
-}
-
-void nndl_net_sgd(nndl_net *net, float scale)
-{
-    cblas_saxpy((int)net->n_params, -scale, net->grads, 1, net->params, 1);
 }

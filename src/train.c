@@ -31,12 +31,15 @@ nndl_status nndl_trainer_init(nndl_trainer *t, nndl_net *net, const nndl_config 
         nndl_trainer_free(t);
         return nndl_fail(err, NNDL_ENOMEM, "out of memory for batches of %d rows", t->rows);
     }
-    return nndl_net_reserve(net, t->rows, err);
+    nndl_schedule_init(&t->sched, cfg->eta, cfg->patience, cfg->lr_decay, cfg->lr_min_ratio, cfg->early_stop);
+    nndl_status st = nndl_sgd_init(&t->sgd, net, cfg->eta, cfg->l1, cfg->l2, cfg->momentum, train->n, err);
+    return st == NNDL_OK ? nndl_net_reserve(net, t->rows, err) : st;
 }
 
 void nndl_trainer_free(nndl_trainer *t)
 {
     free(t->x), free(t->y), free(t->perm);
+    nndl_sgd_free(&t->sgd);
     t->x = NULL, t->y = NULL, t->perm = NULL;
 }
 
@@ -45,8 +48,12 @@ static nndl_status step(nndl_trainer *t, int b0, int bsz, double *batch_cost, nn
 {
     int first, len;
     nndl_dist_shard(bsz, t->dist->size, t->dist->rank, &first, &len);
-    nndl_split_gather(t->train, t->perm + b0 + first, len, t->x, t->y);
-    nndl_net_backprop(t->net, t->x, t->y, len);
+    const int *order = t->perm + b0 + first; /* positions in the training split: the samples' global indices */
+    uint32_t epoch = (uint32_t)t->epoch + 1;
+    nndl_augment aug = {t->cfg.augment, t->cfg.seed, epoch};
+    nndl_dropout drop = {(float)t->cfg.dropout, t->cfg.seed, epoch, order};
+    nndl_split_gather_aug(t->train, order, len, t->x, t->y, &aug);
+    nndl_net_backprop(t->net, t->x, t->y, len, &drop);
     float *extra = t->net->grads + t->net->n_params;
     t->steps_run++;
     extra[NNDL_EXTRA_STOP] = (t->stop_request && *t->stop_request) ||
@@ -55,7 +62,8 @@ static nndl_status step(nndl_trainer *t, int b0, int bsz, double *batch_cost, nn
     nndl_status s = nndl_dist_sum_floats(t->dist, t->net->grads, t->net->n_params + NNDL_GRAD_EXTRA, err);
     if (s != NNDL_OK) return s;
     *batch_cost = extra[NNDL_EXTRA_COST] / bsz;
-    nndl_net_sgd(t->net, (float)(t->cfg.eta / bsz)); /* the grads are sums: divide by the global batch */
+    t->sgd.eta = t->sched.eta;
+    nndl_sgd_step(&t->sgd, t->net, bsz); /* the grads are sums: it divides by the global batch */
     return extra[NNDL_EXTRA_STOP] > 0 ? NNDL_ESTOP : NNDL_OK; /* the step is complete either way */
 }
 
@@ -87,7 +95,7 @@ nndl_status nndl_trainer_epoch(nndl_trainer *t, const nndl_train_hooks *hooks, n
     memset(m, 0, sizeof *m);
     m->epoch = epoch;
     m->train_cost = t->cost_sum / (double)n_steps;
-    m->learning_rate = t->cfg.eta;
+    m->learning_rate = t->sched.eta;
     m->seconds = t1 - t0;
     m->samples_per_s = (double)(n - (long)first_step * B) / m->seconds; /* a resumed epoch did only the rest */
     nndl_status st = nndl_trainer_evaluate(t, t->val, &m->val_accuracy, &m->val_cost, err);

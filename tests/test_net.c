@@ -1,6 +1,7 @@
 /* Backprop against central finite differences, for every cost x hidden activation, several depths. */
 #include <criterion/criterion.h>
 #include <criterion/new/assert.h>
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 
@@ -69,7 +70,7 @@ static void gradcheck(const int *sizes, int n_sizes, nndl_act act, nndl_cost cos
         x[i] = (float)u[0], x[i + 1] = (float)u[1];
     }
     for (int r = 0; r < ROWS; r++) y[r] = (uint8_t)((r * 7 + seed) % sizes[n_sizes - 1]);
-    double c = nndl_net_backprop(net, x, y, ROWS);
+    double c = nndl_net_backprop(net, x, y, ROWS, NULL);
     double *p = malloc(sizeof(double) * net->n_params);
     for (size_t i = 0; i < net->n_params; i++) p[i] = net->params[i];
     double ref = cost_ref(net, p, x, y);
@@ -165,4 +166,237 @@ Test(net, bad_sizes_are_refused)
     cr_expect(eq(int, nndl_net_create(&net, one, 1, NULL, NNDL_COST_QUADRATIC, &err), NNDL_EARG));
     cr_expect(eq(int, nndl_net_create(&net, zero, 3, NULL, NNDL_COST_QUADRATIC, &err), NNDL_EARG));
     cr_expect(eq(ptr, net, NULL));
+}
+
+/* ---- regularisation: the step follows the gradient of J = C/B + (l2/2n) sum w^2 + (l1/n) sum |w| ---- */
+
+#include "nndl/optim.h"
+
+static double penalty_ref(const nndl_net *net, const double *p, double l1, double l2, long n)
+{
+    double s1 = 0, s2 = 0;
+    const double *q = p;
+    for (int l = 0; l < net->n_layers; l++) {
+        size_t nw = (size_t)net->sizes[l + 1] * net->sizes[l];
+        for (size_t i = 0; i < nw; i++) s1 += fabs(q[i]), s2 += q[i] * q[i];
+        q += nw + net->sizes[l + 1];
+    }
+    return l2 / (2.0 * n) * s2 + l1 / n * s1;
+}
+
+static void gradcheck_reg(const int *sizes, int n_sizes, nndl_act act, nndl_cost cost)
+{
+    nndl_err err;
+    nndl_net *net;
+    nndl_act acts[8] = {act, act, act, act, act, act, act, act};
+    cr_assert(eq(int, nndl_net_create(&net, sizes, n_sizes, acts, cost, &err), NNDL_OK));
+    nndl_net_reserve(net, ROWS, &err);
+    nndl_net_init(net, NNDL_INIT_NIELSEN, 21);
+    float x[ROWS * 16];
+    uint8_t y[ROWS];
+    for (int i = 0; i < ROWS * sizes[0]; i++) x[i] = (float)((i * 37 % 101) / 101.0);
+    for (int r = 0; r < ROWS; r++) y[r] = (uint8_t)(r % sizes[n_sizes - 1]);
+    nndl_sgd o;
+    const long n_train = 5;
+    cr_assert(eq(int, nndl_sgd_init(&o, net, 0.1, 0.3, 0.7, 0.0, n_train, &err), NNDL_OK));
+    nndl_net_backprop(net, x, y, ROWS, NULL);
+    float *g = malloc(sizeof(float) * net->n_params);
+    nndl_sgd_gradient(&o, net, ROWS, g);
+    double *p = malloc(sizeof(double) * net->n_params);
+    for (size_t i = 0; i < net->n_params; i++) p[i] = net->params[i];
+    double pen = nndl_sgd_penalty(&o, net), pen_ref = penalty_ref(net, p, 0.3, 0.7, n_train);
+    cr_expect(lt(dbl, fabs(pen - pen_ref), 1e-6 * pen_ref), "penalty %g, reference %g", pen, pen_ref);
+    int bad = 0;
+    for (size_t i = 0; i < net->n_params; i++) {
+        const double h = 1e-6, keep = p[i];
+        p[i] = keep + h;
+        double up = cost_ref(net, p, x, y) / ROWS + penalty_ref(net, p, 0.3, 0.7, n_train);
+        p[i] = keep - h;
+        double down = cost_ref(net, p, x, y) / ROWS + penalty_ref(net, p, 0.3, 0.7, n_train);
+        p[i] = keep;
+        double num = (up - down) / (2 * h);
+        if (fabs(num - g[i]) / fmax(1e-3, fabs(num) + fabs(g[i])) > 1e-3) {
+            bad++;
+            cr_log_info("%s/%s+L1+L2 param %zu: step gradient %g, finite difference %g", nndl_act_name(act),
+                        nndl_cost_name(cost), i, g[i], num);
+        }
+    }
+    cr_expect(eq(int, bad, 0), "%s hidden, %s cost with L1 and L2: %d of %zu gradients disagree", nndl_act_name(act),
+              nndl_cost_name(cost), bad, net->n_params);
+    /* and the step moves along exactly that gradient: w <- w - eta g */
+    float *before = malloc(sizeof(float) * net->n_params);
+    memcpy(before, net->params, sizeof(float) * net->n_params);
+    nndl_sgd_step(&o, net, ROWS);
+    int off = 0; /* float subtraction: allow the rounding of w itself */
+    for (size_t i = 0; i < net->n_params; i++)
+        off += fabs((before[i] - net->params[i]) - 0.1 * g[i]) > 4 * FLT_EPSILON * fabs(before[i]) + 1e-5 * fabs(0.1 * g[i]);
+    cr_expect(eq(int, off, 0), "the step is w - eta g: %d parameters are not", off);
+    free(g), free(p), free(before);
+    nndl_sgd_free(&o);
+    nndl_net_free(net);
+}
+
+Test(net_grad, l1_l2_every_cost_and_activation)
+{
+    const nndl_act acts[] = {NNDL_ACT_SIGMOID, NNDL_ACT_TANH, NNDL_ACT_RELU};
+    const nndl_cost costs[] = {NNDL_COST_QUADRATIC, NNDL_COST_CROSS_ENTROPY, NNDL_COST_LOG_LIKELIHOOD};
+    for (int a = 0; a < 3; a++)
+        for (int c = 0; c < 3; c++) {
+            gradcheck_reg(depth2, 3, acts[a], costs[c]);
+            gradcheck_reg(depth3, 4, acts[a], costs[c]);
+        }
+}
+
+Test(optim, momentum_accumulates_velocity)
+{
+    nndl_err err;
+    nndl_net *net;
+    int sizes[] = {2, 1};
+    cr_assert(eq(int, nndl_net_create(&net, sizes, 2, NULL, NNDL_COST_QUADRATIC, &err), NNDL_OK));
+    nndl_sgd o;
+    nndl_sgd_init(&o, net, 0.5, 0, 0, 0.9, 100, &err);
+    for (size_t i = 0; i < net->n_params; i++) net->grads[i] = 2.0f; /* summed over a batch of 2: g = 1 */
+    nndl_sgd_step(&o, net, 2); /* v = -0.5, w = -0.5 */
+    nndl_sgd_step(&o, net, 2); /* v = 0.9 * -0.5 - 0.5 = -0.95, w = -1.45 */
+    cr_expect(ieee_ulp_eq(flt, o.velocity[0], -0.95f, 4));
+    cr_expect(ieee_ulp_eq(flt, net->params[0], -1.45f, 4));
+    nndl_sgd_free(&o);
+    nndl_net_free(net);
+}
+
+/* ---- dropout ---- */
+
+Test(dropout, masks_drop_p_and_depend_only_on_the_sample)
+{
+    int samples[1000];
+    for (int i = 0; i < 1000; i++) samples[i] = 3 * i + 1;
+    nndl_dropout d = {0.3f, 42, 7, samples};
+    float m[200];
+    long dropped = 0, total = 0;
+    for (int r = 0; r < 1000; r++) {
+        nndl_dropout_mask(&d, 1, 200, r, m);
+        for (int j = 0; j < 200; j++) {
+            dropped += m[j] == 0.0f;
+            total++;
+            cr_assert(m[j] == 0.0f || fabsf(m[j] - 1.0f / 0.7f) < 1e-6f, "kept units are scaled by 1/(1-p): %g", m[j]);
+        }
+    }
+    double frac = (double)dropped / total;
+    cr_expect(lt(dbl, fabs(frac - 0.3), 0.005), "fraction dropped %g, expected 0.3", frac);
+    /* the same sample in another batch, at another row, on another rank: the same mask */
+    int other[3] = {999, 3 * 17 + 1, 5};
+    nndl_dropout d2 = {0.3f, 42, 7, other};
+    float a[200], b[200], c[200];
+    nndl_dropout_mask(&d, 1, 200, 17, a);
+    nndl_dropout_mask(&d2, 1, 200, 1, b);
+    for (int j = 0; j < 200; j++) cr_assert(eq(flt, a[j], b[j]), "unit %d", j);
+    nndl_dropout_mask(&d, 2, 200, 17, c); /* another layer: another mask */
+    int differ = 0;
+    for (int j = 0; j < 200; j++) differ += a[j] != c[j];
+    cr_expect(gt(int, differ, 40));
+    d.epoch = 8; /* another epoch: another mask */
+    nndl_dropout_mask(&d, 1, 200, 17, c);
+    differ = 0;
+    for (int j = 0; j < 200; j++) differ += a[j] != c[j];
+    cr_expect(gt(int, differ, 40));
+}
+
+/* With the masks fixed, backprop is the gradient of the dropped-out network. */
+Test(dropout, backprop_matches_finite_differences_of_the_masked_net)
+{
+    const nndl_act acts[] = {NNDL_ACT_SIGMOID, NNDL_ACT_TANH, NNDL_ACT_RELU};
+    for (int a = 0; a < 3; a++) {
+        nndl_err err;
+        nndl_net *net;
+        nndl_act act[3] = {acts[a], acts[a], acts[a]};
+        cr_assert(eq(int, nndl_net_create(&net, depth3, 4, act, NNDL_COST_LOG_LIKELIHOOD, &err), NNDL_OK));
+        nndl_net_reserve(net, ROWS, &err);
+        nndl_net_init(net, NNDL_INIT_NIELSEN, 5);
+        float x[ROWS * 8];
+        uint8_t y[ROWS] = {0, 1, 2, 3};
+        int samples[ROWS] = {10, 11, 12, 13};
+        for (int i = 0; i < ROWS * 8; i++) x[i] = (float)((i * 13 % 17) / 17.0);
+        nndl_dropout d = {0.4f, 9, 1, samples};
+        nndl_net_backprop(net, x, y, ROWS, &d);
+        /* reference: the double forward with the same masks */
+        double *p = malloc(sizeof(double) * net->n_params);
+        for (size_t i = 0; i < net->n_params; i++) p[i] = net->params[i];
+        int bad = 0;
+        for (size_t i = 0; i < net->n_params; i++) {
+            const double h = 1e-6, keep = p[i];
+            double c2[2];
+            for (int k = 0; k < 2; k++) {
+                p[i] = keep + (k ? -h : h);
+                double total = 0;
+                for (int r = 0; r < ROWS; r++) {
+                    double av[16], z[16];
+                    for (int j = 0; j < 8; j++) av[j] = x[r * 8 + j];
+                    const double *q = p;
+                    for (int l = 0; l < 3; l++) {
+                        int ni = depth3[l], no = depth3[l + 1];
+                        for (int j = 0; j < no; j++) {
+                            z[j] = q[(size_t)no * ni + j];
+                            for (int t = 0; t < ni; t++) z[j] += q[(size_t)j * ni + t] * av[t];
+                        }
+                        q += (size_t)no * (ni + 1);
+                        if (l < 2) {
+                            float m[16];
+                            nndl_dropout_mask(&d, l + 1, no, r, m);
+                            for (int j = 0; j < no; j++) av[j] = act_d(acts[a], z[j]) * m[j];
+                        } else {
+                            double mx = z[0], s = 0;
+                            for (int j = 1; j < no; j++) mx = fmax(mx, z[j]);
+                            for (int j = 0; j < no; j++) s += exp(z[j] - mx);
+                            total += mx + log(s) - z[y[r]];
+                        }
+                    }
+                }
+                c2[k] = total;
+            }
+            p[i] = keep;
+            double num = (c2[0] - c2[1]) / (2 * h), ana = net->grads[i];
+            if (fabs(num - ana) / fmax(1e-3, fabs(num) + fabs(ana)) > 1e-3) bad++;
+        }
+        cr_expect(eq(int, bad, 0), "%s with dropout: %d of %zu gradients disagree", nndl_act_name(acts[a]), bad,
+                  net->n_params);
+        free(p);
+        nndl_net_free(net);
+    }
+}
+
+/* ---- the learning-rate schedule, driven by a scripted validation-accuracy sequence ---- */
+
+Test(schedule, decays_after_patience_and_stops_at_the_min_ratio)
+{
+    nndl_schedule s;
+    nndl_schedule_init(&s, 1.0, 2, 4.0, 16.0, 0);
+    /* improve, improve, flat x2 -> /4, improve, flat x2 -> /4 = 1/16 (not below 1/16), flat x2 -> 1/64 < 1/16: stop */
+    double val[] = {0.5, 0.6, 0.6, 0.55, 0.7, 0.7, 0.69, 0.1, 0.2};
+    double eta_after[] = {1, 1, 1, 0.25, 0.25, 0.25, 0.0625, 0.0625, 0.015625};
+    int stop_after[] = {0, 0, 0, 0, 0, 0, 0, 0, 1};
+    for (int e = 0; e < 9; e++) {
+        int stop = nndl_schedule_update(&s, val[e]);
+        cr_expect(eq(dbl, s.eta, eta_after[e]), "epoch %d: eta %g, expected %g", e + 1, s.eta, eta_after[e]);
+        cr_expect(eq(int, stop, stop_after[e]), "epoch %d", e + 1);
+    }
+    cr_expect(eq(int, s.decays, 3));
+    cr_expect(eq(int, nndl_schedule_update(&s, 0.99), 1), "once stopped, stays stopped");
+}
+
+Test(schedule, early_stop_and_resume_midway)
+{
+    nndl_schedule a, b;
+    nndl_schedule_init(&a, 0.5, 0, 2.0, 128.0, 3);
+    double val[] = {0.9, 0.91, 0.905, 0.91, 0.909, 0.95, 0.94};
+    int stops = -1;
+    for (int e = 0; e < 7 && stops < 0; e++) {
+        if (e == 3) b = a; /* a checkpoint: the state is plain numbers */
+        if (nndl_schedule_update(&a, val[e])) stops = e + 1;
+    }
+    cr_expect(eq(int, stops, 5), "three epochs without improvement after 0.91 stop after epoch 5");
+    cr_expect(eq(dbl, a.eta, 0.5), "early stop alone leaves eta alone");
+    int stops_b = -1;
+    for (int e = 3; e < 7 && stops_b < 0; e++)
+        if (nndl_schedule_update(&b, val[e])) stops_b = e + 1;
+    cr_expect(eq(int, stops_b, 5), "the resumed schedule stops at the same epoch");
 }

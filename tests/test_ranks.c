@@ -1,6 +1,8 @@
 /* Run under mpiexec -n P: train with all P ranks, then (on rank 0) the same run with one rank,
  * and compare every layer: ||W_P - W_1|| / ||W_1|| <= 1e-5 (Frobenius). Real MNIST, real MPI.
- * Usage: test_ranks DATA_DIR TRAIN_SAMPLES BATCH   (prints "1 passed, 0 failed" or "0 passed, 1 failed") */
+ * Usage: test_ranks DATA_DIR TRAIN_SAMPLES BATCH [DROPOUT MOMENTUM L2 AUGMENT]
+ * (prints "1 passed, 0 failed" or "0 passed, 1 failed"). With dropout the masks depend on the sample,
+ * not the rank, and augmentation likewise, so the ranks still train the same model. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,8 +35,8 @@ int main(int argc, char **argv)
     int rank, size, ok = 0;
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     MPI_Comm_size(MPI_COMM_WORLD, &size);
-    if (argc != 4) {
-        if (rank == 0) fprintf(stderr, "usage: test_ranks DATA_DIR TRAIN_SAMPLES BATCH\n");
+    if (argc != 4 && argc != 8) {
+        if (rank == 0) fprintf(stderr, "usage: test_ranks DATA_DIR TRAIN_SAMPLES BATCH [DROPOUT MOMENTUM L2 AUGMENT]\n");
         MPI_Finalize();
         return 2;
     }
@@ -47,7 +49,13 @@ int main(int argc, char **argv)
     nndl_status st = nndl_images_load(&im, pi, pl, 10, "run tools/fetch-data mnist", &err);
     if (st == NNDL_OK) st = nndl_split_train_val(&tr, &va, &im, atoi(argv[2]), 1000, 0, 1, &err);
     nndl_config cfg = {.sizes = {784, 30, 10}, .n_sizes = 3, .cost = NNDL_COST_QUADRATIC, .init = NNDL_INIT_NIELSEN,
-                       .eta = 0.5, .batch = atoi(argv[3]), .epochs = 1, .seed = 3, .shuffle = 1};
+                       .eta = 0.5, .batch = atoi(argv[3]), .epochs = 1, .seed = 3, .shuffle = 1,
+                       .lr_decay = 2, .lr_min_ratio = 128};
+    if (argc == 8) {
+        cfg.dropout = atof(argv[4]), cfg.momentum = atof(argv[5]), cfg.l2 = atof(argv[6]), cfg.augment = atoi(argv[7]);
+        cfg.eta = 0.1; /* with momentum 0.9: still not chaotic */
+        cfg.epochs = 2;
+    }
     nndl_net *np = NULL, *n1 = NULL;
     if (st == NNDL_OK) st = train(MPI_COMM_WORLD, &cfg, &tr, &va, &np, &err);
     if (st == NNDL_OK && rank == 0) st = train(MPI_COMM_SELF, &cfg, &tr, &va, &n1, &err);
@@ -75,7 +83,8 @@ int main(int argc, char **argv)
             ok &= moved > 1e-2;
             nndl_net_free(init);
         }
-        printf("test_ranks np=%d batch=%s: %s\n%d passed, %d failed\n", size, argv[3], ok ? "PASS" : "FAIL", ok, !ok);
+        printf("test_ranks np=%d batch=%s%s: %s\n%d passed, %d failed\n", size, argv[3],
+               argc == 8 ? " with dropout/momentum/L2/augment" : "", ok ? "PASS" : "FAIL", ok, !ok);
     }
     MPI_Bcast(&ok, 1, MPI_INT, 0, MPI_COMM_WORLD);
     nndl_net_free(np), nndl_net_free(n1);

@@ -55,6 +55,17 @@ void nndl_split_free(nndl_split *s);
  * order holds positions in the split (0 .. s->n - 1). x is [n x rows*cols]. */
 void nndl_split_gather(const nndl_split *s, const int *order, int n, float *x, uint8_t *y);
 
+/* Data augmentation while gathering (no stored copy of the expanded set): each image moved by
+ * dx, dy in {-1, 0, 1} (zeros shifted in), drawn from (seed, epoch, position in the split), so
+ * every rank draws the same shift for a sample. */
+typedef struct {
+    int shift;       /* 0 = off */
+    uint64_t seed;
+    uint32_t epoch;
+} nndl_augment;
+void nndl_augment_shift_of(const nndl_augment *a, int sample, int *dx, int *dy);
+void nndl_split_gather_aug(const nndl_split *s, const int *order, int n, float *x, uint8_t *y, const nndl_augment *a);
+
 /* The same for the contiguous positions [first, first + n) of the split. */
 void nndl_split_gather_range(const nndl_split *s, int first, int n, float *x, uint8_t *y);
 

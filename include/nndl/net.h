@@ -45,7 +45,22 @@ typedef struct {
     int cap;
     float **a;       /* a[l]: [cap x sizes[l]] output of weight layer l (a[0] unused: the input is the caller's) */
     float *delta[2]; /* [cap x max width] ping-pong buffers for backprop */
+    float **mask;    /* mask[l]: [cap x sizes[l]] dropout scale of hidden layer l: 0 or 1/(1-p) */
+    float *zout;     /* [cap x sizes[L]] the output layer's pre-activations (softmax's log-sum-exp) */
 } nndl_net;
+
+/* Dropout of hidden units during training (inverted: kept units are scaled by 1/(1-p), so evaluation
+ * needs no rescaling). A unit's mask is a function of (seed, epoch, global sample index, layer,
+ * unit) only, never of the rank or of the other rows of the batch. */
+typedef struct {
+    float p;           /* drop probability in [0, 1); 0 = off */
+    uint64_t seed;
+    uint32_t epoch;
+    const int *sample; /* [n] the global sample index of each row */
+} nndl_dropout;
+
+/* mask[0..width) for row's sample and hidden layer (1-based): 0 or 1/(1-p). */
+void nndl_dropout_mask(const nndl_dropout *d, int layer, int width, int row, float *mask);
 
 const char *nndl_act_name(nndl_act a);
 const char *nndl_cost_name(nndl_cost c);
@@ -74,13 +89,15 @@ nndl_status nndl_net_reserve(nndl_net *net, int rows, nndl_err *err);
 /* Forward x [n x sizes[0]] (n <= cap); return the output activations [n x sizes[L]] (workspace). */
 const float *nndl_net_forward(nndl_net *net, const float *x, int n);
 
-/* Cost of output rows out [n x sizes[L]] against class labels y [n], SUMMED over the rows. */
+/* Cost of output rows out [n x sizes[L]] against class labels y [n], SUMMED over the rows. out must
+ * be the last forward's output (log-likelihood uses its pre-activations: log-softmax by log-sum-exp). */
 double nndl_net_cost(const nndl_net *net, const float *out, const uint8_t *y, int n);
 
 /* Forward and backward over x [n x sizes[0]] with labels y [n]: grads = the SUM over the n rows
  * of each row's gradient (not the mean: ranks sum shards, then divide by the global batch).
- * grads[n_params] = the summed cost; other extras are zeroed. n = 0 gives zero gradients. */
-double nndl_net_backprop(nndl_net *net, const float *x, const uint8_t *y, int n);
+ * grads[n_params] = the summed cost; other extras are zeroed. n = 0 gives zero gradients.
+ * drop: dropout of the hidden layers (NULL or p = 0: none). */
+double nndl_net_backprop(nndl_net *net, const float *x, const uint8_t *y, int n, const nndl_dropout *drop);
 
 /* Evaluate x [n x sizes[0]] (n <= cap): add the summed cost to *cost and the
  * number of rows whose arg-max output equals the label to *correct. */
@@ -89,7 +106,5 @@ void nndl_net_evaluate(nndl_net *net, const float *x, const uint8_t *y, int n, d
 /* Arg-max class of each output row: pred[r] for x [n x sizes[0]] (n <= cap). */
 void nndl_net_predict(nndl_net *net, const float *x, int n, int *pred);
 
-/* Plain SGD: params -= scale * grads over all n_params (scale = eta / batch). */
-void nndl_net_sgd(nndl_net *net, float scale);
 
 #endif

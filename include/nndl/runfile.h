@@ -18,13 +18,15 @@
 #include <stdint.h>
 
 #include "nndl/net.h"
+#include "nndl/optim.h"
 #include "nndl/safeio.h"
 
 #define NNDL_FORMAT_VERSION 1
 
 enum {
     NNDL_M_EPOCH, NNDL_M_TRAIN_COST, NNDL_M_VAL_ACCURACY, NNDL_M_VAL_COST, NNDL_M_LEARNING_RATE, NNDL_M_SECONDS,
-    NNDL_M_SAMPLES_PER_S, NNDL_M_EVAL_SECONDS, NNDL_M_TRAIN_ACCURACY, NNDL_M_TEST_ACCURACY, NNDL_N_METRICS
+    NNDL_M_SAMPLES_PER_S, NNDL_M_EVAL_SECONDS, NNDL_M_TRAIN_ACCURACY, NNDL_M_TRAIN_FULL_COST, NNDL_M_TEST_ACCURACY,
+    NNDL_M_TEST_COST, NNDL_N_METRICS
 };
 extern const char *const nndl_metric_names[NNDL_N_METRICS];
 
@@ -54,9 +56,11 @@ typedef struct {
     int best_epoch;
     double best_val, best_test;
     float *best_params;   /* [n_params], NULL until an epoch completes */
-    /* optimizer state that must survive a resume (e.g. momentum velocity); NULL if none */
+    /* optimizer state that must survive a resume (e.g. momentum velocity); NULL if none. Not owned:
+     * it points at the trainer's buffer. */
     float *optim_state;
     size_t n_optim;
+    nndl_schedule sched;  /* the learning-rate schedule's state */
     /* how the run ended */
     const char *status;   /* "running", "completed", "stopped", "failed" */
     int exit_status;

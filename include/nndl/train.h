@@ -14,6 +14,7 @@
 #include "nndl/data.h"
 #include "nndl/dist.h"
 #include "nndl/net.h"
+#include "nndl/optim.h"
 
 #define NNDL_MAX_SIZES 64
 
@@ -28,6 +29,14 @@ typedef struct {
     int epochs;
     uint64_t seed;
     int shuffle;     /* 1: a new permutation each epoch; 0: file order */
+    double l1, l2;   /* regularisation lambdas (book form, n = training-set size) */
+    double momentum; /* mu */
+    double dropout;  /* p of hidden units */
+    int augment;     /* 1: --augment shift */
+    int patience;    /* learning-rate schedule (0: constant eta) */
+    double lr_decay, lr_min_ratio;
+    int early_stop;
+    int monitor_train, monitor_test; /* extra full passes each epoch */
     long step_hook_every; /* call hooks->on_step after every this many steps of an epoch (0: never) */
 } nndl_config;
 
@@ -67,6 +76,8 @@ typedef struct nndl_trainer {
     volatile int *stop_request; /* set asynchronously (a signal handler), or NULL */
     long stop_after_steps;      /* stop after this many steps in this launch (0: never) */
     long steps_run;             /* steps in this launch */
+    nndl_sgd sgd;               /* the update rule and its state (momentum velocity) */
+    nndl_schedule sched;        /* the learning-rate schedule and its state */
     /* scratch, sized for the largest shard and evaluation block */
     int rows;
     float *x;

@@ -3,6 +3,7 @@
 #include <cblas.h>
 #include <cjson/cJSON.h>
 #include <errno.h>
+#include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -50,10 +51,25 @@ static void on_epoch(void *ctx, const nndl_epoch_metrics *m)
 {
     report *r = ctx;
     if (!r->rank0) return;
+    const double *row = r->session->last_row;
+    const nndl_schedule *sc = &r->session->tr.sched;
+    static const int extra[] = {NNDL_M_TRAIN_ACCURACY, NNDL_M_TRAIN_FULL_COST, NNDL_M_TEST_ACCURACY, NNDL_M_TEST_COST};
     if (r->bar) fprintf(stderr, "\r%60s\r", "");
     if (r->human) {
-        printf("epoch %3d/%d  train_cost %.4f  val_acc %.4f  val_cost %.4f  %6.2f s  %8.0f samples/s\n", m->epoch,
-               r->o->cfg.epochs, m->train_cost, m->val_accuracy, m->val_cost, m->seconds, m->samples_per_s);
+        char more[256] = "";
+        if (r->o->cfg.monitor_train)
+            snprintf(more + strlen(more), sizeof more - strlen(more), "  train_acc %.4f", row[NNDL_M_TRAIN_ACCURACY]);
+        if (r->o->cfg.monitor_test)
+            snprintf(more + strlen(more), sizeof more - strlen(more), "  test_acc %.4f", row[NNDL_M_TEST_ACCURACY]);
+        if (sc->patience > 0) snprintf(more + strlen(more), sizeof more - strlen(more), "  eta %g", m->learning_rate);
+        printf("epoch %3d/%d  train_cost %.4f  val_acc %.4f  val_cost %.4f%s  %6.2f s  %8.0f samples/s\n", m->epoch,
+               r->o->cfg.epochs, m->train_cost, m->val_accuracy, m->val_cost, more, m->seconds, m->samples_per_s);
+        if (sc->eta != m->learning_rate && !sc->stopped)
+            printf("  no better validation accuracy for %d epochs: eta %g -> %g\n", sc->patience, m->learning_rate,
+                   sc->eta);
+        if (sc->stopped)
+            printf("  stopping: %s\n", sc->early_stop > 0 && sc->since_best >= sc->early_stop
+                   ? "no better validation accuracy for --early-stop epochs" : "eta fell below eta0 / --lr-min-ratio");
         fflush(stdout);
     }
     if (r->json) {
@@ -66,6 +82,9 @@ static void on_epoch(void *ctx, const nndl_epoch_metrics *m)
         cJSON_AddNumberToObject(j, "seconds", m->seconds);
         cJSON_AddNumberToObject(j, "samples_per_s", m->samples_per_s);
         cJSON_AddNumberToObject(j, "eval_seconds", m->eval_seconds);
+        for (int i = 0; i < 4; i++)
+            if (!isnan(row[extra[i]])) cJSON_AddNumberToObject(j, nndl_metric_names[extra[i]], row[extra[i]]);
+        if (sc->stopped) cJSON_AddBoolToObject(j, "schedule_stop", 1);
         char *s = cJSON_PrintUnformatted(j);
         if (s) fprintf(r->json, "%s\n", s), fflush(r->json);
         free(s);
@@ -130,6 +149,11 @@ static void print_header(const nndl_session *s, const nndl_dist *d)
     printf("nndl-train %s: %s (%s), %s cost, %s init, eta %g, batch %d, %d epochs, seed %llu; %d rank%s\n",
            NNDL_VERSION, sz, acts, nndl_cost_name(o->cfg.cost), o->init_from[0] ? "from file" : nndl_init_name(o->cfg.init),
            o->cfg.eta, o->cfg.batch, o->cfg.epochs, (unsigned long long)o->cfg.seed, d->size, d->size > 1 ? "s" : "");
+    const nndl_config *c = &o->cfg;
+    if (c->l1 > 0 || c->l2 > 0 || c->dropout > 0 || c->momentum > 0 || c->patience > 0 || c->early_stop > 0 || c->augment)
+        printf("chapter 3: l1 %g, l2 %g, dropout %g, momentum %g, patience %d (decay %g, min ratio %g), early stop %d, "
+               "augment %s\n", c->l1, c->l2, c->dropout, c->momentum, c->patience, c->lr_decay, c->lr_min_ratio,
+               c->early_stop, c->augment ? "shift" : "none");
     printf("data: %s from %s: %d training, %d validation (%s), %d test samples\n", o->dataset, o->data_dir,
            s->ds.train.n, s->ds.val.n, o->val_random ? "random" : "last of the training file", s->ds.test.n);
     if (s->resumed)
@@ -154,7 +178,7 @@ static nndl_status run(nndl_options *o, const nndl_dist *d, report *rep, int arg
     s.tr.stop_request = &stop_requested;
     s.tr.stop_after_steps = o->stop_after_steps;
     double t0 = wall();
-    while (st == NNDL_OK && s.tr.epoch < o->cfg.epochs) {
+    while (st == NNDL_OK && s.tr.epoch < o->cfg.epochs && !s.tr.sched.stopped) {
         nndl_epoch_metrics m;
         st = nndl_trainer_epoch(&s.tr, &hooks, &m, err);
         if (st == NNDL_OK) st = nndl_session_epoch_end(&s, &m, err);

@@ -40,6 +40,17 @@ static const struct option long_opts[] = {
     {"compress", required_argument, 0, OPT_COMPRESS},
     {"init-from", required_argument, 0, OPT_INIT_FROM},
     {"stop-after-steps", required_argument, 0, OPT_STOP_AFTER_STEPS},
+    {"act", required_argument, 0, OPT_ACT},
+    {"l1", required_argument, 0, OPT_L1},
+    {"l2", required_argument, 0, OPT_L2},
+    {"dropout", required_argument, 0, OPT_DROPOUT},
+    {"momentum", required_argument, 0, OPT_MOMENTUM},
+    {"patience", required_argument, 0, OPT_PATIENCE},
+    {"lr-decay", required_argument, 0, OPT_LR_DECAY},
+    {"lr-min-ratio", required_argument, 0, OPT_LR_MIN_RATIO},
+    {"early-stop", required_argument, 0, OPT_EARLY_STOP},
+    {"monitor", required_argument, 0, OPT_MONITOR},
+    {"augment", required_argument, 0, OPT_AUGMENT},
     {"help", no_argument, 0, OPT_HELP},
     {"version", no_argument, 0, OPT_VERSION},
     {0, 0, 0, 0}};
@@ -57,11 +68,29 @@ void nndl_options_usage(FILE *out)
         "                         (log-likelihood puts a softmax on the output layer)\n"
         "  --init NAME            standard: N(0,1) weights and biases (ch. 1)\n"
         "                         nielsen: N(0,1/n_in) weights, N(0,1) biases (ch. 3)  [standard]\n"
+        "  --act LIST             hidden activations: sigmoid | tanh | relu, one for all\n"
+        "                         hidden layers or one per hidden layer        [sigmoid]\n"
+        "                         (the output follows the cost: softmax for log-likelihood)\n"
         "  --eta F                learning rate, > 0                           [3.0]\n"
         "  --batch N              global mini-batch size (split across ranks)  [10]\n"
         "  --epochs N             epochs to train                              [30]\n"
         "  --seed N               seed of every random draw (init, shuffling)  [1]\n"
         "  --no-shuffle           visit the training samples in file order every epoch\n"
+        "\n"
+        "Improving learning (chapter 3)\n"
+        "  --l2 LAMBDA            L2: w <- (1 - eta*LAMBDA/n) w - eta*grad (n = training set) [0]\n"
+        "  --l1 LAMBDA            L1: w <- w - (eta*LAMBDA/n) sgn(w) - eta*grad  [0]\n"
+        "  --dropout P            drop hidden units with probability P in [0,1) [0]\n"
+        "  --momentum MU          momentum SGD, MU in [0,1)                    [0]\n"
+        "  --patience N           divide eta by --lr-decay after N epochs without a better\n"
+        "                         validation accuracy (0: constant eta)        [0]\n"
+        "  --lr-decay F           the divisor, > 1                             [2]\n"
+        "  --lr-min-ratio R       stop when eta < eta0 / R                     [128]\n"
+        "  --early-stop N         stop after N epochs without a better validation accuracy [0]\n"
+        "  --monitor LIST         extra full passes each epoch: train (cost incl. the\n"
+        "                         regularisation term, and accuracy), test     [none]\n"
+        "  --augment KIND         shift: move each training image by up to one pixel,\n"
+        "                         a new random move each epoch                 [none]\n"
         "\n"
         "Data\n"
         "  --dataset NAME         mnist | fashion-mnist                        [mnist]\n"
@@ -121,6 +150,19 @@ static nndl_status parse_long(const char *flag, const char *s, long lo, long hi,
     return NNDL_OK;
 }
 
+/* a finite number in [lo, hi) (or (lo, hi) when open_lo) */
+static nndl_status parse_double(const char *flag, const char *s, int open_lo, double lo, double hi, double *out,
+                                const char *what, const char *example, nndl_err *err)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || *end || !isfinite(v) || v < lo || (open_lo && v == lo) || v >= hi)
+        return nndl_fail(err, NNDL_EARG, "%s: expected %s, found '%s' (e.g. %s %s)", flag, what, s, flag, example);
+    *out = v;
+    return NNDL_OK;
+}
+
 static nndl_status parse_int(const char *flag, const char *s, int lo, int *out, const char *example, nndl_err *err)
 {
     long v = 0;
@@ -175,6 +217,8 @@ static void defaults(nndl_options *o)
     c->epochs = 30;
     c->seed = 1;
     c->shuffle = 1;
+    c->lr_decay = 2.0;
+    c->lr_min_ratio = 128.0;
     o->dataset = "mnist";
     o->val_samples = 10000;
     o->threads = 1;
@@ -208,6 +252,29 @@ static nndl_status parse_int_list(const char *flag, const char *s, int *out, int
         p = *end ? end + 1 : end;
     }
     if (*n == 0) return nndl_fail(err, NNDL_EARG, "%s: expected layer numbers, found '%s' (e.g. %s 1)", flag, s, flag);
+    return NNDL_OK;
+}
+
+/* --act: one entry for every hidden layer, one per hidden layer, or one per layer where the last
+ * must be the output the cost implies (softmax for log-likelihood, sigmoid otherwise). */
+static nndl_status resolve_act(nndl_options *o, nndl_err *err)
+{
+    nndl_config *c = &o->cfg;
+    int hidden = c->n_sizes - 2, n = o->n_act;
+    nndl_act out = c->cost == NNDL_COST_LOG_LIKELIHOOD ? NNDL_ACT_SOFTMAX : NNDL_ACT_SIGMOID;
+    if (n == 0) return NNDL_OK;
+    if (n == hidden + 1 && o->act_list[n - 1] != out)
+        return nndl_fail(err, NNDL_EARG, "--act: the output layer is %s with --cost %s, found %s; drop the last entry "
+                         "or change --cost", nndl_act_name(out), nndl_cost_name(c->cost),
+                         nndl_act_name(o->act_list[n - 1]));
+    if (n != 1 && n != hidden && n != hidden + 1)
+        return nndl_fail(err, NNDL_EARG, "--act: %d entries for %d hidden layers (--sizes); give one for all or one "
+                         "per hidden layer", n, hidden);
+    for (int l = 0; l < hidden; l++) {
+        c->act[l] = o->act_list[n == 1 ? 0 : l];
+        if (c->act[l] == NNDL_ACT_SOFTMAX)
+            return nndl_fail(err, NNDL_EARG, "--act: softmax only as the output layer (with --cost log-likelihood)");
+    }
     return NNDL_OK;
 }
 
@@ -286,6 +353,46 @@ static nndl_status parse_one(nndl_options *o, int opt, const char *arg, nndl_err
         return NNDL_OK;
     case OPT_STOP_AFTER_STEPS:
         return parse_long("--stop-after-steps", arg, 1, 1L << 40, &o->stop_after_steps, "1000", err);
+    case OPT_ACT: {
+        char buf[1024], *save = NULL;
+        snprintf(buf, sizeof buf, "%s", arg);
+        o->n_act = 0;
+        for (char *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+            int a = nndl_act_parse(tok);
+            if (a < 0 && strcmp(tok, "softmax") == 0) a = NNDL_ACT_SOFTMAX;
+            if (a < 0 || o->n_act == NNDL_MAX_SIZES)
+                return nndl_fail(err, NNDL_EARG, "--act: expected sigmoid, tanh or relu (comma-separated, one per "
+                                 "hidden layer), found '%s' in '%s'", tok, arg);
+            o->act_list[o->n_act++] = (nndl_act)a;
+        }
+        return o->n_act ? NNDL_OK : nndl_fail(err, NNDL_EARG, "--act: expected an activation, found '%s'", arg);
+    }
+    case OPT_L1: return parse_double("--l1", arg, 0, 0, 1e30, &o->cfg.l1, "a lambda >= 0", "5.0", err);
+    case OPT_L2: return parse_double("--l2", arg, 0, 0, 1e30, &o->cfg.l2, "a lambda >= 0", "5.0", err);
+    case OPT_DROPOUT: return parse_double("--dropout", arg, 0, 0, 1, &o->cfg.dropout, "a probability in [0, 1)", "0.5", err);
+    case OPT_MOMENTUM: return parse_double("--momentum", arg, 0, 0, 1, &o->cfg.momentum, "a value in [0, 1)", "0.9", err);
+    case OPT_LR_DECAY: return parse_double("--lr-decay", arg, 1, 1, 1e30, &o->cfg.lr_decay, "a factor > 1", "2", err);
+    case OPT_LR_MIN_RATIO:
+        return parse_double("--lr-min-ratio", arg, 0, 1, 1e30, &o->cfg.lr_min_ratio, "a ratio >= 1", "128", err);
+    case OPT_PATIENCE: return parse_int("--patience", arg, 0, &o->cfg.patience, "10", err);
+    case OPT_EARLY_STOP: return parse_int("--early-stop", arg, 0, &o->cfg.early_stop, "10", err);
+    case OPT_MONITOR: {
+        char buf[256], *save = NULL;
+        snprintf(buf, sizeof buf, "%s", arg);
+        o->cfg.monitor_train = o->cfg.monitor_test = 0;
+        for (char *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+            if (!strcmp(tok, "train")) o->cfg.monitor_train = 1;
+            else if (!strcmp(tok, "test")) o->cfg.monitor_test = 1;
+            else if (strcmp(tok, "none"))
+                return nndl_fail(err, NNDL_EARG, "--monitor: expected train, test or both (train,test), found '%s'", arg);
+        }
+        return NNDL_OK;
+    }
+    case OPT_AUGMENT:
+        if (strcmp(arg, "shift") && strcmp(arg, "none"))
+            return nndl_fail(err, NNDL_EARG, "--augment: expected shift or none, found '%s'", arg);
+        o->cfg.augment = !strcmp(arg, "shift");
+        return NNDL_OK;
     case OPT_HELP: o->help = 1; return NNDL_OK;
     case OPT_VERSION: o->version = 1; return NNDL_OK;
     }
@@ -311,6 +418,8 @@ nndl_status nndl_options_parse(nndl_options *o, int argc, char **argv, nndl_err 
     if (optind < argc)
         return nndl_fail(err, NNDL_EARG, "unexpected argument '%s': nndl-train takes only flags; "
                          "see nndl-train --help", argv[optind]);
+    nndl_status st = resolve_act(o, err);
+    if (st != NNDL_OK) return st;
     if (o->cfg.cost == NNDL_COST_LOG_LIKELIHOOD && o->cfg.sizes[o->cfg.n_sizes - 1] < 2)
         return nndl_fail(err, NNDL_EARG, "--cost log-likelihood needs a softmax over at least 2 outputs");
     if (o->resume[0] && o->out[0] && strcmp(o->resume, o->out) != 0)
@@ -381,12 +490,28 @@ cJSON *nndl_options_to_json(const nndl_options *o)
     cJSON_AddNumberToObject(j, "probe", o->probe);
     cJSON_AddItemToObject(j, "probe-layers", int_array(o->probe_layers, o->n_probe_layers));
     cJSON_AddNumberToObject(j, "compress", o->compress);
+    cJSON_AddNumberToObject(j, "l1", c->l1);
+    cJSON_AddNumberToObject(j, "l2", c->l2);
+    cJSON_AddNumberToObject(j, "dropout", c->dropout);
+    cJSON_AddNumberToObject(j, "momentum", c->momentum);
+    cJSON_AddNumberToObject(j, "patience", c->patience);
+    cJSON_AddNumberToObject(j, "lr-decay", c->lr_decay);
+    cJSON_AddNumberToObject(j, "lr-min-ratio", c->lr_min_ratio);
+    cJSON_AddNumberToObject(j, "early-stop", c->early_stop);
+    cJSON *mon = cJSON_CreateArray();
+    if (c->monitor_train) cJSON_AddItemToArray(mon, cJSON_CreateString("train"));
+    if (c->monitor_test) cJSON_AddItemToArray(mon, cJSON_CreateString("test"));
+    cJSON_AddItemToObject(j, "monitor", mon);
+    cJSON_AddStringToObject(j, "augment", c->augment ? "shift" : "none");
     return j;
 }
 
 /* key, flag, and whether the model or data depend on it (then a resume may not change it) */
 static const struct { const char *key; int opt, strict; } keys[] = {
-    {"sizes", OPT_SIZES, 1}, {"act", -1, 1}, {"cost", OPT_COST, 1}, {"init", OPT_INIT, 1}, {"eta", OPT_ETA, 1},
+    {"sizes", OPT_SIZES, 1}, {"act", OPT_ACT, 1}, {"l1", OPT_L1, 1}, {"l2", OPT_L2, 1}, {"dropout", OPT_DROPOUT, 1},
+    {"momentum", OPT_MOMENTUM, 1}, {"patience", OPT_PATIENCE, 1}, {"lr-decay", OPT_LR_DECAY, 1},
+    {"lr-min-ratio", OPT_LR_MIN_RATIO, 1}, {"early-stop", OPT_EARLY_STOP, 1}, {"monitor", OPT_MONITOR, 0},
+    {"augment", OPT_AUGMENT, 1}, {"cost", OPT_COST, 1}, {"init", OPT_INIT, 1}, {"eta", OPT_ETA, 1},
     {"batch", OPT_BATCH, 1}, {"epochs", OPT_EPOCHS, 0}, {"seed", OPT_SEED, 1}, {"no-shuffle", OPT_NO_SHUFFLE, 1},
     {"dataset", OPT_DATASET, 1}, {"train-samples", OPT_TRAIN_SAMPLES, 1}, {"val-samples", OPT_VAL_SAMPLES, 1},
     {"val-split", OPT_VAL_SPLIT, 1}, {"init-from", OPT_INIT_FROM, 1}, {"checkpoint-every", OPT_CKPT_EVERY, 0},
@@ -428,6 +553,16 @@ static nndl_status apply_key(nndl_options *o, const char *key, const cJSON *v, n
         c->shuffle = !cJSON_IsTrue(v);
         return NNDL_OK;
     }
+    if (!strcmp(key, "monitor") || !strcmp(key, "augment")) { /* lists and names: through the flag parser */
+        char buf[256] = "";
+        if (cJSON_IsString(v)) snprintf(buf, sizeof buf, "%s", v->valuestring);
+        for (int i = 0; cJSON_IsArray(v) && i < cJSON_GetArraySize(v); i++) {
+            cJSON *it = cJSON_GetArrayItem(v, i);
+            if (!cJSON_IsString(it)) return NNDL_EFORMAT;
+            snprintf(buf + strlen(buf), sizeof buf - strlen(buf), "%s%s", i ? "," : "", it->valuestring);
+        }
+        return parse_one(o, !strcmp(key, "monitor") ? OPT_MONITOR : OPT_AUGMENT, buf[0] ? buf : "none", err);
+    }
     if (!strcmp(key, "data")) return s && *s && strlen(s) < sizeof o->data_dir ? (strcpy(o->data_dir, s), NNDL_OK) : NNDL_EFORMAT;
     if (!strcmp(key, "init-from")) return s && strlen(s) < sizeof o->init_from ? (strcpy(o->init_from, s), NNDL_OK) : NNDL_EFORMAT;
     static const int opt_of[] = {OPT_COST, OPT_INIT, OPT_DATASET, OPT_VAL_SPLIT};
@@ -436,7 +571,9 @@ static nndl_status apply_key(nndl_options *o, const char *key, const cJSON *v, n
         if (!strcmp(key, str_keys[i])) return s ? parse_one(o, opt_of[i], s, err) : NNDL_EFORMAT;
     if (!isnum) return NNDL_EFORMAT;
     if (!strcmp(key, "train-samples") && v->valuedouble == 0) return o->train_samples = 0, NNDL_OK; /* all */
-    if (!strcmp(key, "eta")) snprintf(buf, sizeof buf, "%.17g", v->valuedouble);
+    if (!strcmp(key, "eta") || !strcmp(key, "l1") || !strcmp(key, "l2") || !strcmp(key, "dropout") ||
+        !strcmp(key, "momentum") || !strcmp(key, "lr-decay") || !strcmp(key, "lr-min-ratio"))
+        snprintf(buf, sizeof buf, "%.17g", v->valuedouble);
     else snprintf(buf, sizeof buf, "%.0f", v->valuedouble);
     for (size_t i = 0; i < sizeof keys / sizeof *keys; i++)
         if (!strcmp(key, keys[i].key) && keys[i].opt > 0) st = parse_one(o, keys[i].opt, buf, err);
@@ -449,7 +586,7 @@ nndl_status nndl_options_merge_stored(nndl_options *o, const char *stored_json, 
     nndl_status st = stored ? NNDL_OK : nndl_fail(err, NNDL_EFORMAT, "%s: the stored configuration is not JSON", run);
     for (size_t i = 0; st == NNDL_OK && i < sizeof keys / sizeof *keys; i++) {
         const cJSON *sv = cJSON_GetObjectItem(stored, keys[i].key), *mv = cJSON_GetObjectItem(mine, keys[i].key);
-        int given = keys[i].opt > 0 ? o->given[keys[i].opt - OPT_SIZES] : o->given[OPT_SIZES - OPT_SIZES];
+        int given = o->given[keys[i].opt - OPT_SIZES];
         if (!sv) continue; /* a key this run's nndl did not know yet: keep the default */
         if (given && keys[i].strict && !cJSON_Compare(sv, mv, 1)) {
             char *a = cJSON_PrintUnformatted(mv), *b = cJSON_PrintUnformatted(sv);

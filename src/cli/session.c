@@ -199,6 +199,7 @@ static nndl_status snapshot(nndl_session *s, int epoch, nndl_err *err)
 static nndl_status checkpoint(nndl_session *s, nndl_err *err)
 {
     s->run.epoch = s->tr.epoch, s->run.step = s->tr.step, s->run.cost_sum = s->tr.cost_sum;
+    s->run.sched = s->tr.sched;
     s->last_ckpt_epoch = s->tr.epoch, s->last_ckpt_step = s->tr.step;
     if (s->d->rank != 0) return NNDL_OK;
     return nndl_runfile_checkpoint(&s->paths, &s->run, s->net, s->o->keep, err);
@@ -266,6 +267,15 @@ static nndl_status resume_state(nndl_session *s, const char *ckpt, nndl_err *err
         s->run.epoch, s->run.best_epoch, s->run.step, s->run.cost_sum, s->run.best_val, s->run.best_test};
     st = nndl_dist_bcast(s->d, &pos, sizeof pos, err);
     s->run.best_epoch = pos.best_epoch, s->run.best_val = pos.best_val, s->run.best_test = pos.best_test;
+    if (s->d->rank == 0) { /* the schedule's state from the checkpoint; its settings from the configuration */
+        nndl_schedule *t = &s->tr.sched, *c = &s->run.sched;
+        t->eta = c->eta, t->best = c->best, t->since_best = c->since_best, t->since_change = c->since_change;
+        t->decays = c->decays, t->stopped = c->stopped;
+    }
+    if (st == NNDL_OK) st = nndl_dist_bcast(s->d, &s->tr.sched, sizeof s->tr.sched, err);
+    if (st == NNDL_OK && s->tr.sgd.velocity)
+        st = nndl_dist_bcast(s->d, s->tr.sgd.velocity, sizeof(float) * s->net->n_params, err);
+    s->run.sched = s->tr.sched;
     if (st == NNDL_OK) st = nndl_dist_bcast(s->d, s->net->params, sizeof(float) * s->net->n_params, err);
     s->tr.epoch = pos.epoch, s->tr.step = pos.step, s->tr.cost_sum = pos.cost_sum;
     s->last_ckpt_epoch = pos.epoch, s->last_ckpt_step = pos.step;
@@ -307,6 +317,10 @@ nndl_status nndl_session_start(nndl_session *s, nndl_options *o, const nndl_dist
     o->cfg.step_hook_every = o->checkpoint_every_steps;
     if (st == NNDL_OK) st = nndl_net_create(&s->net, o->cfg.sizes, o->cfg.n_sizes, o->cfg.act, o->cfg.cost, err);
     if (st == NNDL_OK) st = nndl_trainer_init(&s->tr, s->net, &o->cfg, &s->ds.train, &s->ds.val, d, err);
+    if (st == NNDL_OK) {
+        s->run.optim_state = s->tr.sgd.velocity, s->run.n_optim = s->tr.sgd.velocity ? s->net->n_params : 0;
+        s->run.sched = s->tr.sched;
+    }
     if (st == NNDL_OK && d->rank == 0 && !o->resume[0]) st = prepare_out(o, err);
     if ((st = nndl_dist_agree(d, st, err, NULL)) != NNDL_OK) goto out;
     if ((st = nndl_dist_bcast(d, o->out, sizeof o->out, err)) != NNDL_OK) goto out;
@@ -341,21 +355,28 @@ nndl_status nndl_session_epoch_end(nndl_session *s, const nndl_epoch_metrics *m,
     nndl_run *r = &s->run;
     const nndl_options *o = s->o;
     double row[NNDL_N_METRICS] = {m->epoch, m->train_cost, m->val_accuracy, m->val_cost, m->learning_rate, m->seconds,
-                                  m->samples_per_s, m->eval_seconds, NAN, NAN};
+                                  m->samples_per_s, m->eval_seconds, NAN, NAN, NAN, NAN};
     nndl_status st = NNDL_OK;
-    if (m->val_accuracy > r->best_val) { /* the best model so far: also its test accuracy */
-        double cost;
-        st = nndl_trainer_evaluate(&s->tr, &s->ds.test, &row[NNDL_M_TEST_ACCURACY], &cost, err);
+    int better = m->val_accuracy > r->best_val;
+    if (o->cfg.monitor_train) { /* the book's monitor: the whole training set, with the regularisation term */
+        st = nndl_trainer_evaluate(&s->tr, s->tr.train, &row[NNDL_M_TRAIN_ACCURACY], &row[NNDL_M_TRAIN_FULL_COST], err);
+        row[NNDL_M_TRAIN_FULL_COST] += nndl_sgd_penalty(&s->tr.sgd, s->net);
+    }
+    if (st == NNDL_OK && (o->cfg.monitor_test || better))
+        st = nndl_trainer_evaluate(&s->tr, &s->ds.test, &row[NNDL_M_TEST_ACCURACY], &row[NNDL_M_TEST_COST], err);
+    if (st == NNDL_OK && better) { /* the best model so far, and its test accuracy */
         r->best_val = m->val_accuracy, r->best_epoch = m->epoch, r->best_test = row[NNDL_M_TEST_ACCURACY];
-        if (st == NNDL_OK && s->d->rank == 0) {
+        if (s->d->rank == 0) {
             if (!r->best_params && !(r->best_params = malloc(sizeof(float) * s->net->n_params)))
                 st = nndl_fail(err, NNDL_ENOMEM, "out of memory for the best parameters");
             else
                 memcpy(r->best_params, s->net->params, sizeof(float) * s->net->n_params);
         }
     }
+    memcpy(s->last_row, row, sizeof row);
     if (st == NNDL_OK && s->d->rank == 0) st = nndl_run_add_epoch(r, row, err);
-    int last = m->epoch == o->cfg.epochs;
+    nndl_schedule_update(&s->tr.sched, m->val_accuracy); /* every rank: the same numbers, the same decision */
+    int last = m->epoch == o->cfg.epochs || s->tr.sched.stopped;
     if (st == NNDL_OK && o->history_every > 0 && (m->epoch % o->history_every == 0 || last)) st = snapshot(s, m->epoch, err);
     if (st == NNDL_OK && ((o->checkpoint_every > 0 && m->epoch % o->checkpoint_every == 0) || last))
         st = checkpoint(s, err);

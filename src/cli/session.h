@@ -28,6 +28,7 @@ typedef struct {
     float *act[NNDL_MAX_SIZES]; /* this rank's probe activations, per probe layer */
     int probe_first, probe_rows;
     int resumed;             /* continued from a checkpoint */
+    double last_row[NNDL_N_METRICS]; /* the last epoch's metrics (for the log) */
     int last_ckpt_epoch;
     long last_ckpt_step;
 } nndl_session;

@@ -1,0 +1,101 @@
+/* optim.c: SGD with L1/L2 and momentum, and the learning-rate schedule (see nndl/optim.h). */
+#include "nndl/optim.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+nndl_status nndl_sgd_init(nndl_sgd *o, const nndl_net *net, double eta, double l1, double l2, double momentum,
+                          long n_train, nndl_err *err)
+{
+    memset(o, 0, sizeof *o);
+    o->eta = eta, o->l1 = l1, o->l2 = l2, o->momentum = momentum, o->n_train = n_train > 0 ? n_train : 1;
+    o->n_params = net->n_params;
+    if (momentum > 0 && !(o->velocity = calloc(net->n_params, sizeof *o->velocity)))
+        return nndl_fail(err, NNDL_ENOMEM, "out of memory for the momentum velocity");
+    return NNDL_OK;
+}
+
+void nndl_sgd_free(nndl_sgd *o)
+{
+    free(o->velocity);
+    o->velocity = NULL;
+}
+
+double nndl_sgd_penalty(const nndl_sgd *o, const nndl_net *net)
+{
+    double s2 = 0.0, s1 = 0.0;
+    for (int l = 0; l < net->n_layers; l++) {
+        const nndl_layer *L = &net->layer[l];
+        for (size_t i = 0; i < (size_t)L->n_out * L->n_in; i++) s2 += (double)L->w[i] * L->w[i], s1 += fabs(L->w[i]);
+    }
+    return o->l2 / (2.0 * o->n_train) * s2 + o->l1 / o->n_train * s1;
+}
+
+static inline float sgnf(float w) { return (float)((w > 0.0f) - (w < 0.0f)); }
+
+/* g for the n weights w (with their summed gradients d) or biases (reg = 0) */
+static inline float grad_of(float d, float w, float inv_b, float l2n, float l1n, int reg)
+{
+    return reg ? d * inv_b + l2n * w + l1n * sgnf(w) : d * inv_b;
+}
+
+void nndl_sgd_gradient(const nndl_sgd *o, const nndl_net *net, int batch, float *out)
+{
+    const float inv_b = 1.0f / (float)batch, l2n = (float)(o->l2 / o->n_train), l1n = (float)(o->l1 / o->n_train);
+    for (int l = 0; l < net->n_layers; l++) {
+        const nndl_layer *L = &net->layer[l];
+        size_t off = (size_t)(L->w - net->params), nw = (size_t)L->n_out * L->n_in, nb = (size_t)L->n_out;
+        for (size_t i = 0; i < nw + nb; i++)
+            out[off + i] = grad_of(net->grads[off + i], net->params[off + i], inv_b, l2n, l1n, i < nw);
+    }
+}
+
+void nndl_sgd_step(nndl_sgd *o, nndl_net *net, int batch)
+{
+    if (o->l1 == 0 && o->l2 == 0 && !o->velocity) { /* the common case: one BLAS axpy */
+        cblas_saxpy((int)net->n_params, (float)(-o->eta / batch), net->grads, 1, net->params, 1);
+        return;
+    }
+    const float inv_b = 1.0f / (float)batch, l2n = (float)(o->l2 / o->n_train), l1n = (float)(o->l1 / o->n_train),
+                eta = (float)o->eta, mu = (float)o->momentum;
+    for (int l = 0; l < net->n_layers; l++) {
+        const nndl_layer *L = &net->layer[l];
+        size_t off = (size_t)(L->w - net->params), nw = (size_t)L->n_out * L->n_in, nb = (size_t)L->n_out;
+        float *restrict w = net->params + off, *restrict d = net->grads + off;
+        float *restrict v = o->velocity ? o->velocity + off : NULL;
+        /* four branch-free loops (weights/biases x momentum or not), so that the compiler vectorises them */
+        if (v) {
+            for (size_t i = 0; i < nw; i++) w[i] += (v[i] = mu * v[i] - eta * grad_of(d[i], w[i], inv_b, l2n, l1n, 1));
+            for (size_t i = nw; i < nw + nb; i++) w[i] += (v[i] = mu * v[i] - eta * d[i] * inv_b);
+        } else {
+            for (size_t i = 0; i < nw; i++) w[i] -= eta * grad_of(d[i], w[i], inv_b, l2n, l1n, 1);
+            for (size_t i = nw; i < nw + nb; i++) w[i] -= eta * d[i] * inv_b;
+        }
+    }
+}
+
+void nndl_schedule_init(nndl_schedule *s, double eta0, int patience, double decay, double min_ratio, int early_stop)
+{
+    memset(s, 0, sizeof *s);
+    s->eta0 = s->eta = eta0, s->patience = patience, s->decay = decay, s->min_ratio = min_ratio;
+    s->early_stop = early_stop, s->best = -1.0;
+}
+
+int nndl_schedule_update(nndl_schedule *s, double val)
+{
+    if (s->stopped) return 1;
+    if (val > s->best) {
+        s->best = val, s->since_best = s->since_change = 0;
+        return 0;
+    }
+    s->since_best++, s->since_change++;
+    if (s->early_stop > 0 && s->since_best >= s->early_stop) return s->stopped = 1;
+    if (s->patience > 0 && s->since_change >= s->patience) {
+        s->eta /= s->decay, s->decays++;
+        s->since_change = 0; /* give the new rate its own patience */
+        if (s->eta < s->eta0 / s->min_ratio) return s->stopped = 1;
+    }
+    return 0;
+}
