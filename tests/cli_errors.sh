@@ -25,6 +25,24 @@ expect 2 "--batch: expected a whole number from 1" --batch 0
 expect 2 "the first size must be 784 and the last 10" --sizes 785,30,10
 expect 2 "the first size must be 784 and the last 10" --sizes 784,30,9
 expect 2 "--train-samples 60000: only 50000 samples are left" --train-samples 60000
+# chapter 3 flags
+expect 2 "--dropout: expected a probability in [0, 1), found '1'" --dropout 1
+expect 2 "--dropout: expected a probability in [0, 1), found '-0.1'" --dropout -0.1
+expect 2 "--l2: expected a lambda >= 0, found '-5'" --l2 -5
+expect 2 "--l1: expected a lambda >= 0, found '-1'" --l1 -1
+expect 2 "--momentum: expected a value in [0, 1), found '1'" --momentum 1
+expect 2 "--momentum: expected a value in [0, 1), found '-0.5'" --momentum -0.5
+expect 2 "--lr-decay: expected a factor > 1, found '1'" --lr-decay 1
+expect 2 "--lr-min-ratio: expected a ratio >= 1, found '0.5'" --lr-min-ratio 0.5
+expect 2 "--patience: expected a whole number from 0" --patience -1
+expect 2 "--act: 4 entries for 2 hidden layers" --sizes 784,30,20,10 --act relu,relu,relu,relu
+expect 2 "--act: expected sigmoid, tanh or relu" --act swish
+expect 2 "--act: the output layer is softmax with --cost log-likelihood, found sigmoid" --sizes 784,30,10 --act relu,sigmoid --cost log-likelihood
+expect 2 "--act: the output layer is sigmoid with --cost cross-entropy, found softmax" --sizes 784,30,10 --act relu,softmax --cost cross-entropy
+expect 2 "--act: softmax only as the output layer" --act softmax
+expect 2 "--monitor: expected train, test or both" --monitor validation
+expect 2 "--augment: expected shift or none" --augment rotate
+expect 2 "--probe-layers: layer 3 does not exist" --probe-layers 3
 
 # data problems: a copy of MNIST with one file spoiled at a time
 D=$NNDL_TEST_DATA

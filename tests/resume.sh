@@ -52,7 +52,27 @@ t -n 2 "$NNDL_TRAIN" --resume "$tmp/a.h5" --epochs 2; rc=$?
 [ $rc -eq 2 ] && grep -q "already trained 5 epochs" "$tmp/out" && pass "--epochs below the epochs done is refused" \
   || fail "--epochs shrink: $rc $(cat "$tmp/out")"
 
-# 5. killed before its first checkpoint: the resume starts over from the stored configuration
+# 5. chapter 3 state survives a stop: momentum velocity, the schedule (patience 1: eta decays), dropout and
+#    augmentation draws (functions of seed, epoch, sample); stopped mid-epoch, twice
+C=(--sizes 784,30,10 --act tanh --cost log-likelihood --init nielsen --eta 0.05 --momentum 0.9 --dropout 0.2 --l2 1
+   --augment shift --patience 1 --lr-decay 2 --train-samples 1000 --epochs 8 --probe 50 --data "$NNDL_TEST_DATA" --no-progress)
+t -n 2 "$NNDL_TRAIN" "${C[@]}" --out "$tmp/c3full.h5" || fail "chapter 3 reference: $(tail -3 "$tmp/out")"
+t -n 2 "$NNDL_TRAIN" "${C[@]}" --out "$tmp/c3.h5" --stop-after-steps 250
+t -n 2 "$NNDL_TRAIN" --resume "$tmp/c3.h5" --stop-after-steps 230
+t -n 2 "$NNDL_TRAIN" --resume "$tmp/c3.h5"
+$SAME "$tmp/c3full.h5" "$tmp/c3.h5" >"$tmp/cmp" && $PY - "$tmp/c3full.h5" "$tmp/c3.h5" <<'PYEOF' \
+  && pass "momentum + schedule + dropout + augment + L2, stopped twice mid-epoch: bit-identical, same eta sequence" \
+  || fail "chapter 3 resume: $(cat "$tmp/cmp")"
+import sys, h5py, numpy as np
+a, b = (h5py.File(p, "r") for p in sys.argv[1:])
+la, lb = a["metrics/learning_rate"][...], b["metrics/learning_rate"][...]
+print("eta per epoch:", la)
+assert np.array_equal(la, lb) and np.array_equal(a["metrics/val_accuracy"][...], b["metrics/val_accuracy"][...])
+assert len(set(la)) > 1, "the schedule decayed eta at least once"
+assert np.array_equal(a["checkpoint/optim/state"][...], b["checkpoint/optim/state"][...]), "velocity"
+PYEOF
+
+# 6. killed before its first checkpoint: the resume starts over from the stored configuration
 t -n 2 "$NNDL_TRAIN" "${A[@]}" --epochs 4 --out "$tmp/d.h5" --checkpoint-every 0 --stop-after-steps 10
 $PY - "$tmp/d.h5.d/MANIFEST.json" <<'PYEOF'
 import json, os, sys
