@@ -214,6 +214,7 @@ static nndl_status run(nndl_options *o, const nndl_dist *d, report *rep, int arg
 int main(int argc, char **argv)
 {
     MPI_Init(&argc, &argv);
+    catch_signals(); /* early: a scheduler's warning during start-up must not kill a rank */
     nndl_dist d;
     nndl_err err = {0};
     nndl_options o;
@@ -224,7 +225,6 @@ int main(int argc, char **argv)
         if (d.rank == 0) o.help ? nndl_options_usage(stdout) : (void)printf("nndl-train %s\n", NNDL_VERSION);
     } else if (st == NNDL_OK) {
         openblas_set_num_threads(o.threads);
-        catch_signals();
         report rep = {&o, d.rank == 0, NULL, 1, 0, 0.0, NULL};
         if (o.log_path && strcmp(o.log_path, "-") == 0) rep.json = stdout, rep.human = 0;
         rep.bar = d.rank == 0 && rep.human && (o.progress == 1 || (o.progress == -1 && on_terminal()));
