@@ -1,0 +1,122 @@
+/* nndl-bench-micro: the machine's limits for tools/bench/run.
+ *   nndl-bench-micro sgemm N REPS            single-thread cblas_sgemm GFLOP/s on N x N (median of REPS)
+ *   nndl-bench-micro gemms SIZES BATCH REPS  the GEMMs alone of one training step (forward + backward) on
+ *                                            a batch: microseconds per step and samples/s (median)
+ *   mpirun -np P nndl-bench-micro allreduce N REPS   MPI_Allreduce(SUM) of N floats: median microseconds
+ * Prints one JSON object. */
+#include <cblas.h>
+#include <mpi.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static double now(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static int cmp(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double median(double *v, int n)
+{
+    qsort(v, (size_t)n, sizeof *v, cmp);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+static float *rnd(size_t n)
+{
+    float *p = malloc(sizeof(float) * n);
+    for (size_t i = 0; i < n; i++) p[i] = (float)((i * 2654435761u) % 1000) / 1000.0f - 0.5f;
+    return p;
+}
+
+static int sgemm_peak(int n, int reps)
+{
+    float *a = rnd((size_t)n * n), *b = rnd((size_t)n * n), *c = rnd((size_t)n * n);
+    double *t = malloc(sizeof(double) * reps);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1, a, n, b, n, 0, c, n); /* warm up */
+    for (int r = 0; r < reps; r++) {
+        double t0 = now();
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1, a, n, b, n, 0, c, n);
+        t[r] = now() - t0;
+    }
+    double s = median(t, reps);
+    printf("{\"sgemm_n\": %d, \"sgemm_seconds\": %.6g, \"sgemm_gflops\": %.2f}\n", n, s, 2.0 * n * n * n / s / 1e9);
+    return 0;
+}
+
+/* The GEMMs of one step: per layer a forward A W^T, and backward dW = D^T A and (but for the
+ * first layer) D W; exactly the calls nndl's core makes. */
+static int gemms(const char *sizes_s, int batch, int reps)
+{
+    int sizes[64], n = 0;
+    for (const char *p = sizes_s; *p && n < 64;) {
+        sizes[n++] = atoi(p);
+        while (*p && *p != ',') p++;
+        if (*p) p++;
+    }
+    float *w[64], *a[64], *d[64], *dw[64];
+    double flops = 0;
+    for (int l = 0; l < n; l++) a[l] = rnd((size_t)batch * sizes[l]), d[l] = rnd((size_t)batch * sizes[l]);
+    for (int l = 0; l + 1 < n; l++) {
+        w[l] = rnd((size_t)sizes[l + 1] * sizes[l]), dw[l] = rnd((size_t)sizes[l + 1] * sizes[l]);
+        flops += 2.0 * batch * sizes[l] * sizes[l + 1] * (l == 0 ? 2 : 3);
+    }
+    double *t = malloc(sizeof(double) * reps);
+    for (int r = -10; r < reps; r++) {
+        double t0 = now();
+        for (int l = 0; l + 1 < n; l++)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, batch, sizes[l + 1], sizes[l], 1, a[l], sizes[l], w[l],
+                        sizes[l], 1, a[l + 1], sizes[l + 1]);
+        for (int l = n - 2; l >= 0; l--) {
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, sizes[l + 1], sizes[l], batch, 1, d[l + 1], sizes[l + 1],
+                        a[l], sizes[l], 0, dw[l], sizes[l]);
+            if (l > 0)
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, batch, sizes[l], sizes[l + 1], 1, d[l + 1],
+                            sizes[l + 1], w[l], sizes[l], 0, d[l], sizes[l]);
+        }
+        if (r >= 0) t[r] = now() - t0;
+    }
+    double s = median(t, reps);
+    printf("{\"sizes\": \"%s\", \"batch\": %d, \"gemm_us_per_step\": %.4g, \"gemm_samples_per_s\": %.0f, "
+           "\"flops_per_step\": %.6g, \"gemm_gflops\": %.2f}\n", sizes_s, batch, 1e6 * s, batch / s, flops, flops / s / 1e9);
+    return 0;
+}
+
+static int allreduce(int argc, char **argv, long n, int reps)
+{
+    MPI_Init(&argc, &argv);
+    int rank, size;
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &size);
+    float *buf = rnd((size_t)n);
+    double *t = malloc(sizeof(double) * reps);
+    for (int r = -50; r < reps; r++) {
+        MPI_Barrier(MPI_COMM_WORLD);
+        double t0 = now();
+        MPI_Allreduce(MPI_IN_PLACE, buf, (int)n, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
+        if (r >= 0) t[r] = now() - t0;
+        for (long i = 0; i < n; i++) buf[i] *= 0.5f; /* keep the values finite */
+    }
+    double s = median(t, reps);
+    if (rank == 0) printf("{\"allreduce_floats\": %ld, \"ranks\": %d, \"allreduce_us\": %.4g}\n", n, size, 1e6 * s);
+    MPI_Finalize();
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    openblas_set_num_threads(1);
+    if (argc == 4 && !strcmp(argv[1], "sgemm")) return sgemm_peak(atoi(argv[2]), atoi(argv[3]));
+    if (argc == 5 && !strcmp(argv[1], "gemms")) return gemms(argv[2], atoi(argv[3]), atoi(argv[4]));
+    if (argc == 4 && !strcmp(argv[1], "allreduce")) return allreduce(argc, argv, atol(argv[2]), atoi(argv[3]));
+    fprintf(stderr, "usage: nndl-bench-micro sgemm N REPS | gemms SIZES BATCH REPS | allreduce N REPS\n");
+    return 2;
+}

@@ -1,0 +1,80 @@
+"""tools/bench/table.py RAW.jsonl OUT.json SAMPLES REPS: the benchmark's table from run's raw records."""
+import json
+import statistics as st
+import sys
+
+raw = [json.loads(line) for line in open(sys.argv[1]) if line.strip()]
+out_json, samples, reps = sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+BATCH = {"A": 10, "B": 10, "C": 128, "D": 10}
+NAMES = {"A": "784-30-10 sigmoid quadratic b10", "B": "784-100-10 sigmoid CE L2 b10",
+         "C": "784-1024-1024-10 ReLU softmax b128", "D": "784-10-3-10 sigmoid quadratic b10"}
+
+peak = next(r["sgemm_gflops"] for r in raw if "sgemm_gflops" in r)
+gemm = {r["config"]: r for r in raw if "gemm_samples_per_s" in r}
+allred = {}
+for r in raw:
+    if "allreduce_us" in r:
+        allred.setdefault(r["config"], []).append(r["allreduce_us"])
+
+
+def spread(v):
+    return {"median": st.median(v), "min": min(v), "max": max(v), "n": len(v)}
+
+
+rows = []
+for c in "ABCD":
+    flops_per_sample = gemm[c]["flops_per_step"] / BATCH[c]
+    impls = []
+    for np_ in (1, 2):
+        rs = [r for r in raw if r.get("impl") == "nndl" and r["config"] == c and r["np"] == np_]
+        if rs:
+            impls.append((f"nndl -np {np_}", [r["samples_per_s"] for r in rs], max(r["rss_kb"] for r in rs), np_))
+    for label, sel in (("torch 1 thread", lambda r: r["threads"] == 1 and not r["ddp"]),
+                       ("torch 2 threads", lambda r: r["threads"] == 2 and not r["ddp"]),
+                       ("torch DDP gloo x2", lambda r: r["ddp"] == 2)):
+        rs = [r for r in raw if r.get("impl") == "torch" and r["config"] == c and sel(r)]
+        if rs:
+            impls.append((label, [r["samples_per_s"] for r in rs], None, 2 if "DDP" in label else 1))
+    torch_best = max((st.median(v) for lab, v, _, _ in impls if lab.startswith("torch")), default=None)
+    torch_1 = next((st.median(v) for lab, v, _, _ in impls if lab == "torch 1 thread"), None)
+    ar = st.median(allred[c]) if c in allred else None
+    for lab, v, rss, np_ in impls:
+        sps = st.median(v)
+        row = {"config": c, "net": NAMES[c], "impl": lab, "samples_per_s": spread(v),
+               "ratio_to_torch_best": sps / torch_best if torch_best else None,
+               "ratio_to_torch_1_thread": sps / torch_1 if torch_1 else None,
+               "gflops": sps * flops_per_sample / 1e9,
+               "pct_of_sgemm_peak": 100 * sps * flops_per_sample / 1e9 / (peak * np_),
+               "pct_of_gemm_limit": 100 * sps / (gemm[c]["gemm_samples_per_s"] * np_),
+               "allreduce_share": (ar * 1e-6 * sps / BATCH[c]) if (ar and lab == "nndl -np 2") else None,
+               "peak_rss_mb_per_rank": rss / 1024 if rss else None}
+        rows.append(row)
+pss = {r["pss_np"]: r["pss_kb_sum"] for r in raw if "pss_np" in r}
+
+print(f"\nsingle-core cblas_sgemm peak: {peak:.1f} GFLOP/s; {samples} training samples per epoch; "
+      f"medians of {reps} launch(es) [min-max]")
+print("GEMMs alone of one step, 1 core: " + ", ".join(
+    f"{c} {gemm[c]['gemm_us_per_step']:.3g} us ({gemm[c]['gemm_samples_per_s']:,.0f} samples/s)" for c in "ABCD"))
+print("MPI_Allreduce of the gradient, 2 ranks (median of launches [min-max]): " + ", ".join(
+    f"{c} {st.median(allred[c]):.3g} us [{min(allred[c]):.3g}-{max(allred[c]):.3g}]" for c in "ABCD" if c in allred))
+hdr = f"{'cfg':3} {'implementation':18} {'samples/s':>10} {'[min-max]':>21} {'x torch best':>12} {'x torch 1t':>10} " \
+      f"{'GFLOP/s':>8} {'% peak':>7} {'% GEMM limit':>12} {'allreduce':>9} {'RSS MB':>7}"
+print(hdr)
+print("-" * len(hdr))
+for r in rows:
+    s = r["samples_per_s"]
+    f = lambda v, fmt: (fmt % v) if v is not None else "-"  # noqa: E731
+    rng = "[{:,.0f}-{:,.0f}]".format(s["min"], s["max"])
+    print(f"{r['config']:3} {r['impl']:18} {s['median']:>10,.0f} {rng:>21} "
+          f"{f(r['ratio_to_torch_best'], '%.2f'):>12} {f(r['ratio_to_torch_1_thread'], '%.2f'):>10} "
+          f"{r['gflops']:>8.2f} {r['pct_of_sgemm_peak']:>6.1f}% {r['pct_of_gemm_limit']:>11.1f}% "
+          f"{f(100 * r['allreduce_share'] if r['allreduce_share'] is not None else None, '%.0f%%'):>9} "
+          f"{f(r['peak_rss_mb_per_rank'], '%.0f'):>7}")
+if pss:
+    base = pss.get(1)
+    print("sum of PSS over the ranks (config A): " + ", ".join(
+        f"np {n}: {kb / 1024:.0f} MB ({kb / base:.2f}x np 1)" for n, kb in sorted(pss.items())))
+json.dump({"sgemm_peak_gflops": peak, "samples": samples, "reps": reps, "gemm_limit": gemm,
+           "allreduce_us": {c: spread(v) for c, v in allred.items()}, "rows": rows,
+           "pss_kb_sum": pss}, open(out_json, "w"), indent=1)
+print(f"\nwritten: {out_json}")
