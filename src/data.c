@@ -77,7 +77,8 @@ static nndl_status expect_end(gzFile f, const char *path, nndl_err *err)
 
 void nndl_images_free(nndl_images *im)
 {
-    free(im->pixels), free(im->labels);
+    if (!im->shared_pixels) free(im->pixels);
+    free(im->labels);
     memset(im, 0, sizeof *im);
 }
 

@@ -86,3 +86,72 @@ nndl_status nndl_dist_bcast_str(const nndl_dist *d, char **s, nndl_err *err)
     (*s)[n] = 0;
     return nndl_dist_bcast(d, *s, (size_t)n, err);
 }
+
+/* ---- one copy of the data set per node ---- */
+
+nndl_status nndl_dist_node_init(const nndl_dist *d, nndl_node_share *ns, nndl_err *err)
+{
+    memset(ns, 0, sizeof *ns);
+    ns->node = MPI_COMM_NULL;
+    MPI_Comm node;
+    int rc = MPI_Comm_split_type(d->comm, MPI_COMM_TYPE_SHARED, d->rank, MPI_INFO_NULL, &node);
+    if (rc != MPI_SUCCESS) return mpi_fail(err, rc, "MPI_Comm_split_type(SHARED)");
+    const char *pseudo = getenv("NNDL_PSEUDO_NODES");
+    int k = pseudo ? atoi(pseudo) : 0;
+    if (k > 1) { /* tests: pretend the machine is k nodes */
+        MPI_Comm split;
+        rc = MPI_Comm_split(node, d->rank % k, d->rank, &split);
+        MPI_Comm_free(&node);
+        if (rc != MPI_SUCCESS) return mpi_fail(err, rc, "MPI_Comm_split (NNDL_PSEUDO_NODES)");
+        node = split;
+    }
+    MPI_Comm_set_errhandler(node, MPI_ERRORS_RETURN);
+    ns->node = node, ns->ready = 1;
+    MPI_Comm_rank(node, &ns->node_rank);
+    MPI_Comm_size(node, &ns->node_size);
+    return NNDL_OK;
+}
+
+nndl_status nndl_dist_share_images(nndl_node_share *ns, nndl_images *im, nndl_status st, nndl_err *err)
+{
+    long long hdr[5] = {st, im->n, im->rows, im->cols, im->n_classes};
+    int rc = MPI_Bcast(hdr, 5, MPI_LONG_LONG, 0, ns->node);
+    if (rc != MPI_SUCCESS) return mpi_fail(err, rc, "MPI_Bcast of the data header");
+    if (hdr[0] != NNDL_OK) {
+        if (ns->node_rank != 0) nndl_fail(err, (nndl_status)hdr[0], "the data loader of this node failed (it reports why)");
+        return (nndl_status)hdr[0];
+    }
+    size_t bytes = (size_t)hdr[1] * (size_t)hdr[2] * (size_t)hdr[3];
+    if (ns->node_rank != 0) {
+        memset(im, 0, sizeof *im);
+        im->n = (int)hdr[1], im->rows = (int)hdr[2], im->cols = (int)hdr[3], im->n_classes = (int)hdr[4];
+        if (!(im->labels = malloc((size_t)im->n))) return nndl_fail(err, NNDL_ENOMEM, "out of memory for labels");
+    }
+    if ((rc = MPI_Bcast(im->labels, im->n, MPI_UNSIGNED_CHAR, 0, ns->node)) != MPI_SUCCESS)
+        return mpi_fail(err, rc, "MPI_Bcast of the labels");
+    if (ns->node_size == 1 || ns->n_win == 2) return NNDL_OK; /* alone on the node: keep the private copy */
+    void *base = NULL;
+    MPI_Win win;
+    rc = MPI_Win_allocate_shared(ns->node_rank == 0 ? (MPI_Aint)bytes : 0, 1, MPI_INFO_NULL, ns->node, &base, &win);
+    if (rc != MPI_SUCCESS) return mpi_fail(err, rc, "MPI_Win_allocate_shared for the data set");
+    ns->win[ns->n_win++] = win;
+    MPI_Aint size;
+    int disp;
+    uint8_t *shared;
+    MPI_Win_shared_query(win, 0, &size, &disp, &shared);
+    if (ns->node_rank == 0) {
+        memcpy(shared, im->pixels, bytes);
+        free(im->pixels);
+    }
+    im->pixels = shared, im->shared_pixels = 1;
+    rc = MPI_Barrier(ns->node); /* the copy is complete before anyone reads it */
+    return rc == MPI_SUCCESS ? NNDL_OK : mpi_fail(err, rc, "MPI_Barrier after sharing the data set");
+}
+
+void nndl_dist_node_free(nndl_node_share *ns)
+{
+    if (!ns->ready) return;
+    for (int i = 0; i < ns->n_win; i++) MPI_Win_free(&ns->win[i]);
+    MPI_Comm_free(&ns->node);
+    ns->n_win = 0, ns->ready = 0;
+}

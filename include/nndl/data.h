@@ -21,6 +21,7 @@ typedef struct {
     int n_classes;    /* labels are in [0, n_classes) */
     uint8_t *pixels;  /* [n x rows*cols] */
     uint8_t *labels;  /* [n] */
+    int shared_pixels; /* pixels belong to a shared-memory window (dist), not to this struct */
 } nndl_images;
 
 typedef struct {

@@ -11,6 +11,7 @@
 #include <mpi.h>
 #include <stddef.h>
 
+#include "nndl/data.h"
 #include "nndl/err.h"
 
 typedef struct {
@@ -39,5 +40,27 @@ nndl_status nndl_dist_bcast_str(const nndl_dist *d, char **s, nndl_err *err);
  * others get "rank K failed" and *reporter (if not NULL) says whether this rank should print.
  * Collective: every rank must call it at the same point. */
 nndl_status nndl_dist_agree(const nndl_dist *d, nndl_status st, nndl_err *err, int *reporter);
+
+/* ---- one copy of the data set per node ----
+ * The ranks of a node (MPI_Comm_split_type SHARED; the environment variable NNDL_PSEUDO_NODES=K
+ * splits it further by rank % K, so one machine can test the several-node path) keep ONE copy of
+ * the pixels in an MPI shared-memory window: node rank 0 reads the files, the others map its copy. */
+typedef struct {
+    MPI_Comm node;
+    int node_rank, node_size;
+    MPI_Win win[2];
+    int n_win;
+    int ready; /* node is a communicator to free (a zeroed struct is not) */
+} nndl_node_share;
+
+nndl_status nndl_dist_node_init(const nndl_dist *d, nndl_node_share *ns, nndl_err *err);
+
+/* Collective over the node: node rank 0 has loaded *im (with status st); afterwards every rank of the
+ * node has the same header and labels and points at one shared copy of the pixels. A failure on
+ * node rank 0 is returned on every rank of the node (its message stays on node rank 0). */
+nndl_status nndl_dist_share_images(nndl_node_share *ns, nndl_images *im, nndl_status st, nndl_err *err);
+
+/* Collective over the node: free the windows and the communicator. */
+void nndl_dist_node_free(nndl_node_share *ns);
 
 #endif

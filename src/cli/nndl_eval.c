@@ -44,7 +44,7 @@ static nndl_status eval(const char *run, const char *split, int best, const char
     if ((st = nndl_dist_bcast_str(d, &cfg, err)) != NNDL_OK) goto out;
     if (data) snprintf(o.data_dir, sizeof o.data_dir, "%s", data), o.given[OPT_DATA - OPT_SIZES] = 1;
     st = nndl_options_merge_stored(&o, cfg, run, err);
-    if (st == NNDL_OK) st = nndl_dataset_load(&ds, &o, err);
+    if (st == NNDL_OK) st = nndl_dataset_load(&ds, &o, d, err);
     if (st == NNDL_OK) st = nndl_net_create(&net, o.cfg.sizes, o.cfg.n_sizes, o.cfg.act, o.cfg.cost, err);
     if (st == NNDL_OK) st = nndl_trainer_init(&t, net, &o.cfg, &ds.train, &ds.val, d, err);
     if (st == NNDL_OK && d->rank == 0) st = nndl_runfile_load_checkpoint(ckpt, &r, net, err);

@@ -154,8 +154,10 @@ static void print_header(const nndl_session *s, const nndl_dist *d)
         printf("chapter 3: l1 %g, l2 %g, dropout %g, momentum %g, patience %d (decay %g, min ratio %g), early stop %d, "
                "augment %s\n", c->l1, c->l2, c->dropout, c->momentum, c->patience, c->lr_decay, c->lr_min_ratio,
                c->early_stop, c->augment ? "shift" : "none");
-    printf("data: %s from %s: %d training, %d validation (%s), %d test samples\n", o->dataset, o->data_dir,
-           s->ds.train.n, s->ds.val.n, o->val_random ? "random" : "last of the training file", s->ds.test.n);
+    printf("data: %s from %s: %d training, %d validation (%s), %d test samples; one copy per node, shared by "
+           "%d rank%s\n", o->dataset, o->data_dir, s->ds.train.n, s->ds.val.n,
+           o->val_random ? "random" : "last of the training file", s->ds.test.n, s->ds.share.node_size,
+           s->ds.share.node_size > 1 ? "s" : "");
     if (s->resumed)
         printf("run file: %s (resumed after epoch %d, step %ld)\n", o->out, s->tr.epoch, s->tr.step);
     else

@@ -13,7 +13,7 @@
 
 /* ---- data ---- */
 
-nndl_status nndl_dataset_load(nndl_dataset *ds, const nndl_options *o, nndl_err *err)
+nndl_status nndl_dataset_load(nndl_dataset *ds, const nndl_options *o, const nndl_dist *d, nndl_err *err)
 {
     char hint[9000];
     const char *dir = o->data_dir;
@@ -22,9 +22,13 @@ nndl_status nndl_dataset_load(nndl_dataset *ds, const nndl_options *o, nndl_err 
     snprintf(hint, sizeof hint, "the %s files were looked for in %s; fetch them with: tools/fetch-data %s --dir %s "
              "(or point --data / NNDL_DATA at them)", o->dataset, dir, o->dataset, dir);
     for (int i = 0; i < 4; i++) nndl_data_find(ds->paths[i], sizeof ds->paths[i], dir, names[i]);
-    nndl_status st = nndl_images_load(&ds->train_file, ds->paths[0], ds->paths[1], 10, hint, err);
-    if (st == NNDL_OK) st = nndl_images_load(&ds->test_file, ds->paths[2], ds->paths[3], 10, hint, err);
+    nndl_status st = nndl_dist_node_init(d, &ds->share, err);
     if (st != NNDL_OK) return st;
+    for (int k = 0; k < 2; k++) { /* node rank 0 reads; every rank of the node then shares its copy */
+        nndl_images *im = k ? &ds->test_file : &ds->train_file;
+        if (ds->share.node_rank == 0) st = nndl_images_load(im, ds->paths[2 * k], ds->paths[2 * k + 1], 10, hint, err);
+        if ((st = nndl_dist_share_images(&ds->share, im, st, err)) != NNDL_OK) return st;
+    }
     int avail = ds->train_file.n - o->val_samples;
     if (avail < 1)
         return nndl_fail(err, NNDL_EARG, "--val-samples %d: the training file has only %d samples; "
@@ -53,6 +57,7 @@ void nndl_dataset_free(nndl_dataset *ds)
 {
     nndl_split_free(&ds->train), nndl_split_free(&ds->val), nndl_split_free(&ds->test);
     nndl_images_free(&ds->train_file), nndl_images_free(&ds->test_file);
+    nndl_dist_node_free(&ds->share); /* collective over the node: every rank frees its dataset */
 }
 
 /* {"train-images-idx3-ubyte": "sha256", ...} of the four files (rank 0) */
@@ -313,7 +318,7 @@ nndl_status nndl_session_start(nndl_session *s, nndl_options *o, const nndl_dist
     nndl_status st = NNDL_OK;
     if (o->resume[0]) st = resume_config(s, &ckpt, err);
     if (st == NNDL_OK) st = nndl_options_check(o, err);
-    if (st == NNDL_OK) st = nndl_dataset_load(&s->ds, o, err);
+    if (st == NNDL_OK) st = nndl_dataset_load(&s->ds, o, d, err);
     o->cfg.step_hook_every = o->checkpoint_every_steps;
     if (st == NNDL_OK) st = nndl_net_create(&s->net, o->cfg.sizes, o->cfg.n_sizes, o->cfg.act, o->cfg.cost, err);
     if (st == NNDL_OK) st = nndl_trainer_init(&s->tr, s->net, &o->cfg, &s->ds.train, &s->ds.val, d, err);

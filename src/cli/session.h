@@ -11,10 +11,12 @@ typedef struct {
     nndl_images train_file, test_file;
     nndl_split train, val, test;
     char paths[4][4200]; /* train images, train labels, test images, test labels */
+    nndl_node_share share; /* one copy of the pixels per node */
 } nndl_dataset;
 
-/* Load the dataset o names, split it as o says, check --sizes against it. */
-nndl_status nndl_dataset_load(nndl_dataset *ds, const nndl_options *o, nndl_err *err);
+/* Load the dataset o names (one copy per node: node rank 0 reads, the others share it; collective),
+ * split it as o says, check --sizes against it. */
+nndl_status nndl_dataset_load(nndl_dataset *ds, const nndl_options *o, const nndl_dist *d, nndl_err *err);
 void nndl_dataset_free(nndl_dataset *ds);
 
 typedef struct {
