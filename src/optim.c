@@ -69,6 +69,10 @@ void nndl_sgd_step(nndl_sgd *o, nndl_net *net, int batch)
         if (v) {
             for (size_t i = 0; i < nw; i++) w[i] += (v[i] = mu * v[i] - eta * grad_of(d[i], w[i], inv_b, l2n, l1n, 1));
             for (size_t i = nw; i < nw + nb; i++) w[i] += (v[i] = mu * v[i] - eta * d[i] * inv_b);
+        } else if (l1n == 0.0f) { /* the book's L2 form, one FMA per weight: w <- (1 - eta l2/n) w - (eta/B) grad */
+            const float decay = 1.0f - eta * l2n, step = eta * inv_b;
+            for (size_t i = 0; i < nw; i++) w[i] = decay * w[i] - step * d[i];
+            for (size_t i = nw; i < nw + nb; i++) w[i] -= step * d[i];
         } else {
             for (size_t i = 0; i < nw; i++) w[i] -= eta * grad_of(d[i], w[i], inv_b, l2n, l1n, 1);
             for (size_t i = nw; i < nw + nb; i++) w[i] -= eta * d[i] * inv_b;
