@@ -36,4 +36,11 @@ if $PY -c 'import json,sys; r=[json.loads(l) for l in open(sys.argv[1])]; assert
 n=$(grep -c '^epoch ' "$tmp/out")
 [ "$n" -eq 1 ] && pass "one human line per epoch, printed once" || fail "$n epoch lines for 1 epoch"
 if grep -q $'\r' "$tmp/out"; then fail "a progress bar was drawn into a non-terminal log"; else pass "no progress bar off a terminal"; fi
+# --verbose: every rank's binding (hwloc), printed once by rank 0; more ranks than cores: one warning
+cores=$(/usr/bin/python3 -c "import os; print(len(os.sched_getaffinity(0)))")
+mpi -n $((cores + 1)) "$NNDL_TRAIN" --verbose --epochs 1 --train-samples 200 --data "$NNDL_TEST_DATA" --out "$tmp/v.h5" \
+  >"$tmp/v.out" 2>&1
+n=$(grep -c '^rank [0-9]*: node rank' "$tmp/v.out"); w=$(grep -c 'warning: .* ranks share .* cores' "$tmp/v.out")
+[ "$n" -eq $((cores + 1)) ] && [ "$w" -eq 1 ] && pass "--verbose prints $n bindings; oversubscription warned once" \
+  || fail "--verbose/oversubscription: $n bindings, $w warnings: $(head -5 "$tmp/v.out")"
 finish

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "nndl/dist.h"
+#include "nndl/topo.h"
 #include "nndl/train.h"
 #include "nndl/version.h"
 #include "options.h"
@@ -137,6 +138,33 @@ static void catch_signals(void)
     sigaction(SIGINT, &sa, NULL);
 }
 
+/* ---- where the rank runs: hwloc binding, oversubscription ---- */
+
+static nndl_status place_rank(const nndl_dist *d, const nndl_options *o, int yielding, nndl_err *err)
+{
+    MPI_Comm node;
+    int lr = 0, ls = 1;
+    if (MPI_Comm_split_type(d->comm, MPI_COMM_TYPE_SHARED, d->rank, MPI_INFO_NULL, &node) == MPI_SUCCESS) {
+        MPI_Comm_rank(node, &lr), MPI_Comm_size(node, &ls);
+        MPI_Comm_free(&node);
+    }
+    nndl_topo t;
+    nndl_status st = nndl_topo_init(&t, lr, ls, err);
+    if (st != NNDL_OK) return st;
+    if (d->rank == 0 && t.oversubscribed)
+        fprintf(stderr, "nndl-train: warning: %d ranks share %d cores on this node (oversubscribed): expect it to be "
+                "slower than %d ranks%s\n", ls, t.cores, t.cores, yielding ? "; the ranks yield while they wait" : "");
+    if (o->verbose) { /* every rank's binding, printed by rank 0 in rank order */
+        char line[256], *all = d->rank == 0 ? malloc(sizeof line * d->size) : NULL;
+        snprintf(line, sizeof line, "rank %d: node rank %d/%d, cores {%s}%s, %d BLAS thread%s", d->rank, lr, ls,
+                 t.binding, t.bound_by_us ? " (bound by nndl)" : " (as launched)", o->threads, o->threads > 1 ? "s" : "");
+        MPI_Gather(line, sizeof line, MPI_CHAR, all, sizeof line, MPI_CHAR, 0, d->comm);
+        for (int r = 0; d->rank == 0 && r < d->size; r++) printf("%s\n", all + r * sizeof line);
+        free(all);
+    }
+    return NNDL_OK;
+}
+
 /* ---- main ---- */
 
 static void print_header(const nndl_session *s, const nndl_dist *d)
@@ -215,6 +243,7 @@ static nndl_status run(nndl_options *o, const nndl_dist *d, report *rep, int arg
 
 int main(int argc, char **argv)
 {
+    int yielding = nndl_topo_prepare(); /* before MPI_Init: Open MPI reads it there */
     MPI_Init(&argc, &argv);
     catch_signals(); /* early: a scheduler's warning during start-up must not kill a rank */
     nndl_dist d;
@@ -227,10 +256,11 @@ int main(int argc, char **argv)
         if (d.rank == 0) o.help ? nndl_options_usage(stdout) : (void)printf("nndl-train %s\n", NNDL_VERSION);
     } else if (st == NNDL_OK) {
         openblas_set_num_threads(o.threads);
+        st = place_rank(&d, &o, yielding, &err);
         report rep = {&o, d.rank == 0, NULL, 1, 0, 0.0, NULL};
         if (o.log_path && strcmp(o.log_path, "-") == 0) rep.json = stdout, rep.human = 0;
         rep.bar = d.rank == 0 && rep.human && (o.progress == 1 || (o.progress == -1 && on_terminal()));
-        st = run(&o, &d, &rep, argc, argv, &err);
+        if (st == NNDL_OK) st = run(&o, &d, &rep, argc, argv, &err);
         if (rep.json && rep.json != stdout) fclose(rep.json);
     }
     if (st == NNDL_ESTOP && d.rank == 0)

@@ -51,6 +51,7 @@ static const struct option long_opts[] = {
     {"early-stop", required_argument, 0, OPT_EARLY_STOP},
     {"monitor", required_argument, 0, OPT_MONITOR},
     {"augment", required_argument, 0, OPT_AUGMENT},
+    {"verbose", no_argument, 0, OPT_VERBOSE},
     {"help", no_argument, 0, OPT_HELP},
     {"version", no_argument, 0, OPT_VERSION},
     {0, 0, 0, 0}};
@@ -124,6 +125,7 @@ void nndl_options_usage(FILE *out)
         "                         '-' writes them to stdout instead of the human lines\n"
         "  --progress, --no-progress   progress bar within the epoch           [on a terminal]\n"
         "  --threads N            BLAS threads per rank                        [1]\n"
+        "  --verbose              print each rank's core binding (hwloc)\n"
         "  --help, --version\n"
         "\n"
         "Example (the book's chapter-3 network on 2 ranks, JSON log):\n"
@@ -393,6 +395,7 @@ static nndl_status parse_one(nndl_options *o, int opt, const char *arg, nndl_err
             return nndl_fail(err, NNDL_EARG, "--augment: expected shift or none, found '%s'", arg);
         o->cfg.augment = !strcmp(arg, "shift");
         return NNDL_OK;
+    case OPT_VERBOSE: o->verbose = 1; return NNDL_OK;
     case OPT_HELP: o->help = 1; return NNDL_OK;
     case OPT_VERSION: o->version = 1; return NNDL_OK;
     }

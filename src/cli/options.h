@@ -14,7 +14,7 @@ enum {
     OPT_TRAIN_SAMPLES, OPT_VAL_SAMPLES, OPT_VAL_SPLIT, OPT_NO_SHUFFLE, OPT_THREADS, OPT_PROGRESS, OPT_NO_PROGRESS,
     OPT_OUT, OPT_FORCE, OPT_RESUME, OPT_CKPT_EVERY, OPT_CKPT_EVERY_STEPS, OPT_KEEP, OPT_HISTORY_EVERY, OPT_PROBE,
     OPT_PROBE_LAYERS, OPT_COMPRESS, OPT_INIT_FROM, OPT_STOP_AFTER_STEPS, OPT_ACT, OPT_L1, OPT_L2, OPT_DROPOUT,
-    OPT_MOMENTUM, OPT_PATIENCE, OPT_LR_DECAY, OPT_LR_MIN_RATIO, OPT_EARLY_STOP, OPT_MONITOR, OPT_AUGMENT, OPT_HELP, OPT_VERSION, OPT_END
+    OPT_MOMENTUM, OPT_PATIENCE, OPT_LR_DECAY, OPT_LR_MIN_RATIO, OPT_EARLY_STOP, OPT_MONITOR, OPT_AUGMENT, OPT_VERBOSE, OPT_HELP, OPT_VERSION, OPT_END
 };
 
 typedef struct {
@@ -43,6 +43,7 @@ typedef struct {
     long stop_after_steps; /* checkpoint and exit 75 after this many steps of this launch (0: never) */
     int n_act;             /* --act entries as given (resolved into cfg.act at the end of parsing) */
     nndl_act act_list[NNDL_MAX_SIZES];
+    int verbose;           /* --verbose: each rank's binding */
     int help, version;     /* asked for --help / --version */
     char given[OPT_END - OPT_SIZES]; /* which flags the command line gave */
 } nndl_options;
