@@ -175,6 +175,31 @@ herr_t write_layers(hid_t f, const char *group, const nndl_net *net, const float
     return 0;
 }
 
+herr_t write_best(hid_t f, const nndl_run *r, const nndl_net *net)
+{
+    if (!r->best_params) return 0;
+    herr_t rc = write_layers(f, "best", net, r->best_params, 0);
+    hid_t g = rc < 0 ? -1 : H5Gopen2(f, "best", H5P_DEFAULT);
+    if (g < 0) return -1;
+    rc = h5u_attr_int(g, "epoch", r->best_epoch);
+    if (rc >= 0) rc = h5u_attr_double(g, "val_accuracy", r->best_val);
+    if (rc >= 0) rc = h5u_attr_double(g, "test_accuracy", r->best_test);
+    H5Gclose(g);
+    return rc;
+}
+
+herr_t write_metrics(hid_t f, const nndl_run *r)
+{
+    hid_t g = h5u_group(f, "metrics");
+    herr_t rc = g < 0 ? -1 : 0;
+    for (int i = 0; rc >= 0 && i < NNDL_N_METRICS; i++) {
+        hsize_t n = (hsize_t)r->n_epochs;
+        rc = h5u_write(g, nndl_metric_names[i], H5T_NATIVE_DOUBLE, 1, &n, r->metrics[i], 0);
+    }
+    if (g >= 0) H5Gclose(g);
+    return rc;
+}
+
 herr_t read_layers(hid_t f, const char *group, const nndl_net *net, float *buf)
 {
     for (int l = 0; l < net->n_layers; l++) {
@@ -227,26 +252,14 @@ nndl_status nndl_runfile_checkpoint(const nndl_run_paths *p, const nndl_run *r, 
     H5TRY(h5u_attr_int(f, "schedule_since_change", sc->since_change), "%s: attribute", tmp);
     H5TRY(h5u_attr_int(f, "schedule_decays", sc->decays), "%s: attribute", tmp);
     H5TRY(h5u_attr_int(f, "schedule_stopped", sc->stopped), "%s: attribute", tmp);
-    if (r->best_params) {
-        H5TRY(write_layers(f, "best", net, r->best_params, 0), "%s: writing the best parameters failed", tmp);
-        H5TRY(g = H5Gopen2(f, "best", H5P_DEFAULT), "%s: /best", tmp);
-        H5TRY(h5u_attr_int(g, "epoch", r->best_epoch), "%s: attribute", tmp);
-        H5TRY(h5u_attr_double(g, "val_accuracy", r->best_val), "%s: attribute", tmp);
-        H5TRY(h5u_attr_double(g, "test_accuracy", r->best_test), "%s: attribute", tmp);
-        H5Gclose(g), g = -1;
-    }
+    H5TRY(write_best(f, r, net), "%s: writing the best parameters failed", tmp);
     if (r->optim_state) {
         hsize_t n = r->n_optim;
         H5TRY(g = h5u_group(f, "optim"), "%s: /optim", tmp);
         H5TRY(h5u_write(g, "state", H5T_NATIVE_FLOAT, 1, &n, r->optim_state, 0), "%s: optimizer state", tmp);
         H5Gclose(g), g = -1;
     }
-    H5TRY(g = h5u_group(f, "metrics"), "%s: /metrics", tmp);
-    for (int i = 0; i < NNDL_N_METRICS; i++) {
-        hsize_t n = (hsize_t)r->n_epochs;
-        H5TRY(h5u_write(g, nndl_metric_names[i], H5T_NATIVE_DOUBLE, 1, &n, r->metrics[i], 0), "%s: metrics", tmp);
-    }
-    H5Gclose(g), g = -1;
+    H5TRY(write_metrics(f, r), "%s: /metrics", tmp);
     H5TRY(g = h5u_group(f, "snapshots"), "%s: /snapshots", tmp);
     hsize_t ns = (hsize_t)r->n_snaps, np = (hsize_t)r->n_probe, nl = (hsize_t)r->n_probe_layers;
     H5TRY(h5u_write(g, "epoch", H5T_NATIVE_INT, 1, &ns, r->snap_epoch, 0), "%s: snapshots", tmp);

@@ -197,7 +197,7 @@ nndl_status nndl_runfile_write_main(const nndl_run_paths *p, const nndl_run *r, 
     char tmp[4200], b1[4200], dirbase[4200];
     snprintf(tmp, sizeof tmp, "%s.tmp", p->main);
     snprintf(dirbase, sizeof dirbase, "%s", base_of(p->dir, b1, sizeof b1));
-    hid_t f = h5u_create(tmp), g = -1;
+    hid_t f = h5u_create(tmp);
     H5TRY(f, "%s: cannot create: %s", tmp, errno ? strerror(errno) : "HDF5 error");
     H5TRY(h5u_attr_int(f, "nndl_format_version", NNDL_FORMAT_VERSION), "%s: attribute", tmp);
     const char *keys[] = {"config", "command_line", "nndl_version", "host", "start_time", "dataset", "dataset_sha256",
@@ -215,25 +215,12 @@ nndl_status nndl_runfile_write_main(const nndl_run_paths *p, const nndl_run *r, 
     H5TRY(h5u_attr_int(f, "epoch", r->epoch), "%s: attribute", tmp);
     H5TRY(h5u_attr_int(f, "step", r->step), "%s: attribute", tmp);
     H5TRY(write_layers(f, "model", net, net->params, 0), "%s: /model", tmp);
-    H5TRY(g = h5u_group(f, "metrics"), "%s: /metrics", tmp);
-    for (int i = 0; i < NNDL_N_METRICS; i++) {
-        hsize_t n = (hsize_t)r->n_epochs;
-        H5TRY(h5u_write(g, nndl_metric_names[i], H5T_NATIVE_DOUBLE, 1, &n, r->metrics[i], 0), "%s: metrics", tmp);
-    }
-    H5Gclose(g), g = -1;
-    if (r->best_params) {
-        H5TRY(write_layers(f, "best", net, r->best_params, 0), "%s: /best", tmp);
-        H5TRY(g = H5Gopen2(f, "best", H5P_DEFAULT), "%s: /best", tmp);
-        H5TRY(h5u_attr_int(g, "epoch", r->best_epoch), "%s: attribute", tmp);
-        H5TRY(h5u_attr_double(g, "val_accuracy", r->best_val), "%s: attribute", tmp);
-        H5TRY(h5u_attr_double(g, "test_accuracy", r->best_test), "%s: attribute", tmp);
-        H5Gclose(g), g = -1;
-    }
+    H5TRY(write_metrics(f, r), "%s: /metrics", tmp);
+    H5TRY(write_best(f, r, net), "%s: /best", tmp);
     H5TRY(write_history(f, r, net, dirbase), "%s: /history", tmp);
     H5TRY(write_activations(f, r, net, dirbase), "%s: /activations", tmp);
     H5TRY(write_links(f, p, dirbase), "%s: links to the checkpoint and eval files", tmp);
 out:
-    if (g >= 0) H5Gclose(g);
     if (f >= 0 && H5Fclose(f) < 0 && st == NNDL_OK) st = nndl_fail(err, NNDL_EIO, "%s: close failed (disk full?)", tmp);
     if (st == NNDL_OK) st = nndl_commit_file(tmp, p->main, err);
     if (st != NNDL_OK) return unlink(tmp), st;

@@ -23,6 +23,11 @@ nndl_status manifest_verify_main(const nndl_run_paths *p, nndl_err *err);
 
 /* Write the parameters of buf (laid out as net's) as GROUP/layer_K/{weights,biases}. */
 herr_t write_layers(hid_t f, const char *group, const nndl_net *net, const float *buf, int gzip);
+/* /best (the best epoch's parameters and attributes) and /metrics/NAME: the same in checkpoints
+ * and in the main file. */
+herr_t write_best(hid_t f, const nndl_run *r, const nndl_net *net);
+herr_t write_metrics(hid_t f, const nndl_run *r);
+
 /* Read them into buf; shapes must match net (-2 otherwise). */
 herr_t read_layers(hid_t f, const char *group, const nndl_net *net, float *buf);
 
