@@ -331,3 +331,11 @@ void nndl_net_predict(nndl_net *net, const float *x, int n, int *pred)
     int m = net->sizes[net->n_layers];
     for (int r = 0; r < n; r++) pred[r] = argmax(out + (size_t)r * m, m);
 }
+
+int nndl_any_nonfinite(const float *v, size_t n)
+{
+    const uint32_t *u = (const uint32_t *)(const void *)v;
+    uint32_t bad = 0;
+    for (size_t i = 0; i < n; i++) bad |= (uint32_t)((u[i] & 0x7f800000u) == 0x7f800000u); /* exponent all ones */
+    return bad != 0;
+}

@@ -1,6 +1,8 @@
 /* train.c: the data-parallel training loop (see nndl/train.h). */
 #include "nndl/train.h"
 
+#include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -62,6 +64,11 @@ static nndl_status step(nndl_trainer *t, int b0, int bsz, double *batch_cost, nn
     nndl_status s = nndl_dist_sum_floats(t->dist, t->net->grads, t->net->n_params + NNDL_GRAD_EXTRA, err);
     if (s != NNDL_OK) return s;
     *batch_cost = extra[NNDL_EXTRA_COST] / bsz;
+    /* every rank has the same sums, so all decide alike; nothing of a non-finite step is applied */
+    if (!isfinite(extra[NNDL_EXTRA_COST]) || nndl_any_nonfinite(t->net->grads, t->net->n_params))
+        return nndl_fail(err, NNDL_ENUM, "non-finite %s (cost %g) at epoch %u, step %d of the epoch",
+                         isfinite(extra[NNDL_EXTRA_COST]) ? "gradient" : "cost", extra[NNDL_EXTRA_COST], epoch,
+                         b0 / t->cfg.batch + 1);
     t->sgd.eta = t->sched.eta;
     nndl_sgd_step(&t->sgd, t->net, bsz); /* the grads are sums: it divides by the global batch */
     return extra[NNDL_EXTRA_STOP] > 0 ? NNDL_ESTOP : NNDL_OK; /* the step is complete either way */
@@ -82,6 +89,17 @@ nndl_status nndl_trainer_epoch(nndl_trainer *t, const nndl_train_hooks *hooks, n
         int b0 = (int)(s * B), bsz = n - b0 < B ? n - b0 : B;
         double c = 0.0;
         nndl_status st = step(t, b0, bsz, &c, err);
+        if (st == NNDL_ENUM && t->cfg.on_nan_skip) { /* nothing of it was applied: go on with the next batch */
+            t->skipped++, t->step = s + 1;
+            continue;
+        }
+        if (st == NNDL_ENUM) {
+            char what[256];
+            snprintf(what, sizeof what, "%s", err->msg);
+            return nndl_fail(err, NNDL_ENUM, "%s: the learning rate is probably too large (--eta %g); nothing of this "
+                             "step was applied and the last checkpoint is intact (or train with --on-nan skip-batch)",
+                             what, t->sched.eta);
+        }
         if (st != NNDL_OK && st != NNDL_ESTOP) return st;
         t->cost_sum += c;
         t->step = s + 1;
@@ -94,14 +112,15 @@ nndl_status nndl_trainer_epoch(nndl_trainer *t, const nndl_train_hooks *hooks, n
     double t1 = now();
     memset(m, 0, sizeof *m);
     m->epoch = epoch;
-    m->train_cost = t->cost_sum / (double)n_steps;
+    m->train_cost = n_steps > t->skipped ? t->cost_sum / (double)(n_steps - t->skipped) : NAN;
+    m->skipped = t->skipped;
     m->learning_rate = t->sched.eta;
     m->seconds = t1 - t0;
     m->samples_per_s = (double)(n - (long)first_step * B) / m->seconds; /* a resumed epoch did only the rest */
     nndl_status st = nndl_trainer_evaluate(t, t->val, &m->val_accuracy, &m->val_cost, err);
     if (st != NNDL_OK) return st;
     m->eval_seconds = now() - t1;
-    t->epoch = epoch, t->step = 0, t->cost_sum = 0.0;
+    t->epoch = epoch, t->step = 0, t->cost_sum = 0.0, t->skipped = 0;
     if (hooks && hooks->on_epoch) hooks->on_epoch(hooks->ctx, m);
     return NNDL_OK;
 }

@@ -42,6 +42,7 @@ expect 2 "--act: the output layer is sigmoid with --cost cross-entropy, found so
 expect 2 "--act: softmax only as the output layer" --act softmax
 expect 2 "--monitor: expected train, test or both" --monitor validation
 expect 2 "--augment: expected shift or none" --augment rotate
+expect 2 "--on-nan: expected stop or skip-batch, found 'ignore'" --on-nan ignore
 expect 2 "--probe-layers: layer 3 does not exist" --probe-layers 3
 
 # data problems: a copy of MNIST with one file spoiled at a time

@@ -94,6 +94,24 @@ setpriv --reuid=65534 --regid=65534 --clear-groups env HOME=/tmp "$MPIEXEC" --ov
 [ $rc -eq 2 ] && grep -q "cannot create files in $tmp/ro: Permission denied" "$tmp/out" && ! grep -q "^epoch" "$tmp/out" \
   && pass "as nobody, --out in a read-only directory fails before training" || fail "unwritable --out: $rc $(tail -3 "$tmp/out")"
 
+# NaN or Inf (eta far too large): detected at the step, nothing of it applied, last checkpoint kept
+N=(--sizes 784,30,10 --act relu --cost log-likelihood --init nielsen --eta 1e10 --train-samples 2000 --epochs 2 --probe 0
+   --data "$NNDL_TEST_DATA" --no-progress)
+t -n 2 "$NNDL_TRAIN" "${N[@]}" --out "$tmp/nan.h5" --checkpoint-every-steps 1; rc=$?
+[ $rc -eq 1 ] && grep -q "error: non-finite cost (cost -\?nan) at epoch 1, step 3 of the epoch: the learning rate is probably too large" "$tmp/out" \
+  && $PY -c "
+import h5py, numpy as np
+f = h5py.File('$tmp/nan.h5', 'r')
+assert f.attrs['status'] in (b'failed', 'failed') and f.attrs['exit_status'] == 1
+assert np.isfinite(f['model/layer_1/weights'][...]).all(), 'the failed step was not applied'
+assert f['checkpoint'].attrs['step'] == 2, f['checkpoint'].attrs['step']" \
+  && pass "NaN: exit 1 at epoch 1 step 3, named; the run file says failed, its model is finite, the step-2 checkpoint kept" \
+  || fail "NaN stop: $rc $(grep error "$tmp/out")"
+t -n 2 "$NNDL_TRAIN" "${N[@]}" --epochs 1 --out "$tmp/nan2.h5" --on-nan skip-batch --log "$tmp/nan2.jsonl"; rc=$?
+[ $rc -eq 0 ] && $PY -c "import json; r = json.loads(open('$tmp/nan2.jsonl').readline()); assert r['skipped_batches'] > 0, r" \
+  && pass "--on-nan skip-batch: goes on, counts the skipped batches ($(grep -o 'skipped_batches":[0-9]*' "$tmp/nan2.jsonl"))" \
+  || fail "skip-batch: $rc $(tail -3 "$tmp/out")"
+
 # disk full during a checkpoint (a 4 MiB tmpfs): clear error, the previous checkpoint stays intact
 mkdir "$tmp/full"
 if mount -t tmpfs -o size=4m tmpfs "$tmp/full" 2>/dev/null; then

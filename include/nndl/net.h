@@ -103,6 +103,9 @@ double nndl_net_backprop(nndl_net *net, const float *x, const uint8_t *y, int n,
  * number of rows whose arg-max output equals the label to *correct. */
 void nndl_net_evaluate(nndl_net *net, const float *x, const uint8_t *y, int n, double *cost, long *correct);
 
+/* 1 if any of v[0..n) is NaN or infinite (one vectorised pass over the bits). */
+int nndl_any_nonfinite(const float *v, size_t n);
+
 /* Arg-max class of each output row: pred[r] for x [n x sizes[0]] (n <= cap). */
 void nndl_net_predict(nndl_net *net, const float *x, int n, int *pred);
 

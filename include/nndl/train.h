@@ -37,6 +37,7 @@ typedef struct {
     double lr_decay, lr_min_ratio;
     int early_stop;
     int monitor_train, monitor_test; /* extra full passes each epoch */
+    int on_nan_skip; /* a non-finite cost: 0 = stop with an error, 1 = skip that batch and go on */
     long step_hook_every; /* call hooks->on_step after every this many steps of an epoch (0: never) */
 } nndl_config;
 
@@ -49,6 +50,7 @@ typedef struct {
     double seconds;       /* training steps of the epoch, wall clock */
     double samples_per_s; /* training samples / seconds */
     double eval_seconds;  /* the validation pass */
+    long skipped;         /* batches skipped for a non-finite cost (--on-nan skip-batch) */
 } nndl_epoch_metrics;
 
 struct nndl_trainer;
@@ -71,6 +73,7 @@ typedef struct nndl_trainer {
     int epoch;        /* epochs completed */
     long step;        /* steps done in epoch + 1 (non-zero only inside an epoch or after a mid-epoch resume) */
     double cost_sum;  /* sum of those steps' mini-batch costs */
+    long skipped;     /* of those steps, skipped for a non-finite cost */
     /* stopping at a step boundary: a rank's request rides in the gradient reduction, so every rank
      * sees it at the same step and no rank is left waiting in a collective */
     volatile int *stop_request; /* set asynchronously (a signal handler), or NULL */

@@ -65,6 +65,8 @@ static void on_epoch(void *ctx, const nndl_epoch_metrics *m)
         if (sc->patience > 0) snprintf(more + strlen(more), sizeof more - strlen(more), "  eta %g", m->learning_rate);
         printf("epoch %3d/%d  train_cost %.4f  val_acc %.4f  val_cost %.4f%s  %6.2f s  %8.0f samples/s\n", m->epoch,
                r->o->cfg.epochs, m->train_cost, m->val_accuracy, m->val_cost, more, m->seconds, m->samples_per_s);
+        if (m->skipped)
+            printf("  %ld batch%s skipped: non-finite cost (--on-nan skip-batch)\n", m->skipped, m->skipped > 1 ? "es" : "");
         if (sc->eta != m->learning_rate && !sc->stopped)
             printf("  no better validation accuracy for %d epochs: eta %g -> %g\n", sc->patience, m->learning_rate,
                    sc->eta);
@@ -86,6 +88,7 @@ static void on_epoch(void *ctx, const nndl_epoch_metrics *m)
         for (int i = 0; i < 4; i++)
             if (!isnan(row[extra[i]])) cJSON_AddNumberToObject(j, nndl_metric_names[extra[i]], row[extra[i]]);
         if (sc->stopped) cJSON_AddBoolToObject(j, "schedule_stop", 1);
+        if (m->skipped) cJSON_AddNumberToObject(j, "skipped_batches", (double)m->skipped);
         char *s = cJSON_PrintUnformatted(j);
         if (s) fprintf(r->json, "%s\n", s), fflush(r->json);
         free(s);

@@ -52,6 +52,7 @@ static const struct option long_opts[] = {
     {"monitor", required_argument, 0, OPT_MONITOR},
     {"augment", required_argument, 0, OPT_AUGMENT},
     {"verbose", no_argument, 0, OPT_VERBOSE},
+    {"on-nan", required_argument, 0, OPT_ON_NAN},
     {"help", no_argument, 0, OPT_HELP},
     {"version", no_argument, 0, OPT_VERSION},
     {0, 0, 0, 0}};
@@ -126,6 +127,8 @@ void nndl_options_usage(FILE *out)
         "  --progress, --no-progress   progress bar within the epoch           [on a terminal]\n"
         "  --threads N            BLAS threads per rank                        [1]\n"
         "  --verbose              print each rank's core binding (hwloc)\n"
+        "  --on-nan WHAT          a NaN or Inf cost: stop (exit 1, the last checkpoint kept) or\n"
+        "                         skip-batch (drop that step's update and go on) [stop]\n"
         "  --help, --version\n"
         "\n"
         "Example (the book's chapter-3 network on 2 ranks, JSON log):\n"
@@ -396,6 +399,11 @@ static nndl_status parse_one(nndl_options *o, int opt, const char *arg, nndl_err
         o->cfg.augment = !strcmp(arg, "shift");
         return NNDL_OK;
     case OPT_VERBOSE: o->verbose = 1; return NNDL_OK;
+    case OPT_ON_NAN:
+        if (strcmp(arg, "stop") && strcmp(arg, "skip-batch"))
+            return nndl_fail(err, NNDL_EARG, "--on-nan: expected stop or skip-batch, found '%s'", arg);
+        o->cfg.on_nan_skip = !strcmp(arg, "skip-batch");
+        return NNDL_OK;
     case OPT_HELP: o->help = 1; return NNDL_OK;
     case OPT_VERSION: o->version = 1; return NNDL_OK;
     }
@@ -506,6 +514,7 @@ cJSON *nndl_options_to_json(const nndl_options *o)
     if (c->monitor_test) cJSON_AddItemToArray(mon, cJSON_CreateString("test"));
     cJSON_AddItemToObject(j, "monitor", mon);
     cJSON_AddStringToObject(j, "augment", c->augment ? "shift" : "none");
+    cJSON_AddStringToObject(j, "on-nan", c->on_nan_skip ? "skip-batch" : "stop");
     return j;
 }
 
@@ -514,7 +523,7 @@ static const struct { const char *key; int opt, strict; } keys[] = {
     {"sizes", OPT_SIZES, 1}, {"act", OPT_ACT, 1}, {"l1", OPT_L1, 1}, {"l2", OPT_L2, 1}, {"dropout", OPT_DROPOUT, 1},
     {"momentum", OPT_MOMENTUM, 1}, {"patience", OPT_PATIENCE, 1}, {"lr-decay", OPT_LR_DECAY, 1},
     {"lr-min-ratio", OPT_LR_MIN_RATIO, 1}, {"early-stop", OPT_EARLY_STOP, 1}, {"monitor", OPT_MONITOR, 0},
-    {"augment", OPT_AUGMENT, 1}, {"cost", OPT_COST, 1}, {"init", OPT_INIT, 1}, {"eta", OPT_ETA, 1},
+    {"augment", OPT_AUGMENT, 1}, {"on-nan", OPT_ON_NAN, 0}, {"cost", OPT_COST, 1}, {"init", OPT_INIT, 1}, {"eta", OPT_ETA, 1},
     {"batch", OPT_BATCH, 1}, {"epochs", OPT_EPOCHS, 0}, {"seed", OPT_SEED, 1}, {"no-shuffle", OPT_NO_SHUFFLE, 1},
     {"dataset", OPT_DATASET, 1}, {"train-samples", OPT_TRAIN_SAMPLES, 1}, {"val-samples", OPT_VAL_SAMPLES, 1},
     {"val-split", OPT_VAL_SPLIT, 1}, {"init-from", OPT_INIT_FROM, 1}, {"checkpoint-every", OPT_CKPT_EVERY, 0},
@@ -568,9 +577,9 @@ static nndl_status apply_key(nndl_options *o, const char *key, const cJSON *v, n
     }
     if (!strcmp(key, "data")) return s && *s && strlen(s) < sizeof o->data_dir ? (strcpy(o->data_dir, s), NNDL_OK) : NNDL_EFORMAT;
     if (!strcmp(key, "init-from")) return s && strlen(s) < sizeof o->init_from ? (strcpy(o->init_from, s), NNDL_OK) : NNDL_EFORMAT;
-    static const int opt_of[] = {OPT_COST, OPT_INIT, OPT_DATASET, OPT_VAL_SPLIT};
-    static const char *str_keys[] = {"cost", "init", "dataset", "val-split"};
-    for (int i = 0; i < 4; i++)
+    static const int opt_of[] = {OPT_COST, OPT_INIT, OPT_DATASET, OPT_VAL_SPLIT, OPT_ON_NAN};
+    static const char *str_keys[] = {"cost", "init", "dataset", "val-split", "on-nan"};
+    for (int i = 0; i < 5; i++)
         if (!strcmp(key, str_keys[i])) return s ? parse_one(o, opt_of[i], s, err) : NNDL_EFORMAT;
     if (!isnum) return NNDL_EFORMAT;
     if (!strcmp(key, "train-samples") && v->valuedouble == 0) return o->train_samples = 0, NNDL_OK; /* all */
