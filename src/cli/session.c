@@ -345,8 +345,11 @@ nndl_status nndl_session_start(nndl_session *s, nndl_options *o, const nndl_dist
     } else {
         nndl_net_init(s->net, o->cfg.init, o->cfg.seed);
     }
-    if (st == NNDL_OK && o->history_every > 0) st = snapshot(s, 0, err); /* the starting point: frame 0 */
+    /* the main file first: it creates the manifest with the configuration, so a run killed at any later
+     * instant has both (a resume then starts over if no checkpoint exists yet) */
     if (st == NNDL_OK) st = write_main(s, err);
+    if (st == NNDL_OK && o->history_every > 0) st = snapshot(s, 0, err); /* the starting point: frame 0 */
+    if (st == NNDL_OK && o->history_every > 0) st = write_main(s, err);
     st = nndl_dist_agree(d, st, err, NULL);
 out:
     free(ckpt);
