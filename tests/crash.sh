@@ -38,5 +38,25 @@ for i in $(seq 1 "$kills"); do
   else fail "kill $i at ${delay}s: $note; final model differs: $(cat "$tmp/cmp")"; fi
   rm -rf "$run" "$run.d"
 done
+# one rank dies mid-epoch (kill -9 of rank 1 alone): the job ends within seconds, naming the rank, with no
+# rank left waiting in a collective; the run resumes from its last checkpoint
+run=$tmp/one.h5
+"$MPIEXEC" --oversubscribe -n 3 "$NNDL_TRAIN" "${A[@]}" --epochs 40 --out "$run" >"$tmp/one.out" 2>&1 &
+launcher=$!
+for _ in $(seq 1 300); do grep -q '^epoch   1/' "$tmp/one.out" && break; sleep 0.1; done
+victim=$(for p in $(pgrep -f -- "--out $run"); do [ "$(cat /proc/$p/comm 2>/dev/null)" = nndl-train ] && echo "$p"; done | sed -n 2p)
+t0=$(date +%s.%N); kill -9 "$victim"
+for _ in $(seq 1 300); do kill -0 "$launcher" 2>/dev/null || break; sleep 0.1; done
+took=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
+if kill -0 "$launcher" 2>/dev/null; then fail "a rank died and the job still runs after ${took}s (hang)"; pkill -9 -f -- "--out $run"
+else
+  wait "$launcher"; rc=$?
+  left=$(for p in $(pgrep -f -- "--out $run"); do [ "$(cat /proc/$p/comm 2>/dev/null)" = nndl-train ] && echo "$p"; done | wc -l)
+  [ $rc -ne 0 ] && [ "$left" -eq 0 ] && grep -q "process rank [0-9]* with PID .* exited on signal 9" "$tmp/one.out" \
+    && pass "a rank killed mid-epoch: the job ended in ${took}s (exit $rc), naming it: $(grep -o 'process rank [0-9]*' "$tmp/one.out" | head -1)" \
+    || fail "rank death: exit $rc, $left ranks left: $(tail -5 "$tmp/one.out")"
+  mpi -n 2 "$NNDL_TRAIN" --resume "$run" >"$tmp/out" 2>&1 && pass "and the run resumes from its last checkpoint to its end" \
+    || fail "resume after a rank died: $(tail -3 "$tmp/out")"
+fi
 echo "kills that left a half-written file behind (killed during a write): $killed_in_write of $kills"
 finish
