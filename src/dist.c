@@ -44,6 +44,20 @@ nndl_status nndl_dist_sum_doubles(const nndl_dist *d, double *buf, int n, nndl_e
     return rc == MPI_SUCCESS ? NNDL_OK : mpi_fail(err, rc, "MPI_Allreduce of the metrics");
 }
 
+nndl_status nndl_dist_sum_int64(const nndl_dist *d, int64_t *buf, size_t n, nndl_err *err)
+{
+    if (d->size == 1) return NNDL_OK;
+    int rc = MPI_Allreduce(MPI_IN_PLACE, buf, (int)n, MPI_INT64_T, MPI_SUM, d->comm);
+    return rc == MPI_SUCCESS ? NNDL_OK : mpi_fail(err, rc, "MPI_Allreduce of the fixed-point gradient");
+}
+
+nndl_status nndl_dist_max_floats(const nndl_dist *d, float *buf, int n, nndl_err *err)
+{
+    if (d->size == 1) return NNDL_OK;
+    int rc = MPI_Allreduce(MPI_IN_PLACE, buf, n, MPI_FLOAT, MPI_MAX, d->comm);
+    return rc == MPI_SUCCESS ? NNDL_OK : mpi_fail(err, rc, "MPI_Allreduce of the gradient's ranges");
+}
+
 nndl_status nndl_dist_agree(const nndl_dist *d, nndl_status st, nndl_err *err, int *reporter)
 {
     struct { int value, rank; } in = {(int)st, d->rank}, out = in;

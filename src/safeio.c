@@ -41,6 +41,14 @@ nndl_status nndl_sha256_file(const char *path, char hex[NNDL_SHA256_HEX], nndl_e
     return st;
 }
 
+void nndl_sha256_bytes(const void *data, size_t len, char hex[NNDL_SHA256_HEX])
+{
+    unsigned char md[32];
+    unsigned int mdlen = 0;
+    EVP_Digest(data, len, md, &mdlen, EVP_sha256(), NULL);
+    for (unsigned i = 0; i < 32; i++) snprintf(hex + 2 * i, 3, "%02x", i < mdlen ? md[i] : 0);
+}
+
 static nndl_status fsync_path(const char *path, int dir, nndl_err *err)
 {
     int fd = open(path, dir ? O_RDONLY | O_DIRECTORY : O_RDONLY);

@@ -1,12 +1,14 @@
 /* train.c: the data-parallel training loop (see nndl/train.h). */
 #include "nndl/train.h"
 
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "nndl/fixed.h"
 #include "nndl/rng.h"
 
 #define EVAL_BLOCK 1024 /* rows per evaluation GEMM */
@@ -33,6 +35,21 @@ nndl_status nndl_trainer_init(nndl_trainer *t, nndl_net *net, const nndl_config 
         nndl_trainer_free(t);
         return nndl_fail(err, NNDL_ENOMEM, "out of memory for batches of %d rows", t->rows);
     }
+    if (cfg->reproducible) {
+        t->chunk = cfg->chunk > 0 ? cfg->chunk : (cfg->batch + 7) / 8;
+        if (t->chunk > cfg->batch) t->chunk = cfg->batch;
+        int n_chunks = (cfg->batch + t->chunk - 1) / t->chunk;
+        t->cap_chunks = (n_chunks + dist->size - 1) / dist->size;
+        t->n_seg = 2 * net->n_layers + 1; /* each layer's weights, its biases; the cost */
+        t->cg = malloc(sizeof *t->cg * (size_t)t->cap_chunks * (net->n_params + 1));
+        t->seg_max = malloc(sizeof *t->seg_max * (size_t)(t->n_seg + 2));
+        t->acc = malloc(sizeof *t->acc * (net->n_params + 1));
+        if (!t->cg || !t->seg_max || !t->acc) {
+            nndl_trainer_free(t);
+            return nndl_fail(err, NNDL_ENOMEM, "out of memory for %d chunk gradients of %zu parameters "
+                             "(--reproducible; a larger --chunk needs fewer)", t->cap_chunks, net->n_params);
+        }
+    }
     nndl_schedule_init(&t->sched, cfg->eta, cfg->patience, cfg->lr_decay, cfg->lr_min_ratio, cfg->early_stop);
     nndl_status st = nndl_sgd_init(&t->sgd, net, cfg->eta, cfg->l1, cfg->l2, cfg->momentum, train->n, err);
     return st == NNDL_OK ? nndl_net_reserve(net, t->rows, err) : st;
@@ -40,9 +57,9 @@ nndl_status nndl_trainer_init(nndl_trainer *t, nndl_net *net, const nndl_config 
 
 void nndl_trainer_free(nndl_trainer *t)
 {
-    free(t->x), free(t->y), free(t->perm);
+    free(t->x), free(t->y), free(t->perm), free(t->cg), free(t->seg_max), free(t->acc);
     nndl_sgd_free(&t->sgd);
-    t->x = NULL, t->y = NULL, t->perm = NULL;
+    t->x = NULL, t->y = NULL, t->perm = NULL, t->cg = NULL, t->seg_max = NULL, t->acc = NULL;
 }
 
 /* One SGD step on the global batch at positions [b0, b0 + bsz) of the permutation. */
@@ -74,6 +91,79 @@ static nndl_status step(nndl_trainer *t, int b0, int bsz, double *batch_cost, nn
     return extra[NNDL_EXTRA_STOP] > 0 ? NNDL_ESTOP : NNDL_OK; /* the step is complete either way */
 }
 
+/* Segment s of a chunk gradient laid out as [params..., cost]: layer s/2's weights or biases, or the cost. */
+static void segment(const nndl_net *net, int s, size_t *off, size_t *len)
+{
+    if (s == 2 * net->n_layers) {
+        *off = net->n_params, *len = 1;
+        return;
+    }
+    const nndl_layer *L = &net->layer[s / 2];
+    *off = (size_t)((s % 2 ? L->b : L->w) - net->params);
+    *len = s % 2 ? (size_t)L->n_out : (size_t)L->n_out * L->n_in;
+}
+
+/* The same step in reproducible mode (see nndl/train.h): whole chunks per rank, exact sums. */
+static nndl_status step_reproducible(nndl_trainer *t, int b0, int bsz, double *batch_cost, nndl_err *err)
+{
+    nndl_net *net = t->net;
+    size_t np = net->n_params, stride = np + 1;
+    int C = t->chunk, n_chunks = (bsz + C - 1) / C, c0, cl, S = t->n_seg;
+    nndl_dist_shard(n_chunks, t->dist->size, t->dist->rank, &c0, &cl);
+    uint32_t epoch = (uint32_t)t->epoch + 1;
+    float *mx = t->seg_max;
+    memset(mx, 0, sizeof *mx * (size_t)(S + 2));
+    for (int j = 0; j < cl; j++) {
+        int r0 = (c0 + j) * C, len = bsz - r0 < C ? bsz - r0 : C;
+        const int *order = t->perm + b0 + r0;
+        nndl_augment aug = {t->cfg.augment, t->cfg.seed, epoch};
+        nndl_dropout drop = {(float)t->cfg.dropout, t->cfg.seed, epoch, order};
+        nndl_split_gather_aug(t->train, order, len, t->x, t->y, &aug);
+        nndl_net_backprop(net, t->x, t->y, len, &drop);
+        float *g = t->cg + (size_t)j * stride;
+        memcpy(g, net->grads, sizeof *g * np);
+        g[np] = net->grads[np + NNDL_EXTRA_COST];
+        for (int s = 0; s < S; s++) {
+            size_t off, n;
+            segment(net, s, &off, &n);
+            float m = nndl_max_abs(g + off, n); /* +inf or NaN (as a bit pattern above inf) if non-finite */
+            if (!(m <= FLT_MAX)) mx[S] = 1.0f;
+            else mx[s] = m > mx[s] ? m : mx[s];
+        }
+    }
+    t->steps_run++;
+    mx[S + 1] = (t->stop_request && *t->stop_request) ||
+                (t->stop_after_steps > 0 && t->steps_run >= t->stop_after_steps);
+    /* 1: agree on each segment's range (and the flags); MAX is exact, so its result is P-independent */
+    nndl_status st = nndl_dist_max_floats(t->dist, mx, S + 2, err);
+    if (st != NNDL_OK) return st;
+    if (mx[S] > 0)
+        return nndl_fail(err, NNDL_ENUM, "non-finite gradient or cost at epoch %u, step %d of the epoch", epoch,
+                         b0 / t->cfg.batch + 1);
+    /* 2: round each chunk once to fixed point, add exactly, reduce exactly */
+    memset(t->acc, 0, sizeof *t->acc * stride);
+    for (int s = 0; s < S; s++) {
+        size_t off, n;
+        segment(net, s, &off, &n);
+        int k = nndl_fixed_exponent(mx[s], n_chunks);
+        for (int j = 0; j < cl; j++) nndl_fixed_add(t->acc + off, t->cg + (size_t)j * stride + off, n, k);
+    }
+    if ((st = nndl_dist_sum_int64(t->dist, t->acc, stride, err)) != NNDL_OK) return st;
+    float cost;
+    for (int s = 0; s < S; s++) {
+        size_t off, n;
+        segment(net, s, &off, &n);
+        nndl_fixed_read(s == S - 1 ? &cost : net->grads + off, t->acc + off, n, nndl_fixed_exponent(mx[s], n_chunks));
+    }
+    *batch_cost = (double)cost / bsz;
+    if (!isfinite(cost) || nndl_any_nonfinite(net->grads, np)) /* finite terms whose sum exceeds float */
+        return nndl_fail(err, NNDL_ENUM, "non-finite gradient or cost sum at epoch %u, step %d of the epoch", epoch,
+                         b0 / t->cfg.batch + 1);
+    t->sgd.eta = t->sched.eta;
+    nndl_sgd_step(&t->sgd, net, bsz);
+    return mx[S + 1] > 0 ? NNDL_ESTOP : NNDL_OK;
+}
+
 nndl_status nndl_trainer_epoch(nndl_trainer *t, const nndl_train_hooks *hooks, nndl_epoch_metrics *m,
                                nndl_err *err)
 {
@@ -88,7 +178,7 @@ nndl_status nndl_trainer_epoch(nndl_trainer *t, const nndl_train_hooks *hooks, n
     for (long s = t->step; s < n_steps; s++) {
         int b0 = (int)(s * B), bsz = n - b0 < B ? n - b0 : B;
         double c = 0.0;
-        nndl_status st = step(t, b0, bsz, &c, err);
+        nndl_status st = t->cfg.reproducible ? step_reproducible(t, b0, bsz, &c, err) : step(t, b0, bsz, &c, err);
         if (st == NNDL_ENUM && t->cfg.on_nan_skip) { /* nothing of it was applied: go on with the next batch */
             t->skipped++, t->step = s + 1;
             continue;

@@ -112,22 +112,33 @@ t -n 2 "$NNDL_TRAIN" "${N[@]}" --epochs 1 --out "$tmp/nan2.h5" --on-nan skip-bat
   && pass "--on-nan skip-batch: goes on, counts the skipped batches ($(grep -o 'skipped_batches":[0-9]*' "$tmp/nan2.jsonl"))" \
   || fail "skip-batch: $rc $(tail -3 "$tmp/out")"
 
-# disk full during a checkpoint (a 4 MiB tmpfs): clear error, the previous checkpoint stays intact
+# disk full during a checkpoint (a 4 MiB tmpfs), as an unprivileged user (nobody), as on a cluster:
+# clear error, the previous checkpoint stays intact, the run resumes once there is room
 mkdir "$tmp/full"
-if mount -t tmpfs -o size=4m tmpfs "$tmp/full" 2>/dev/null; then
+nob() { setpriv --reuid=65534 --regid=65534 --clear-groups env HOME=/tmp timeout 120 "$MPIEXEC" --oversubscribe "$@" \
+          >"$tmp/out" 2>&1; }
+if mount -t tmpfs -o size=4m,uid=65534,gid=65534,mode=755 tmpfs "$tmp/full" 2>/dev/null; then
   B=("${A[@]}" --probe 0 --history-every 0)
-  t -n 2 "$NNDL_TRAIN" "${B[@]}" --epochs 3 --out "$tmp/full/r.h5" --stop-after-steps 120
+  nob -n 2 "$NNDL_TRAIN" "${B[@]}" --epochs 3 --out "$tmp/full/r.h5" --stop-after-steps 120; rc0=$?
   t -n 2 "$NNDL_TRAIN" "${B[@]}" --epochs 3 --out "$tmp/ref2.h5"
-  dd if=/dev/zero of="$tmp/full/filler" bs=64k status=none 2>/dev/null
-  t -n 2 "$NNDL_TRAIN" --resume "$tmp/full/r.h5"; rc=$?
-  [ $rc -eq 1 ] && grep -q "error:.*\(disk full\|No space left\)" "$tmp/out" \
-    && pass "disk full: exit 1, $(grep -m1 -o 'error:.*' "$tmp/out" | cut -c1-120)" || fail "disk full: exit $rc $(tail -3 "$tmp/out")"
+  setpriv --reuid=65534 --regid=65534 --clear-groups dd if=/dev/zero of="$tmp/full/filler" bs=64k status=none 2>/dev/null
+  sum_before=$(sha256sum "$tmp"/full/r.h5.d/ckpt-*.h5 | sha256sum)
+  nob -n 2 "$NNDL_TRAIN" --resume "$tmp/full/r.h5"; rc=$?
+  [ $rc0 -eq 75 ] && [ $rc -eq 1 ] && grep -q "error:.*\(disk full\|No space left\)" "$tmp/out" \
+    && [ "$(sha256sum "$tmp"/full/r.h5.d/ckpt-*.h5 | sha256sum)" = "$sum_before" ] \
+    && pass "disk full (as nobody): exit 1, the checkpoint untouched, $(grep -m1 -o 'error:.*' "$tmp/out" | cut -c1-120)" \
+    || fail "disk full: exit $rc0/$rc $(tail -3 "$tmp/out")"
   rm -f "$tmp/full/filler"
-  t -n 2 "$NNDL_TRAIN" --resume "$tmp/full/r.h5" && grep -q "resumed after epoch 0, step 120" "$tmp/out" \
+  nob -n 2 "$NNDL_TRAIN" --resume "$tmp/full/r.h5" && grep -q "resumed after epoch 0, step 120" "$tmp/out" \
     && $SAME "$tmp/ref2.h5" "$tmp/full/r.h5" >/dev/null \
     && pass "after the disk was freed: resumed from the intact checkpoint and ended exactly" \
     || fail "resume after disk full: $(tail -3 "$tmp/out")"
   umount "$tmp/full"
 elif [ "${CI:-}" = true ]; then fail "cannot mount a tmpfs for the disk-full test (CI needs it)"
 else echo "skip - disk full: cannot mount a tmpfs here (not root?)"; fi
+
+# the reproducible mode finds a non-finite step the same way (its two reductions carry the flag)
+t -n 3 "$NNDL_TRAIN" "${N[@]}" --reproducible --epochs 1 --out "$tmp/nan3.h5"; rc=$?
+[ $rc -eq 1 ] && grep -q "error: non-finite gradient or cost.* at epoch 1, step 3 of the epoch" "$tmp/out" \
+  && pass "--reproducible: NaN found at epoch 1 step 3, exit 1" || fail "reproducible NaN: $rc $(grep error "$tmp/out")"
 finish

@@ -10,6 +10,7 @@
 
 #include <mpi.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "nndl/data.h"
 #include "nndl/err.h"
@@ -28,6 +29,9 @@ nndl_status nndl_dist_init(nndl_dist *d, MPI_Comm comm, nndl_err *err);
 /* In-place SUM of buf[0..n) over all ranks. */
 nndl_status nndl_dist_sum_floats(const nndl_dist *d, float *buf, size_t n, nndl_err *err);
 nndl_status nndl_dist_sum_doubles(const nndl_dist *d, double *buf, int n, nndl_err *err);
+/* In-place exact SUM of int64 (the reproducible mode's fixed-point gradient) and MAX of floats. */
+nndl_status nndl_dist_sum_int64(const nndl_dist *d, int64_t *buf, size_t n, nndl_err *err);
+nndl_status nndl_dist_max_floats(const nndl_dist *d, float *buf, int n, nndl_err *err);
 
 /* Broadcast bytes from rank 0 (MPI_Bcast). */
 nndl_status nndl_dist_bcast(const nndl_dist *d, void *buf, size_t bytes, nndl_err *err);

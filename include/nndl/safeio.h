@@ -18,6 +18,9 @@
 /* hex = SHA-256 of the file at path. */
 nndl_status nndl_sha256_file(const char *path, char hex[NNDL_SHA256_HEX], nndl_err *err);
 
+/* hex = SHA-256 of len bytes at data (e.g. a network's float32 parameters: the weights' fingerprint). */
+void nndl_sha256_bytes(const void *data, size_t len, char hex[NNDL_SHA256_HEX]);
+
 /* fsync path, rename it to final, fsync final's directory. */
 nndl_status nndl_commit_file(const char *tmp, const char *final, nndl_err *err);
 

@@ -1,9 +1,15 @@
 /* nndl/train.h: the data-parallel training loop shared by every rank.
  *
- * One step: this rank gathers its shard of the global mini-batch (positions taken from the
+ * One step (default mode): this rank gathers its shard of the global mini-batch (positions taken from the
  * epoch's permutation, identical on every rank), sums the shard's gradient, joins ONE allreduce
  * of the gradient buffer (with the batch cost riding in its tail), divides by the global batch
  * size and applies the same SGD update as every other rank. Evaluation is sharded and reduced.
+ *
+ * Reproducible mode (cfg.reproducible): the global batch is cut into fixed chunks of cfg.chunk
+ * samples whatever the rank count; ranks take whole chunks; each chunk's gradient is computed
+ * alone (the same GEMM shapes on any rank), rounded once to int64 fixed point and the chunks are
+ * summed exactly (nndl/fixed.h). The summed gradient, and so every weight, is then the same bits
+ * for any number of ranks. It costs one more (tiny) allreduce per step and the per-chunk work.
  * The loop reports through hooks; it never prints.
  */
 #ifndef NNDL_TRAIN_H
@@ -39,6 +45,8 @@ typedef struct {
     int monitor_train, monitor_test; /* extra full passes each epoch */
     int on_nan_skip; /* a non-finite cost: 0 = stop with an error, 1 = skip that batch and go on */
     long step_hook_every; /* call hooks->on_step after every this many steps of an epoch (0: never) */
+    int reproducible; /* 1: the same bits for any rank count (fixed chunks, exact fixed-point sums) */
+    int chunk;        /* reproducible mode: samples per chunk (0: ceil(batch / 8)) */
 } nndl_config;
 
 typedef struct {
@@ -83,6 +91,11 @@ typedef struct nndl_trainer {
     nndl_schedule sched;        /* the learning-rate schedule and its state */
     /* scratch, sized for the largest shard and evaluation block */
     int rows;
+    /* reproducible mode: fixed chunks of the global batch, each rank holds its chunks' gradients
+     * ([cap_chunks x (n_params + 1)], the cost last) until the exponents are agreed */
+    int chunk, cap_chunks, n_seg;
+    float *cg, *seg_max; /* seg_max: [n_seg + 2]: each segment's max |g|, non-finite flag, stop flag */
+    int64_t *acc;        /* [n_params + 1] */
     float *x;
     uint8_t *y;
     int *perm;

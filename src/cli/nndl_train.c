@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "nndl/dist.h"
+#include "nndl/safeio.h"
 #include "nndl/topo.h"
 #include "nndl/train.h"
 #include "nndl/version.h"
@@ -222,9 +223,12 @@ static nndl_status run(nndl_options *o, const nndl_dist *d, report *rep, int arg
     st = nndl_dist_agree(d, st, err, NULL);
     st = nndl_session_finish(&s, st, err);
     double total = wall() - t0;
+    char wsha[NNDL_SHA256_HEX] = ""; /* the final weights' fingerprint: the same bits give the same hex */
+    if (st == NNDL_OK && rep->rank0) nndl_sha256_bytes(s.net->params, sizeof(float) * s.net->n_params, wsha);
     if (st == NNDL_OK && rep->rank0 && rep->human)
         printf("test accuracy %.4f (test cost %.4f); best validation accuracy %.4f at epoch %d (test %.4f); %.1f s\n"
-               "run file: %s\n", acc, cost, s.run.best_val, s.run.best_epoch, s.run.best_test, total, o->out);
+               "run file: %s\nweights SHA-256: %s\n", acc, cost, s.run.best_val, s.run.best_epoch, s.run.best_test,
+               total, o->out, wsha);
     if (st == NNDL_OK && rep->rank0 && rep->json) {
         cJSON *j = cJSON_CreateObject();
         cJSON_AddNumberToObject(j, "test_accuracy", acc);
@@ -235,6 +239,7 @@ static nndl_status run(nndl_options *o, const nndl_dist *d, report *rep, int arg
         cJSON_AddNumberToObject(j, "total_seconds", total);
         cJSON_AddNumberToObject(j, "ranks", d->size);
         cJSON_AddStringToObject(j, "run_file", o->out);
+        cJSON_AddStringToObject(j, "weights_sha256", wsha);
         char *js = cJSON_PrintUnformatted(j);
         if (js) fprintf(rep->json, "%s\n", js);
         free(js);

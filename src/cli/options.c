@@ -53,6 +53,8 @@ static const struct option long_opts[] = {
     {"augment", required_argument, 0, OPT_AUGMENT},
     {"verbose", no_argument, 0, OPT_VERBOSE},
     {"on-nan", required_argument, 0, OPT_ON_NAN},
+    {"reproducible", no_argument, 0, OPT_REPRODUCIBLE},
+    {"chunk", required_argument, 0, OPT_CHUNK},
     {"help", no_argument, 0, OPT_HELP},
     {"version", no_argument, 0, OPT_VERSION},
     {0, 0, 0, 0}};
@@ -129,6 +131,10 @@ void nndl_options_usage(FILE *out)
         "  --verbose              print each rank's core binding (hwloc)\n"
         "  --on-nan WHAT          a NaN or Inf cost: stop (exit 1, the last checkpoint kept) or\n"
         "                         skip-batch (drop that step's update and go on) [stop]\n"
+        "  --reproducible         the same final weights, bit for bit, for any number of ranks:\n"
+        "                         fixed chunks of the batch, exact fixed-point gradient sums,\n"
+        "                         1 BLAS thread (slower; see README)\n"
+        "  --chunk N              samples per chunk in --reproducible mode    [ceil(batch/8)]\n"
         "  --help, --version\n"
         "\n"
         "Example (the book's chapter-3 network on 2 ranks, JSON log):\n"
@@ -404,6 +410,8 @@ static nndl_status parse_one(nndl_options *o, int opt, const char *arg, nndl_err
             return nndl_fail(err, NNDL_EARG, "--on-nan: expected stop or skip-batch, found '%s'", arg);
         o->cfg.on_nan_skip = !strcmp(arg, "skip-batch");
         return NNDL_OK;
+    case OPT_REPRODUCIBLE: o->cfg.reproducible = 1; return NNDL_OK;
+    case OPT_CHUNK: return parse_int("--chunk", arg, 0, &o->cfg.chunk, "5", err);
     case OPT_HELP: o->help = 1; return NNDL_OK;
     case OPT_VERSION: o->version = 1; return NNDL_OK;
     }
@@ -460,6 +468,15 @@ nndl_status nndl_options_check(const nndl_options *o, nndl_err *err)
         if (o->probe_layers[i] > L)
             return nndl_fail(err, NNDL_EARG, "--probe-layers: layer %d does not exist: --sizes has %d weight layers "
                              "(1 to %d; %d is the output)", o->probe_layers[i], L, L, L);
+    if (o->cfg.chunk > 0 && !o->cfg.reproducible)
+        return nndl_fail(err, NNDL_EARG, "--chunk %d: chunks are the --reproducible mode's; add --reproducible or "
+                         "drop --chunk", o->cfg.chunk);
+    if (o->cfg.chunk > o->cfg.batch)
+        return nndl_fail(err, NNDL_EARG, "--chunk %d is larger than --batch %d; use --chunk %d or less",
+                         o->cfg.chunk, o->cfg.batch, o->cfg.batch);
+    if (o->cfg.reproducible && o->threads > 1)
+        return nndl_fail(err, NNDL_EARG, "--threads %d with --reproducible: the reproducible mode uses 1 BLAS thread "
+                         "per rank (threaded GEMMs may sum in another order); drop --threads", o->threads);
     if (o->probe > o->val_samples)
         return nndl_fail(err, NNDL_EARG, "--probe %d: only %d validation images to probe (--val-samples); use "
                          "--probe %d or less", o->probe, o->val_samples, o->val_samples);
@@ -515,6 +532,8 @@ cJSON *nndl_options_to_json(const nndl_options *o)
     cJSON_AddItemToObject(j, "monitor", mon);
     cJSON_AddStringToObject(j, "augment", c->augment ? "shift" : "none");
     cJSON_AddStringToObject(j, "on-nan", c->on_nan_skip ? "skip-batch" : "stop");
+    cJSON_AddBoolToObject(j, "reproducible", c->reproducible);
+    cJSON_AddNumberToObject(j, "chunk", c->chunk);
     return j;
 }
 
@@ -529,7 +548,8 @@ static const struct { const char *key; int opt, strict; } keys[] = {
     {"val-split", OPT_VAL_SPLIT, 1}, {"init-from", OPT_INIT_FROM, 1}, {"checkpoint-every", OPT_CKPT_EVERY, 0},
     {"checkpoint-every-steps", OPT_CKPT_EVERY_STEPS, 0}, {"keep", OPT_KEEP, 0},
     {"history-every", OPT_HISTORY_EVERY, 0}, {"probe", OPT_PROBE, 1}, {"probe-layers", OPT_PROBE_LAYERS, 1},
-    {"compress", OPT_COMPRESS, 0}, {"data", OPT_DATA, 0}};
+    {"compress", OPT_COMPRESS, 0}, {"data", OPT_DATA, 0}, {"reproducible", OPT_REPRODUCIBLE, 1},
+    {"chunk", OPT_CHUNK, 1}};
 
 /* Set one stored value into o; NNDL_EFORMAT if it is not of the right kind. */
 static nndl_status apply_key(nndl_options *o, const char *key, const cJSON *v, nndl_err *err)
@@ -560,9 +580,10 @@ static nndl_status apply_key(nndl_options *o, const char *key, const cJSON *v, n
         else if (!is_act) o->n_probe_layers = n;
         return n >= (strcmp(key, "sizes") ? 0 : 2) ? NNDL_OK : NNDL_EFORMAT;
     }
-    if (!strcmp(key, "no-shuffle")) {
+    if (!strcmp(key, "no-shuffle") || !strcmp(key, "reproducible")) {
         if (!cJSON_IsBool(v)) return NNDL_EFORMAT;
-        c->shuffle = !cJSON_IsTrue(v);
+        if (key[0] == 'n') c->shuffle = !cJSON_IsTrue(v);
+        else c->reproducible = cJSON_IsTrue(v);
         return NNDL_OK;
     }
     if (!strcmp(key, "monitor") || !strcmp(key, "augment")) { /* lists and names: through the flag parser */
