@@ -35,13 +35,14 @@ static nndl_status read_exact(gzFile f, const char *path, void *buf, size_t n, c
 
 /* Open path, check its magic and read ndim big-endian dimensions into dims. */
 static nndl_status idx_open(gzFile *out, const char *path, uint32_t magic, int ndim, uint32_t *dims,
-                            const char *hint, nndl_err *err)
+                            off_t *file_size, const char *hint, nndl_err *err)
 {
     struct stat st;
     if (stat(path, &st) != 0)
         return nndl_fail(err, errno == ENOENT ? NNDL_EARG : NNDL_EIO, "%s: %s%s%s", path, strerror(errno),
                          hint && *hint ? "; " : "", hint ? hint : "");
     if (!S_ISREG(st.st_mode)) return nndl_fail(err, NNDL_EARG, "%s: not a regular file", path);
+    *file_size = st.st_size;
     gzFile f = gzopen(path, "rb");
     if (!f) return nndl_fail(err, NNDL_EIO, "%s: cannot open: %s", path, strerror(errno));
     gzbuffer(f, 1 << 18);
@@ -62,6 +63,27 @@ static nndl_status idx_open(gzFile *out, const char *path, uint32_t magic, int n
         dims[i] = (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
     }
     *out = f;
+    return NNDL_OK;
+}
+
+/* Before allocating what a header announces: a raw file must hold exactly header + data bytes, and a
+ * gzip file cannot inflate beyond 1032 times its size (deflate's maximum ratio). So a damaged or
+ * hostile header never makes nndl allocate more than the file could really deliver. */
+static nndl_status check_size(gzFile f, const char *path, off_t file_size, size_t header, size_t bytes,
+                              const char *what, nndl_err *err)
+{
+    if (gzdirect(f)) {
+        if ((size_t)file_size < header + bytes)
+            return nndl_fail(err, NNDL_EFORMAT, "%s: truncated: %s needs %zu bytes, found %lld; re-fetch the data",
+                             path, what, bytes, (long long)file_size - (long long)header);
+        if ((size_t)file_size > header + bytes)
+            return nndl_fail(err, NNDL_EFORMAT, "%s: trailing bytes after the data the header announces; damaged "
+                             "file? re-fetch the data", path);
+        return NNDL_OK;
+    }
+    if ((double)bytes > 1032.0 * (double)file_size + 4096.0)
+        return nndl_fail(err, NNDL_EFORMAT, "%s: the header announces %zu bytes of %s, more than a gzip file of %lld "
+                         "bytes can hold; damaged file? re-fetch the data", path, bytes, what, (long long)file_size);
     return NNDL_OK;
 }
 
@@ -86,7 +108,8 @@ static nndl_status load_images(nndl_images *im, const char *path, const char *hi
 {
     gzFile f = NULL;
     uint32_t d[3] = {0, 0, 0};
-    nndl_status s = idx_open(&f, path, NNDL_IDX_MAGIC_IMAGES, 3, d, hint, err);
+    off_t size = 0;
+    nndl_status s = idx_open(&f, path, NNDL_IDX_MAGIC_IMAGES, 3, d, &size, hint, err);
     if (s != NNDL_OK) return s;
     if (d[0] == 0 || d[0] > (1u << 28) || d[1] == 0 || d[2] == 0 || d[1] > 4096 || d[2] > 4096) {
         gzclose(f);
@@ -94,6 +117,7 @@ static nndl_status load_images(nndl_images *im, const char *path, const char *hi
                          path, d[0], d[1], d[2]);
     }
     size_t bytes = (size_t)d[0] * d[1] * d[2];
+    if ((s = check_size(f, path, size, 16, bytes, "the pixel data", err)) != NNDL_OK) return gzclose(f), s;
     im->pixels = malloc(bytes);
     if (!im->pixels) return gzclose(f), nndl_fail(err, NNDL_ENOMEM, "%s: out of memory for %zu bytes", path, bytes);
     im->n = (int)d[0], im->rows = (int)d[1], im->cols = (int)d[2];
@@ -107,13 +131,15 @@ static nndl_status load_labels(nndl_images *im, const char *path, const char *hi
 {
     gzFile f = NULL;
     uint32_t n = 0;
-    nndl_status s = idx_open(&f, path, NNDL_IDX_MAGIC_LABELS, 1, &n, hint, err);
+    off_t size = 0;
+    nndl_status s = idx_open(&f, path, NNDL_IDX_MAGIC_LABELS, 1, &n, &size, hint, err);
     if (s != NNDL_OK) return s;
     if (n != (uint32_t)im->n) {
         gzclose(f);
         return nndl_fail(err, NNDL_EFORMAT, "%s: %u labels, but the image file has %d images; "
                          "the two files do not belong together", path, n, im->n);
     }
+    if ((s = check_size(f, path, size, 8, n, "the labels", err)) != NNDL_OK) return gzclose(f), s;
     im->labels = malloc(n ? n : 1);
     if (!im->labels) return gzclose(f), nndl_fail(err, NNDL_ENOMEM, "%s: out of memory", path);
     s = read_exact(f, path, im->labels, n, "the labels", err);

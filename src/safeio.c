@@ -104,9 +104,18 @@ nndl_status nndl_read_file(const char *path, size_t max, char **out, size_t *len
     *out = NULL;
     FILE *f = fopen(path, "rb");
     if (!f) return nndl_fail(err, errno == ENOENT ? NNDL_EARG : NNDL_EIO, "%s: %s", path, strerror(errno));
-    char *buf = malloc(max + 1);
+    struct stat st; /* allocate what the file holds (growing if it is longer), never max up front */
+    size_t cap = fstat(fileno(f), &st) == 0 && st.st_size >= 0 && (size_t)st.st_size < max ? (size_t)st.st_size + 1
+                                                                                           : max + 1;
+    size_t n = 0, r;
+    char *buf = malloc(cap + 1);
+    while (buf && (r = fread(buf + n, 1, cap - n, f)) > 0 && (n += r) == cap && cap <= max) {
+        size_t next = cap * 2 > max + 1 ? max + 1 : cap * 2;
+        char *b = realloc(buf, next + 1);
+        if (!b) free(buf);
+        buf = b, cap = next;
+    }
     if (!buf) return fclose(f), nndl_fail(err, NNDL_ENOMEM, "out of memory reading %s", path);
-    size_t n = fread(buf, 1, max + 1, f);
     int bad = ferror(f);
     fclose(f);
     if (bad) return free(buf), nndl_fail(err, NNDL_EIO, "%s: read failed", path);
@@ -174,6 +183,8 @@ static size_t read_until(int fd, void *buf, size_t n, const struct timespec *dea
 nndl_status nndl_isolated(nndl_isolated_fn fn, void *arg, void *out, size_t cap, double seconds, const char *what,
                           nndl_err *err)
 {
+    const char *limit = getenv("NNDL_READER_TIMEOUT"); /* seconds; tests and fuzzers shorten it */
+    if (limit && atof(limit) > 0) seconds = atof(limit);
     int fds[2];
     if (pipe(fds) != 0) return nndl_fail(err, NNDL_EIO, "pipe failed: %s", strerror(errno));
     fflush(NULL);
@@ -184,6 +195,10 @@ nndl_status nndl_isolated(nndl_isolated_fn fn, void *arg, void *out, size_t cap,
     }
     if (pid == 0) { /* child: the risky read; send the error record then the result; no atexit handlers */
         close(fds[0]);
+        /* a crash ends the child by its signal, quietly: not through the parent's handlers (a fuzzer's,
+         * a sanitizer's) that would report it as the parent's own */
+        int fatal[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT};
+        for (size_t i = 0; i < sizeof fatal / sizeof *fatal; i++) signal(fatal[i], SIG_DFL);
         alarm((unsigned)seconds + 2);
         nndl_err e = {0};
         e.code = fn(arg, out, cap, &e);

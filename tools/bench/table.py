@@ -25,10 +25,13 @@ rows = []
 for c in "ABCD":
     flops_per_sample = gemm[c]["flops_per_step"] / BATCH[c]
     impls = []
-    for np_ in (1, 2):
-        rs = [r for r in raw if r.get("impl") == "nndl" and r["config"] == c and r["np"] == np_]
-        if rs:
-            impls.append((f"nndl -np {np_}", [r["samples_per_s"] for r in rs], max(r["rss_kb"] for r in rs), np_))
+    for mode, suffix in (("default", ""), ("reproducible", " repro")):
+        for np_ in (1, 2):
+            rs = [r for r in raw if r.get("impl") == "nndl" and r["config"] == c and r["np"] == np_
+                  and r.get("mode", "default") == mode]
+            if rs:
+                impls.append((f"nndl -np {np_}{suffix}", [r["samples_per_s"] for r in rs], max(r["rss_kb"] for r in rs),
+                              np_))
     for label, sel in (("torch 1 thread", lambda r: r["threads"] == 1 and not r["ddp"]),
                        ("torch 2 threads", lambda r: r["threads"] == 2 and not r["ddp"]),
                        ("torch DDP gloo x2", lambda r: r["ddp"] == 2)):
@@ -38,6 +41,7 @@ for c in "ABCD":
     torch_best = max((st.median(v) for lab, v, _, _ in impls if lab.startswith("torch")), default=None)
     torch_1 = next((st.median(v) for lab, v, _, _ in impls if lab == "torch 1 thread"), None)
     ar = st.median(allred[c]) if c in allred else None
+    default = {np_: st.median(v) for lab, v, _, np_ in impls if lab == f"nndl -np {np_}"}
     for lab, v, rss, np_ in impls:
         sps = st.median(v)
         row = {"config": c, "net": NAMES[c], "impl": lab, "samples_per_s": spread(v),
@@ -47,6 +51,7 @@ for c in "ABCD":
                "pct_of_sgemm_peak": 100 * sps * flops_per_sample / 1e9 / (peak * np_),
                "pct_of_gemm_limit": 100 * sps / (gemm[c]["gemm_samples_per_s"] * np_),
                "allreduce_share": (ar * 1e-6 * sps / BATCH[c]) if (ar and lab == "nndl -np 2") else None,
+               "ratio_to_default_mode": sps / default[np_] if lab.endswith("repro") and np_ in default else None,
                "peak_rss_mb_per_rank": rss / 1024 if rss else None}
         rows.append(row)
 pss = {r["pss_np"]: r["pss_kb_sum"] for r in raw if "pss_np" in r}
@@ -70,6 +75,10 @@ for r in rows:
           f"{r['gflops']:>8.2f} {r['pct_of_sgemm_peak']:>6.1f}% {r['pct_of_gemm_limit']:>11.1f}% "
           f"{f(100 * r['allreduce_share'] if r['allreduce_share'] is not None else None, '%.0f%%'):>9} "
           f"{f(r['peak_rss_mb_per_rank'], '%.0f'):>7}")
+repro = [r for r in rows if r["ratio_to_default_mode"]]
+if repro:
+    print("--reproducible against the default mode (same np): " + ", ".join(
+        f"{r['config']} {r['impl'].split()[1]} {r['impl'].split()[2]} {r['ratio_to_default_mode']:.2f}x" for r in repro))
 if pss:
     base = pss.get(1)
     print("sum of PSS over the ranks (config A): " + ", ".join(
