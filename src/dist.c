@@ -44,6 +44,37 @@ nndl_status nndl_dist_sum_doubles(const nndl_dist *d, double *buf, int n, nndl_e
     return rc == MPI_SUCCESS ? NNDL_OK : mpi_fail(err, rc, "MPI_Allreduce of the metrics");
 }
 
+void nndl_dist_isum_floats(const nndl_dist *d, float *buf, size_t n, nndl_dist_pending *p)
+{
+    if (p->rc != MPI_SUCCESS || p->n >= NNDL_MAX_BUCKETS) {
+        if (p->rc == MPI_SUCCESS) p->rc = MPI_ERR_OTHER;
+        return;
+    }
+    int rc = MPI_Iallreduce(MPI_IN_PLACE, buf, (int)n, MPI_FLOAT, MPI_SUM, d->comm, &p->req[p->n]);
+    if (rc == MPI_SUCCESS) p->n++;
+    else p->rc = rc;
+}
+
+void nndl_dist_progress(nndl_dist_pending *p)
+{
+    int done;
+    if (p->n > 0 && p->rc == MPI_SUCCESS) {
+        int rc = MPI_Testall(p->n, p->req, &done, MPI_STATUSES_IGNORE);
+        if (rc != MPI_SUCCESS) p->rc = rc;
+    }
+}
+
+nndl_status nndl_dist_wait(nndl_dist_pending *p, nndl_err *err)
+{
+    int rc = p->rc;
+    if (p->n > 0) {
+        int w = MPI_Waitall(p->n, p->req, MPI_STATUSES_IGNORE);
+        if (rc == MPI_SUCCESS) rc = w;
+    }
+    p->n = 0, p->rc = MPI_SUCCESS;
+    return rc == MPI_SUCCESS ? NNDL_OK : mpi_fail(err, rc, "MPI_Iallreduce of a gradient bucket");
+}
+
 nndl_status nndl_dist_sum_int64(const nndl_dist *d, int64_t *buf, size_t n, nndl_err *err)
 {
     if (d->size == 1) return NNDL_OK;

@@ -281,22 +281,35 @@ double nndl_net_backprop(nndl_net *net, const float *x, const uint8_t *y, int n,
     double cost = nndl_net_cost(net, out, y, n);
     float *d = net->delta[0], *dprev = net->delta[1];
     output_delta(net, d, out, y, n);
+    net->grads[net->n_params + NNDL_EXTRA_COST] = (float)cost;
+    const nndl_backprop_hooks *h = net->hooks;
+    int panel = h && h->panel > 0 ? h->panel : 1 << 30;
     for (int l = L - 1; l >= 0; l--) {
         const nndl_layer *W = &net->layer[l];
         nndl_layer *G = &net->dlayer[l];
         const float *ain = l == 0 ? x : net->a[l];
-        /* dW = deltaᵀ·A_in [n_out x n_in], summed over the rows by the GEMM itself */
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, W->n_out, W->n_in, n, 1.0f, d, W->n_out, ain,
-                    W->n_in, 0.0f, G->w, W->n_in);
+        /* db = the column sums of delta */
         memcpy(G->b, d, sizeof *G->b * W->n_out);
         for (int r = 1; r < n; r++) {
             const float *dr = d + (size_t)r * W->n_out;
             for (int j = 0; j < W->n_out; j++) G->b[j] += dr[j];
         }
+        /* dW = deltaᵀ·A_in [n_out x n_in], summed over the rows by the GEMM itself; in panels of rows
+         * from the last, each final as soon as it is written */
+        for (int j1 = W->n_out; j1 > 0; j1 -= panel) {
+            int j0 = j1 - panel > 0 ? j1 - panel : 0;
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, j1 - j0, W->n_in, n, 1.0f, d + j0, W->n_out, ain,
+                        W->n_in, 0.0f, G->w + (size_t)j0 * W->n_in, W->n_in);
+            if (h && h->ready) h->ready(h->ctx, (size_t)(G->w + (size_t)j0 * W->n_in - net->grads));
+        }
         if (l == 0) break;
-        /* delta_prev = (delta·W) ⊙ act'(a_prev) [n x n_in] */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, W->n_in, W->n_out, 1.0f, d, W->n_out, W->w,
-                    W->n_in, 0.0f, dprev, W->n_in);
+        /* delta_prev = (delta·W) ⊙ act'(a_prev) [n x n_in], in panels of columns */
+        for (int c0 = 0; c0 < W->n_in; c0 += panel) {
+            int c1 = c0 + panel < W->n_in ? c0 + panel : W->n_in;
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, c1 - c0, W->n_out, 1.0f, d, W->n_out, W->w + c0,
+                        W->n_in, 0.0f, dprev + c0, W->n_in);
+            if (h && h->progress) h->progress(h->ctx);
+        }
         if (dropping)
             times_dropout_derivative(net->act[l - 1], dprev, net->a[l], net->mask[l], drop->p, (size_t)n * W->n_in);
         else

@@ -12,6 +12,31 @@
 #include "nndl/rng.h"
 
 #define EVAL_BLOCK 1024 /* rows per evaluation GEMM */
+#define OVERLAP_PANEL 256             /* rows of a weight-gradient panel (and columns of a delta panel) */
+#define OVERLAP_MIN_BUCKET (1u << 18) /* floats (1 MiB): smaller buckets cost more in latency than they hide */
+#define OVERLAP_AUTO_PARAMS (1u << 20) /* --overlap auto: on for nets of at least this many parameters */
+
+static void overlap_ready(void *ctx, size_t from);
+static void overlap_progress(void *ctx);
+
+/* The buckets: cut the gradient buffer at the panel boundaries backprop reports, from the end, into
+ * pieces of at least OVERLAP_MIN_BUCKET floats. Every rank plans the same list. */
+static void plan_buckets(nndl_trainer *t)
+{
+    const nndl_net *net = t->net;
+    size_t last = net->n_params + NNDL_GRAD_EXTRA;
+    t->n_buckets = 0, t->bucket[0] = last;
+    for (int l = net->n_layers - 1; l >= 0; l--) {
+        const nndl_layer *G = &net->dlayer[l];
+        for (int j1 = G->n_out; j1 > 0; j1 -= OVERLAP_PANEL) {
+            int j0 = j1 - OVERLAP_PANEL > 0 ? j1 - OVERLAP_PANEL : 0;
+            size_t from = (size_t)(G->w + (size_t)j0 * G->n_in - net->grads);
+            if (from == 0 || (last - from >= OVERLAP_MIN_BUCKET && t->n_buckets < NNDL_MAX_BUCKETS - 1))
+                t->bucket[++t->n_buckets] = last = from;
+        }
+    }
+    t->hooks = (nndl_backprop_hooks){t, overlap_ready, overlap_progress, OVERLAP_PANEL};
+}
 
 static double now(void)
 {
@@ -50,6 +75,9 @@ nndl_status nndl_trainer_init(nndl_trainer *t, nndl_net *net, const nndl_config 
                              "(--reproducible; a larger --chunk needs fewer)", t->cap_chunks, net->n_params);
         }
     }
+    t->overlap = dist->size > 1 && !cfg->reproducible &&
+                 (cfg->overlap == 1 || (cfg->overlap < 0 && net->n_params >= OVERLAP_AUTO_PARAMS));
+    if (t->overlap) plan_buckets(t);
     nndl_schedule_init(&t->sched, cfg->eta, cfg->patience, cfg->lr_decay, cfg->lr_min_ratio, cfg->early_stop);
     nndl_status st = nndl_sgd_init(&t->sgd, net, cfg->eta, cfg->l1, cfg->l2, cfg->momentum, train->n, err);
     return st == NNDL_OK ? nndl_net_reserve(net, t->rows, err) : st;
@@ -62,6 +90,26 @@ void nndl_trainer_free(nndl_trainer *t)
     t->x = NULL, t->y = NULL, t->perm = NULL, t->cg = NULL, t->seg_max = NULL, t->acc = NULL;
 }
 
+/* Overlap: grads[from..) are final; start every planned bucket that now is, in order (the first one
+ * carries the extras: the cost, and the stop flag set here). */
+static void overlap_ready(void *ctx, size_t from)
+{
+    nndl_trainer *t = ctx;
+    float *g = t->net->grads;
+    while (t->next_bucket <= t->n_buckets && t->bucket[t->next_bucket] >= from) {
+        if (t->next_bucket == 1) g[t->net->n_params + NNDL_EXTRA_STOP] = t->stop_flag;
+        size_t a = t->bucket[t->next_bucket], b = t->bucket[t->next_bucket - 1];
+        nndl_dist_isum_floats(t->dist, g + a, b - a, &t->pending);
+        t->next_bucket++;
+    }
+    nndl_dist_progress(&t->pending);
+}
+
+static void overlap_progress(void *ctx)
+{
+    nndl_dist_progress(&((nndl_trainer *)ctx)->pending);
+}
+
 /* One SGD step on the global batch at positions [b0, b0 + bsz) of the permutation. */
 static nndl_status step(nndl_trainer *t, int b0, int bsz, double *batch_cost, nndl_err *err)
 {
@@ -72,13 +120,23 @@ static nndl_status step(nndl_trainer *t, int b0, int bsz, double *batch_cost, nn
     nndl_augment aug = {t->cfg.augment, t->cfg.seed, epoch};
     nndl_dropout drop = {(float)t->cfg.dropout, t->cfg.seed, epoch, order};
     nndl_split_gather_aug(t->train, order, len, t->x, t->y, &aug);
-    nndl_net_backprop(t->net, t->x, t->y, len, &drop);
     float *extra = t->net->grads + t->net->n_params;
     t->steps_run++;
-    extra[NNDL_EXTRA_STOP] = (t->stop_request && *t->stop_request) ||
-                             (t->stop_after_steps > 0 && t->steps_run >= t->stop_after_steps);
-    /* one reduction: the gradient and, in its tail, the cost sum and the stop flag */
-    nndl_status s = nndl_dist_sum_floats(t->dist, t->net->grads, t->net->n_params + NNDL_GRAD_EXTRA, err);
+    t->stop_flag = (t->stop_request && *t->stop_request) ||
+                   (t->stop_after_steps > 0 && t->steps_run >= t->stop_after_steps);
+    nndl_status s;
+    if (t->overlap) { /* the reduction in buckets, each started as soon as backprop has written it */
+        t->next_bucket = 1;
+        t->net->hooks = &t->hooks;
+        nndl_net_backprop(t->net, t->x, t->y, len, &drop);
+        overlap_ready(t, 0); /* the rest (all of it for an empty shard) */
+        t->net->hooks = NULL;
+        s = nndl_dist_wait(&t->pending, err);
+    } else { /* one reduction: the gradient and, in its tail, the cost sum and the stop flag */
+        nndl_net_backprop(t->net, t->x, t->y, len, &drop);
+        extra[NNDL_EXTRA_STOP] = t->stop_flag;
+        s = nndl_dist_sum_floats(t->dist, t->net->grads, t->net->n_params + NNDL_GRAD_EXTRA, err);
+    }
     if (s != NNDL_OK) return s;
     *batch_cost = extra[NNDL_EXTRA_COST] / bsz;
     /* every rank has the same sums, so all decide alike; nothing of a non-finite step is applied */

@@ -33,6 +33,17 @@ nndl_status nndl_dist_sum_doubles(const nndl_dist *d, double *buf, int n, nndl_e
 nndl_status nndl_dist_sum_int64(const nndl_dist *d, int64_t *buf, size_t n, nndl_err *err);
 nndl_status nndl_dist_max_floats(const nndl_dist *d, float *buf, int n, nndl_err *err);
 
+/* Non-blocking in-place SUMs (MPI_Iallreduce), for reductions that overlap backprop: start them in
+ * the same order on every rank, let them advance with nndl_dist_progress, finish with nndl_dist_wait. */
+#define NNDL_MAX_BUCKETS 64
+typedef struct {
+    MPI_Request req[NNDL_MAX_BUCKETS];
+    int n, rc; /* rc: the first MPI error */
+} nndl_dist_pending;
+void nndl_dist_isum_floats(const nndl_dist *d, float *buf, size_t n, nndl_dist_pending *p);
+void nndl_dist_progress(nndl_dist_pending *p);
+nndl_status nndl_dist_wait(nndl_dist_pending *p, nndl_err *err);
+
 /* Broadcast bytes from rank 0 (MPI_Bcast). */
 nndl_status nndl_dist_bcast(const nndl_dist *d, void *buf, size_t bytes, nndl_err *err);
 

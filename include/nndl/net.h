@@ -32,6 +32,19 @@ typedef struct {
     float *b; /* [n_out] */
 } nndl_layer;
 
+/* Optional hooks into backprop, for overlapping the gradient reduction with it (the core never calls
+ * MPI itself). Each layer's bias gradient is computed first, then its weight gradient in panels of
+ * `panel` rows from the last row up, so the gradients become final from the end of the buffer to its
+ * start: ready(ctx, from) says grads[from .. n_params + NNDL_GRAD_EXTRA) are final (the extras,
+ * i.e. the cost, from the first call on); progress(ctx) is called between the panels of the other
+ * large GEMMs, so that non-blocking reductions can advance. */
+typedef struct {
+    void *ctx;
+    void (*ready)(void *ctx, size_t from);
+    void (*progress)(void *ctx);
+    int panel; /* rows of a weight-gradient panel, columns of a delta panel (> 0) */
+} nndl_backprop_hooks;
+
 typedef struct {
     int n_layers;    /* weight layers L */
     int *sizes;      /* [L + 1] */
@@ -47,6 +60,7 @@ typedef struct {
     float *delta[2]; /* [cap x max width] ping-pong buffers for backprop */
     float **mask;    /* mask[l]: [cap x sizes[l]] dropout scale of hidden layer l: 0 or 1/(1-p) */
     float *zout;     /* [cap x sizes[L]] the output layer's pre-activations (softmax's log-sum-exp) */
+    const nndl_backprop_hooks *hooks; /* NULL: plain backprop (set by a caller that overlaps) */
 } nndl_net;
 
 /* Dropout of hidden units during training (inverted: kept units are scaled by 1/(1-p), so evaluation

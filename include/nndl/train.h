@@ -5,6 +5,10 @@
  * of the gradient buffer (with the batch cost riding in its tail), divides by the global batch
  * size and applies the same SGD update as every other rank. Evaluation is sharded and reduced.
  *
+ * With overlap (large nets on several ranks), the one reduction is cut into buckets of the same
+ * buffer, each started (MPI_Iallreduce) as soon as backprop has written it, in the same order on
+ * every rank, and advanced between the panels of the remaining GEMMs.
+ *
  * Reproducible mode (cfg.reproducible): the global batch is cut into fixed chunks of cfg.chunk
  * samples whatever the rank count; ranks take whole chunks; each chunk's gradient is computed
  * alone (the same GEMM shapes on any rank), rounded once to int64 fixed point and the chunks are
@@ -47,6 +51,7 @@ typedef struct {
     long step_hook_every; /* call hooks->on_step after every this many steps of an epoch (0: never) */
     int reproducible; /* 1: the same bits for any rank count (fixed chunks, exact fixed-point sums) */
     int chunk;        /* reproducible mode: samples per chunk (0: ceil(batch / 8)) */
+    int overlap;      /* gradient reduction in buckets overlapping backprop: -1 auto, 0 off, 1 on */
 } nndl_config;
 
 typedef struct {
@@ -91,6 +96,13 @@ typedef struct nndl_trainer {
     nndl_schedule sched;        /* the learning-rate schedule and its state */
     /* scratch, sized for the largest shard and evaluation block */
     int rows;
+    /* overlap: the buckets [bucket[i+1], bucket[i]) of the gradient buffer, from its end; each is
+     * reduced (MPI_Iallreduce) as soon as backprop has finished it */
+    int overlap, n_buckets, next_bucket;
+    float stop_flag; /* this step's stop request, for the first bucket */
+    size_t bucket[NNDL_MAX_BUCKETS + 1];
+    nndl_dist_pending pending;
+    nndl_backprop_hooks hooks;
     /* reproducible mode: fixed chunks of the global batch, each rank holds its chunks' gradients
      * ([cap_chunks x (n_params + 1)], the cost last) until the exponents are agreed */
     int chunk, cap_chunks, n_seg;

@@ -55,6 +55,7 @@ static const struct option long_opts[] = {
     {"on-nan", required_argument, 0, OPT_ON_NAN},
     {"reproducible", no_argument, 0, OPT_REPRODUCIBLE},
     {"chunk", required_argument, 0, OPT_CHUNK},
+    {"overlap", required_argument, 0, OPT_OVERLAP},
     {"help", no_argument, 0, OPT_HELP},
     {"version", no_argument, 0, OPT_VERSION},
     {0, 0, 0, 0}};
@@ -128,6 +129,8 @@ void nndl_options_usage(FILE *out)
         "                         '-' writes them to stdout instead of the human lines\n"
         "  --progress, --no-progress   progress bar within the epoch           [on a terminal]\n"
         "  --threads N            BLAS threads per rank                        [1]\n"
+        "  --overlap WHEN         reduce the gradient in buckets overlapping backprop (MPI_Iallreduce):\n"
+        "                         auto (nets of >= 1M parameters on several ranks), on, off [auto]\n"
         "  --verbose              print each rank's core binding (hwloc)\n"
         "  --on-nan WHAT          a NaN or Inf cost: stop (exit 1, the last checkpoint kept) or\n"
         "                         skip-batch (drop that step's update and go on) [stop]\n"
@@ -228,6 +231,7 @@ static void defaults(nndl_options *o)
     c->epochs = 30;
     c->seed = 1;
     c->shuffle = 1;
+    c->overlap = -1;
     c->lr_decay = 2.0;
     c->lr_min_ratio = 128.0;
     o->dataset = "mnist";
@@ -412,6 +416,11 @@ static nndl_status parse_one(nndl_options *o, int opt, const char *arg, nndl_err
         return NNDL_OK;
     case OPT_REPRODUCIBLE: o->cfg.reproducible = 1; return NNDL_OK;
     case OPT_CHUNK: return parse_int("--chunk", arg, 0, &o->cfg.chunk, "5", err);
+    case OPT_OVERLAP:
+        if (strcmp(arg, "auto") && strcmp(arg, "on") && strcmp(arg, "off"))
+            return nndl_fail(err, NNDL_EARG, "--overlap: expected auto, on or off, found '%s'", arg);
+        o->cfg.overlap = !strcmp(arg, "auto") ? -1 : !strcmp(arg, "on");
+        return NNDL_OK;
     case OPT_HELP: o->help = 1; return NNDL_OK;
     case OPT_VERSION: o->version = 1; return NNDL_OK;
     }
@@ -534,6 +543,7 @@ cJSON *nndl_options_to_json(const nndl_options *o)
     cJSON_AddStringToObject(j, "on-nan", c->on_nan_skip ? "skip-batch" : "stop");
     cJSON_AddBoolToObject(j, "reproducible", c->reproducible);
     cJSON_AddNumberToObject(j, "chunk", c->chunk);
+    cJSON_AddStringToObject(j, "overlap", c->overlap < 0 ? "auto" : c->overlap ? "on" : "off");
     return j;
 }
 
@@ -549,7 +559,7 @@ static const struct { const char *key; int opt, strict; } keys[] = {
     {"checkpoint-every-steps", OPT_CKPT_EVERY_STEPS, 0}, {"keep", OPT_KEEP, 0},
     {"history-every", OPT_HISTORY_EVERY, 0}, {"probe", OPT_PROBE, 1}, {"probe-layers", OPT_PROBE_LAYERS, 1},
     {"compress", OPT_COMPRESS, 0}, {"data", OPT_DATA, 0}, {"reproducible", OPT_REPRODUCIBLE, 1},
-    {"chunk", OPT_CHUNK, 1}};
+    {"chunk", OPT_CHUNK, 1}, {"overlap", OPT_OVERLAP, 0}};
 
 /* Set one stored value into o; NNDL_EFORMAT if it is not of the right kind. */
 static nndl_status apply_key(nndl_options *o, const char *key, const cJSON *v, nndl_err *err)
@@ -598,9 +608,9 @@ static nndl_status apply_key(nndl_options *o, const char *key, const cJSON *v, n
     }
     if (!strcmp(key, "data")) return s && *s && strlen(s) < sizeof o->data_dir ? (strcpy(o->data_dir, s), NNDL_OK) : NNDL_EFORMAT;
     if (!strcmp(key, "init-from")) return s && strlen(s) < sizeof o->init_from ? (strcpy(o->init_from, s), NNDL_OK) : NNDL_EFORMAT;
-    static const int opt_of[] = {OPT_COST, OPT_INIT, OPT_DATASET, OPT_VAL_SPLIT, OPT_ON_NAN};
-    static const char *str_keys[] = {"cost", "init", "dataset", "val-split", "on-nan"};
-    for (int i = 0; i < 5; i++)
+    static const int opt_of[] = {OPT_COST, OPT_INIT, OPT_DATASET, OPT_VAL_SPLIT, OPT_ON_NAN, OPT_OVERLAP};
+    static const char *str_keys[] = {"cost", "init", "dataset", "val-split", "on-nan", "overlap"};
+    for (int i = 0; i < 6; i++)
         if (!strcmp(key, str_keys[i])) return s ? parse_one(o, opt_of[i], s, err) : NNDL_EFORMAT;
     if (!isnum) return NNDL_EFORMAT;
     if (!strcmp(key, "train-samples") && v->valuedouble == 0) return o->train_samples = 0, NNDL_OK; /* all */

@@ -3,6 +3,7 @@
  *   nndl-bench-micro gemms SIZES BATCH REPS  the GEMMs alone of one training step (forward + backward) on
  *                                            a batch: microseconds per step and samples/s (median)
  *   mpirun -np P nndl-bench-micro allreduce N REPS   MPI_Allreduce(SUM) of N floats: median microseconds
+ *   mpirun -np P nndl-bench-micro steps SIZES BATCH ROUNDS   training steps, blocking vs overlapped reduction
  * Prints one JSON object. */
 #include <cblas.h>
 #include <mpi.h>
@@ -10,6 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+#include "nndl/train.h"
 
 static double now(void)
 {
@@ -111,12 +114,62 @@ static int allreduce(int argc, char **argv, long n, int reps)
     return 0;
 }
 
+/* Training steps of SIZES at BATCH on the ranks of mpirun, the gradient reduction alternating between
+ * one blocking MPI_Allreduce and buckets overlapping backprop (--overlap), round by round in one
+ * process (the fairest comparison on a noisy machine): median seconds per step of each. */
+static int steps(int argc, char **argv, const char *sizes_s, int batch, int rounds)
+{
+    MPI_Init(&argc, &argv);
+    nndl_dist d;
+    nndl_err err;
+    nndl_dist_init(&d, MPI_COMM_WORLD, &err);
+    nndl_config c;
+    memset(&c, 0, sizeof c);
+    for (const char *p = sizes_s; *p && c.n_sizes < NNDL_MAX_SIZES;) {
+        c.sizes[c.n_sizes++] = atoi(p);
+        while (*p && *p != ',') p++;
+        if (*p) p++;
+    }
+    for (int i = 0; i < NNDL_MAX_SIZES; i++) c.act[i] = NNDL_ACT_RELU;
+    c.cost = NNDL_COST_LOG_LIKELIHOOD, c.eta = 0.001, c.batch = batch, c.seed = 1, c.shuffle = 1, c.overlap = 1;
+    int per_round = 20, n = batch * per_round, px = c.sizes[0];
+    nndl_images im = {n + batch, 1, px, c.sizes[c.n_sizes - 1], malloc((size_t)(n + batch) * px),
+                      malloc((size_t)(n + batch)), 0};
+    for (size_t i = 0; i < (size_t)(n + batch) * px; i++) im.pixels[i] = (uint8_t)((i * 2654435761u) >> 24);
+    for (int i = 0; i < n + batch; i++) im.labels[i] = (uint8_t)(i % im.n_classes);
+    nndl_split tr, va;
+    nndl_split_range(&tr, &im, 0, n, &err), nndl_split_range(&va, &im, n, batch, &err);
+    nndl_net *net;
+    nndl_net_create(&net, c.sizes, c.n_sizes, c.act, c.cost, &err);
+    nndl_net_init(net, NNDL_INIT_NIELSEN, 1);
+    nndl_trainer t;
+    if (nndl_trainer_init(&t, net, &c, &tr, &va, &d, &err) != NNDL_OK) return fprintf(stderr, "%s\n", err.msg), 1;
+    double *ts[2] = {malloc(sizeof(double) * rounds), malloc(sizeof(double) * rounds)};
+    int planned = t.overlap;
+    for (int r = -2; r < rounds; r++)
+        for (int mode = 0; mode < 2; mode++) {
+            t.overlap = mode && planned;
+            nndl_epoch_metrics m;
+            if (nndl_trainer_epoch(&t, NULL, &m, &err) != NNDL_OK) return fprintf(stderr, "%s\n", err.msg), 1;
+            if (r >= 0) ts[mode][r] = m.seconds / per_round;
+        }
+    double b = median(ts[0], rounds), o = median(ts[1], rounds);
+    if (d.rank == 0)
+        printf("{\"sizes\": \"%s\", \"batch\": %d, \"ranks\": %d, \"buckets\": %d, \"blocking_us_per_step\": %.4g, "
+               "\"overlap_us_per_step\": %.4g, \"overlap_speedup\": %.3f}\n", sizes_s, batch, d.size, t.n_buckets, 1e6 * b,
+               1e6 * o, b / o);
+    MPI_Finalize();
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     openblas_set_num_threads(1);
     if (argc == 4 && !strcmp(argv[1], "sgemm")) return sgemm_peak(atoi(argv[2]), atoi(argv[3]));
     if (argc == 5 && !strcmp(argv[1], "gemms")) return gemms(argv[2], atoi(argv[3]), atoi(argv[4]));
     if (argc == 4 && !strcmp(argv[1], "allreduce")) return allreduce(argc, argv, atol(argv[2]), atoi(argv[3]));
-    fprintf(stderr, "usage: nndl-bench-micro sgemm N REPS | gemms SIZES BATCH REPS | allreduce N REPS\n");
+    if (argc == 5 && !strcmp(argv[1], "steps")) return steps(argc, argv, argv[2], atoi(argv[3]), atoi(argv[4]));
+    fprintf(stderr, "usage: nndl-bench-micro sgemm N REPS | gemms SIZES BATCH REPS | allreduce N REPS | "
+            "steps SIZES BATCH ROUNDS\n");
     return 2;
 }

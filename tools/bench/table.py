@@ -32,12 +32,13 @@ for c in "ABCD":
             if rs:
                 impls.append((f"nndl -np {np_}{suffix}", [r["samples_per_s"] for r in rs], max(r["rss_kb"] for r in rs),
                               np_))
-    for label, sel in (("torch 1 thread", lambda r: r["threads"] == 1 and not r["ddp"]),
+    for label, sel in (("torch 1 thread", lambda r: r["threads"] == 1 and r.get("blas_threads", 1) == 1 and not r["ddp"]),
                        ("torch 2 threads", lambda r: r["threads"] == 2 and not r["ddp"]),
+                       ("torch 1t+BLAS dflt", lambda r: r["threads"] == 1 and r.get("blas_threads") == 0 and not r["ddp"]),
                        ("torch DDP gloo x2", lambda r: r["ddp"] == 2)):
         rs = [r for r in raw if r.get("impl") == "torch" and r["config"] == c and sel(r)]
         if rs:
-            impls.append((label, [r["samples_per_s"] for r in rs], None, 2 if "DDP" in label else 1))
+            impls.append((label, [r["samples_per_s"] for r in rs], None, 1 if label == "torch 1 thread" else 2))
     torch_best = max((st.median(v) for lab, v, _, _ in impls if lab.startswith("torch")), default=None)
     torch_1 = next((st.median(v) for lab, v, _, _ in impls if lab == "torch 1 thread"), None)
     ar = st.median(allred[c]) if c in allred else None
@@ -54,6 +55,10 @@ for c in "ABCD":
                "ratio_to_default_mode": sps / default[np_] if lab.endswith("repro") and np_ in default else None,
                "peak_rss_mb_per_rank": rss / 1024 if rss else None}
         rows.append(row)
+steps = {}
+for r in raw:
+    if "overlap_us_per_step" in r:
+        steps.setdefault(r["config"], []).append(r)
 pss = {r["pss_np"]: r["pss_kb_sum"] for r in raw if "pss_np" in r}
 
 print(f"\nsingle-core cblas_sgemm peak: {peak:.1f} GFLOP/s; {samples} training samples per epoch; "
@@ -62,7 +67,12 @@ print("GEMMs alone of one step, 1 core: " + ", ".join(
     f"{c} {gemm[c]['gemm_us_per_step']:.3g} us ({gemm[c]['gemm_samples_per_s']:,.0f} samples/s)" for c in "ABCD"))
 print("MPI_Allreduce of the gradient, 2 ranks (median of launches [min-max]): " + ", ".join(
     f"{c} {st.median(allred[c]):.3g} us [{min(allred[c]):.3g}-{max(allred[c]):.3g}]" for c in "ABCD" if c in allred))
-hdr = f"{'cfg':3} {'implementation':18} {'samples/s':>10} {'[min-max]':>21} {'x torch best':>12} {'x torch 1t':>10} " \
+if steps:
+    print("2 ranks, blocking MPI_Allreduce vs buckets overlapping backprop (--overlap), alternating in one process, "
+          "us per step (medians of launches): " + ", ".join(
+              f"{c} {st.median(x['blocking_us_per_step'] for x in v):.4g} vs {st.median(x['overlap_us_per_step'] for x in v):.4g}"
+              f" ({st.median(x['overlap_speedup'] for x in v):.2f}x, {v[0]['buckets']} bucket(s))" for c, v in sorted(steps.items())))
+hdr = f"{'cfg':3}" {'implementation':18} {'samples/s':>10} {'[min-max]':>21} {'x torch best':>12} {'x torch 1t':>10} " \
       f"{'GFLOP/s':>8} {'% peak':>7} {'% GEMM limit':>12} {'allreduce':>9} {'RSS MB':>7}"
 print(hdr)
 print("-" * len(hdr))
@@ -85,5 +95,5 @@ if pss:
         f"np {n}: {kb / 1024:.0f} MB ({kb / base:.2f}x np 1)" for n, kb in sorted(pss.items())))
 json.dump({"sgemm_peak_gflops": peak, "samples": samples, "reps": reps, "gemm_limit": gemm,
            "allreduce_us": {c: spread(v) for c, v in allred.items()}, "rows": rows,
-           "pss_kb_sum": pss}, open(out_json, "w"), indent=1)
+           "pss_kb_sum": pss, "overlap_steps": steps}, open(out_json, "w"), indent=1)
 print(f"\nwritten: {out_json}")

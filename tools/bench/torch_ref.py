@@ -1,10 +1,13 @@
 """The PyTorch reference for tools/bench/run: the same nets, costs and hyperparameters as nndl, a
 plain loop over pre-loaded float32 tensors. Prints one JSON object per measured epoch.
 
-  python3 torch_ref.py CONFIG --data DIR [--threads T] [--samples N] [--reps R]
+  python3 torch_ref.py CONFIG --data DIR [--threads T] [--blas-threads B] [--samples N] [--reps R]
   python3 torch_ref.py CONFIG --data DIR --ddp 2 ...     DDP with the gloo backend, 2 processes
 
 CONFIG is A, B, C or D (tools/bench/run lists them). PyTorch is only the yardstick: nndl does not use it.
+--threads sets torch.set_num_threads; --blas-threads (default: the same) sets OPENBLAS_NUM_THREADS before
+torch loads: Debian's torch calls OpenBLAS for its matrix products, and torch.set_num_threads(1) alone
+leaves OpenBLAS on every core (measured: 153% CPU on config C). 0 leaves OpenBLAS at its default.
 """
 import argparse
 import gzip
@@ -60,6 +63,7 @@ def main():
     p.add_argument("config", choices=sorted(CONFIGS))
     p.add_argument("--data", required=True)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--blas-threads", type=int, default=-1)
     p.add_argument("--samples", type=int, default=50000)
     p.add_argument("--reps", type=int, default=1)
     p.add_argument("--ddp", type=int, default=0, help="processes for DistributedDataParallel (gloo)")
@@ -71,6 +75,9 @@ def main():
         procs = [subprocess.Popen([sys.executable] + sys.argv + ["--rank", str(r)], env=env,
                                   stdout=subprocess.PIPE if r else None) for r in range(a.ddp)]
         sys.exit(max(pr.wait() for pr in procs))
+    blas = a.threads if a.blas_threads < 0 else a.blas_threads
+    if blas > 0:
+        os.environ["OPENBLAS_NUM_THREADS"] = str(blas)
     import torch
     torch.set_num_threads(a.threads)
     torch.manual_seed(1)
@@ -103,7 +110,7 @@ def main():
             opt.step()
         secs = time.perf_counter() - t0
         if rank == 0:
-            print(json.dumps({"config": a.config, "threads": a.threads, "ddp": a.ddp, "samples": a.samples,
+            print(json.dumps({"config": a.config, "threads": a.threads, "blas_threads": blas, "ddp": a.ddp, "samples": a.samples,
                               "seconds": secs, "samples_per_s": a.samples / secs}), flush=True)
     if a.ddp:
         torch.distributed.destroy_process_group()
