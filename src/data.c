@@ -1,4 +1,5 @@
 /* data.c: IDX files through zlib (raw or gzip), splits, and the uint8 -> float batch gather. */
+#include "hot.h"
 #include "nndl/data.h"
 
 #include <errno.h>
@@ -226,7 +227,7 @@ static void gather_row(const nndl_images *im, int row, float *x)
     for (int k = 0; k < d; k++) x[k] = (float)p[k] * (1.0f / 255.0f);
 }
 
-void nndl_split_gather(const nndl_split *s, const int *order, int n, float *x, uint8_t *y)
+NNDL_HOT void nndl_split_gather(const nndl_split *s, const int *order, int n, float *x, uint8_t *y)
 {
     const int d = s->src->rows * s->src->cols;
     for (int i = 0; i < n; i++) {
@@ -236,7 +237,16 @@ void nndl_split_gather(const nndl_split *s, const int *order, int n, float *x, u
     }
 }
 
-void nndl_split_gather_range(const nndl_split *s, int first, int n, float *x, uint8_t *y)
+void nndl_split_prefetch(const nndl_split *s, const int *order, int n)
+{
+    const size_t d = (size_t)s->src->rows * s->src->cols;
+    for (int i = 0; i < n; i++) {
+        const char *p = (const char *)s->src->pixels + (size_t)s->idx[order[i]] * d;
+        for (size_t k = 0; k < d; k += 64) __builtin_prefetch(p + k, 0, 1);
+    }
+}
+
+NNDL_HOT void nndl_split_gather_range(const nndl_split *s, int first, int n, float *x, uint8_t *y)
 {
     const int d = s->src->rows * s->src->cols;
     for (int i = 0; i < n; i++) {
@@ -254,7 +264,7 @@ void nndl_augment_shift_of(const nndl_augment *a, int sample, int *dx, int *dy)
     *dx = k % 3 - 1, *dy = k / 3 - 1;
 }
 
-void nndl_split_gather_aug(const nndl_split *s, const int *order, int n, float *x, uint8_t *y, const nndl_augment *a)
+NNDL_HOT void nndl_split_gather_aug(const nndl_split *s, const int *order, int n, float *x, uint8_t *y, const nndl_augment *a)
 {
     if (!a || !a->shift) {
         nndl_split_gather(s, order, n, x, y);

@@ -1,5 +1,6 @@
 /* fixed.c: exact order-independent sums through int64 fixed point (see nndl/fixed.h). */
 #include "nndl/fixed.h"
+#include "hot.h"
 
 #include <math.h>
 #include <string.h>
@@ -13,13 +14,9 @@ int nndl_fixed_exponent(float max_abs, long n_terms)
     return (62 - c < 50 ? 62 - c : 50) - e;
 }
 
-/* the hot loops also get AVX2 and AVX-512 builds, picked at load time (GCC ifunc); integer and exact
- * double operations give the same bits on every path */
-#if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__) && !defined(__SANITIZE_ADDRESS__)
-#define HOT __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define HOT
-#endif
+/* the hot loops also get AVX2 and AVX-512 builds (hot.h); integer and exact double operations give
+ * the same bits on every path */
+#define HOT NNDL_HOT
 
 HOT void nndl_fixed_add(int64_t *acc, const float *x, size_t n, int k)
 {

@@ -1,5 +1,6 @@
 /* net.c: fully connected networks on one parameter buffer; batched forward/backward with CBLAS.
  * Shapes: a batch of n rows; A[l] is [n x sizes[l]]; W of layer l is [sizes[l+1] x sizes[l]]. */
+#include "hot.h"
 #include "nndl/net.h"
 
 #include <cblas.h>
@@ -135,7 +136,7 @@ void nndl_net_init(nndl_net *net, nndl_init init, uint64_t seed)
 /* ---- forward ---- */
 
 /* a = act(a) in place over n rows of width m; one pass. */
-static void activate(nndl_act act, float *a, int n, int m)
+NNDL_HOT static void activate(nndl_act act, float *a, int n, int m)
 {
     size_t nm = (size_t)n * m;
     switch (act) {
@@ -233,7 +234,7 @@ double nndl_net_cost(const nndl_net *net, const float *out, const uint8_t *y, in
 /* ---- backward ---- */
 
 /* d *= act'(a), with the derivative written in terms of the activation a itself. */
-static void times_derivative(nndl_act act, float *d, const float *a, size_t nm)
+NNDL_HOT static void times_derivative(nndl_act act, float *d, const float *a, size_t nm)
 {
     switch (act) {
     case NNDL_ACT_SIGMOID: for (size_t i = 0; i < nm; i++) d[i] *= a[i] * (1.0f - a[i]); break;
@@ -255,7 +256,7 @@ static void output_delta(const nndl_net *net, float *delta, const float *a, cons
 }
 
 /* d = d ⊙ mask ⊙ act'(h), where a = h ⊙ mask is what the layer passed on (h = a (1 - p) where kept). */
-static void times_dropout_derivative(nndl_act act, float *d, const float *a, const float *mask, float p, size_t nm)
+NNDL_HOT static void times_dropout_derivative(nndl_act act, float *d, const float *a, const float *mask, float p, size_t nm)
 {
     for (size_t i = 0; i < nm; i++) {
         if (mask[i] == 0.0f) {
@@ -345,7 +346,7 @@ void nndl_net_predict(nndl_net *net, const float *x, int n, int *pred)
     for (int r = 0; r < n; r++) pred[r] = argmax(out + (size_t)r * m, m);
 }
 
-int nndl_any_nonfinite(const float *v, size_t n)
+NNDL_HOT int nndl_any_nonfinite(const float *v, size_t n)
 {
     const uint32_t *u = (const uint32_t *)(const void *)v;
     uint32_t bad = 0;

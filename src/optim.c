@@ -1,4 +1,5 @@
 /* optim.c: SGD with L1/L2 and momentum, and the learning-rate schedule (see nndl/optim.h). */
+#include "hot.h"
 #include "nndl/optim.h"
 
 #include <cblas.h>
@@ -52,7 +53,7 @@ void nndl_sgd_gradient(const nndl_sgd *o, const nndl_net *net, int batch, float 
     }
 }
 
-void nndl_sgd_step(nndl_sgd *o, nndl_net *net, int batch)
+NNDL_HOT void nndl_sgd_step(nndl_sgd *o, nndl_net *net, int batch)
 {
     if (o->l1 == 0 && o->l2 == 0 && !o->velocity) { /* the common case: one BLAS axpy */
         cblas_saxpy((int)net->n_params, (float)(-o->eta / batch), net->grads, 1, net->params, 1);

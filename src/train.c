@@ -120,6 +120,11 @@ static nndl_status step(nndl_trainer *t, int b0, int bsz, double *batch_cost, nn
     nndl_augment aug = {t->cfg.augment, t->cfg.seed, epoch};
     nndl_dropout drop = {(float)t->cfg.dropout, t->cfg.seed, epoch, order};
     nndl_split_gather_aug(t->train, order, len, t->x, t->y, &aug);
+    if (b0 + bsz < t->train->n) { /* the next step's shard: its rows load while this step computes */
+        int nb = t->train->n - (b0 + bsz) < t->cfg.batch ? t->train->n - (b0 + bsz) : t->cfg.batch, f2, l2;
+        nndl_dist_shard(nb, t->dist->size, t->dist->rank, &f2, &l2);
+        nndl_split_prefetch(t->train, t->perm + b0 + bsz + f2, l2);
+    }
     float *extra = t->net->grads + t->net->n_params;
     t->steps_run++;
     t->stop_flag = (t->stop_request && *t->stop_request) ||

@@ -56,6 +56,9 @@ int main(int argc, char **argv)
         cfg.eta = 0.1; /* with momentum 0.9: still not chaotic */
         cfg.epochs = 2;
     }
+    if (getenv("NNDL_TEST_OVERLAP")) { /* the reduction in buckets (--overlap on): a net with several */
+        cfg.overlap = atoi(getenv("NNDL_TEST_OVERLAP")), cfg.sizes[1] = 600, cfg.eta = 0.1;
+    }
     nndl_net *np = NULL, *n1 = NULL;
     if (st == NNDL_OK) st = train(MPI_COMM_WORLD, &cfg, &tr, &va, &np, &err);
     if (st == NNDL_OK && rank == 0) st = train(MPI_COMM_SELF, &cfg, &tr, &va, &n1, &err);
@@ -83,8 +86,9 @@ int main(int argc, char **argv)
             ok &= moved > 1e-2;
             nndl_net_free(init);
         }
-        printf("test_ranks np=%d batch=%s%s: %s\n%d passed, %d failed\n", size, argv[3],
-               argc == 8 ? " with dropout/momentum/L2/augment" : "", ok ? "PASS" : "FAIL", ok, !ok);
+        printf("test_ranks np=%d batch=%s%s%s: %s\n%d passed, %d failed\n", size, argv[3],
+               argc == 8 ? " with dropout/momentum/L2/augment" : "", cfg.overlap == 1 ? " with --overlap on" : "",
+               ok ? "PASS" : "FAIL", ok, !ok);
     }
     MPI_Bcast(&ok, 1, MPI_INT, 0, MPI_COMM_WORLD);
     nndl_net_free(np), nndl_net_free(n1);

@@ -67,6 +67,10 @@ typedef struct {
 void nndl_augment_shift_of(const nndl_augment *a, int sample, int *dx, int *dy);
 void nndl_split_gather_aug(const nndl_split *s, const int *order, int n, float *x, uint8_t *y, const nndl_augment *a);
 
+/* Ask the CPU to start loading the pixels of rows order[0..n) (the next batch, while this one is
+ * computed): a batch's rows are scattered over the data set, so each costs cache misses. */
+void nndl_split_prefetch(const nndl_split *s, const int *order, int n);
+
 /* The same for the contiguous positions [first, first + n) of the split. */
 void nndl_split_gather_range(const nndl_split *s, int first, int n, float *x, uint8_t *y);
 

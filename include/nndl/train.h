@@ -51,7 +51,8 @@ typedef struct {
     long step_hook_every; /* call hooks->on_step after every this many steps of an epoch (0: never) */
     int reproducible; /* 1: the same bits for any rank count (fixed chunks, exact fixed-point sums) */
     int chunk;        /* reproducible mode: samples per chunk (0: ceil(batch / 8)) */
-    int overlap;      /* gradient reduction in buckets overlapping backprop: -1 auto, 0 off, 1 on */
+    int overlap;      /* gradient reduction in buckets overlapping backprop: 1 on, 0 off, -1 for nets of >= 1M
+                       * parameters (the program resolves --overlap auto by the node layout) */
 } nndl_config;
 
 typedef struct {

@@ -130,7 +130,7 @@ void nndl_options_usage(FILE *out)
         "  --progress, --no-progress   progress bar within the epoch           [on a terminal]\n"
         "  --threads N            BLAS threads per rank                        [1]\n"
         "  --overlap WHEN         reduce the gradient in buckets overlapping backprop (MPI_Iallreduce):\n"
-        "                         auto (nets of >= 1M parameters on several ranks), on, off [auto]\n"
+        "                         auto (nets of >= 1M parameters on ranks of several nodes), on, off [auto]\n"
         "  --verbose              print each rank's core binding (hwloc)\n"
         "  --on-nan WHAT          a NaN or Inf cost: stop (exit 1, the last checkpoint kept) or\n"
         "                         skip-batch (drop that step's update and go on) [stop]\n"

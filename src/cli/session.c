@@ -320,8 +320,14 @@ nndl_status nndl_session_start(nndl_session *s, nndl_options *o, const nndl_dist
     if (st == NNDL_OK) st = nndl_options_check(o, err);
     if (st == NNDL_OK) st = nndl_dataset_load(&s->ds, o, d, err);
     o->cfg.step_hook_every = o->checkpoint_every_steps;
+    /* --overlap auto: only where the reduction crosses nodes. Within a node the reduction's copies and
+     * sums need the same cores as backprop, and measured on 2 cores it gained nothing (0.94x on
+     * 784-1024-1024-10, 0.74-0.82x on the batch-10 nets: tools/bench/run); between nodes the network
+     * can move data while the cores compute. */
+    nndl_config run_cfg = o->cfg;
+    if (run_cfg.overlap < 0) run_cfg.overlap = s->ds.share.node_size < d->size ? -1 : 0;
     if (st == NNDL_OK) st = nndl_net_create(&s->net, o->cfg.sizes, o->cfg.n_sizes, o->cfg.act, o->cfg.cost, err);
-    if (st == NNDL_OK) st = nndl_trainer_init(&s->tr, s->net, &o->cfg, &s->ds.train, &s->ds.val, d, err);
+    if (st == NNDL_OK) st = nndl_trainer_init(&s->tr, s->net, &run_cfg, &s->ds.train, &s->ds.val, d, err);
     if (st == NNDL_OK) {
         s->run.optim_state = s->tr.sgd.velocity, s->run.n_optim = s->tr.sgd.velocity ? s->net->n_params : 0;
         s->run.sched = s->tr.sched;
