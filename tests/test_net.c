@@ -76,6 +76,10 @@ static void gradcheck(const int *sizes, int n_sizes, nndl_act act, nndl_cost cos
     double ref = cost_ref(net, p, x, y);
     cr_expect(lt(dbl, fabs(c - ref), 1e-5 * fabs(ref) + 1e-6), "backprop's cost %g, reference %g", c, ref);
     cr_expect(eq(flt, net->grads[net->n_params], (float)c), "the cost rides in the gradient's tail");
+    float gmax = 0.0f, bound = net->grads[net->n_params + NNDL_EXTRA_BOUND];
+    for (size_t i = 0; i < net->n_params; i++) gmax = fmaxf(gmax, fabsf(net->grads[i]));
+    cr_expect(gmax <= bound && bound < 1e30f, "the bound rider %g is below every |gradient| element (max %g)", bound,
+              gmax);
     const double h = 1e-6;
     int bad = 0;
     for (size_t i = 0; i < net->n_params; i++) {
@@ -399,4 +403,28 @@ Test(schedule, early_stop_and_resume_midway)
     for (int e = 3; e < 7 && stops_b < 0; e++)
         if (nndl_schedule_update(&b, val[e])) stops_b = e + 1;
     cr_expect(eq(int, stops_b, 5), "the resumed schedule stops at the same epoch");
+}
+
+Test(net, gradient_bound_is_nan_when_an_input_is)
+{
+    /* a NaN anywhere in the inputs makes the bound NaN: the trainer then scans the gradient itself */
+    int sizes[] = {6, 5, 3};
+    nndl_err err;
+    nndl_net *net;
+    cr_assert(eq(int, nndl_net_create(&net, sizes, 3, NULL, NNDL_COST_CROSS_ENTROPY, &err), NNDL_OK));
+    nndl_net_reserve(net, ROWS, &err);
+    nndl_net_init(net, NNDL_INIT_NIELSEN, 5);
+    float x[ROWS * 6];
+    uint8_t y[ROWS] = {0};
+    for (int i = 0; i < ROWS * 6; i++) x[i] = 0.25f;
+    nndl_net_backprop(net, x, y, ROWS, NULL);
+    cr_expect(isfinite(net->grads[net->n_params + NNDL_EXTRA_BOUND]));
+    x[7] = NAN;
+    nndl_net_backprop(net, x, y, ROWS, NULL);
+    cr_expect(isnan(net->grads[net->n_params + NNDL_EXTRA_BOUND]), "bound %g", net->grads[net->n_params + NNDL_EXTRA_BOUND]);
+    x[7] = INFINITY;
+    nndl_net_backprop(net, x, y, ROWS, NULL);
+    int not_finite = !(net->grads[net->n_params + NNDL_EXTRA_BOUND] <= 3.4e38f);
+    cr_expect(not_finite, "an infinite input: bound not finite");
+    nndl_net_free(net);
 }

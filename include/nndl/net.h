@@ -21,6 +21,7 @@
 #define NNDL_GRAD_EXTRA 4 /* riders of the gradient reduction, after the n_params gradients: */
 #define NNDL_EXTRA_COST 0 /*   the cost summed over the shard */
 #define NNDL_EXTRA_STOP 1 /*   > 0 when a rank was asked to stop (signal): all stop at this step */
+#define NNDL_EXTRA_BOUND 2 /*  a bound on every |gradient element| (see nndl_net_backprop) */
 
 typedef enum { NNDL_ACT_SIGMOID, NNDL_ACT_TANH, NNDL_ACT_RELU, NNDL_ACT_SOFTMAX } nndl_act;
 typedef enum { NNDL_COST_QUADRATIC, NNDL_COST_CROSS_ENTROPY, NNDL_COST_LOG_LIKELIHOOD } nndl_cost;
@@ -109,7 +110,10 @@ double nndl_net_cost(const nndl_net *net, const float *out, const uint8_t *y, in
 
 /* Forward and backward over x [n x sizes[0]] with labels y [n]: grads = the SUM over the n rows
  * of each row's gradient (not the mean: ranks sum shards, then divide by the global batch).
- * grads[n_params] = the summed cost; other extras are zeroed. n = 0 gives zero gradients.
+ * grads[n_params] = the summed cost; grads[n_params + NNDL_EXTRA_BOUND] = max over layers of
+ * n · max|delta| · max(max|input|, 1), a bound on every |element| of the gradient (dW = deltaᵀ·A,
+ * db = Σ delta), NaN or infinite if a delta or an input is; summed over ranks it bounds the summed
+ * gradient. Other extras are zeroed. n = 0 gives zero gradients.
  * drop: dropout of the hidden layers (NULL or p = 0: none). */
 double nndl_net_backprop(nndl_net *net, const float *x, const uint8_t *y, int n, const nndl_dropout *drop);
 
