@@ -81,6 +81,15 @@ nndl_status nndl_net_create(nndl_net **out, const int *sizes, int n_sizes, const
     return NNDL_OK;
 }
 
+void nndl_net_rebind(nndl_net *net, float *params, float *grads, float **old_params, float **old_grads)
+{
+    if (old_params) *old_params = net->params;
+    if (old_grads) *old_grads = net->grads;
+    net->params = params, net->grads = grads;
+    point_views(net->layer, net->params, net->sizes, net->n_layers);
+    point_views(net->dlayer, net->grads, net->sizes, net->n_layers);
+}
+
 static void free_workspace(nndl_net *net)
 {
     for (int l = 0; l <= net->n_layers; l++) {

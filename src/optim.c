@@ -81,6 +81,24 @@ NNDL_HOT void nndl_sgd_step(nndl_sgd *o, nndl_net *net, int batch)
     }
 }
 
+NNDL_HOT void nndl_sgd_step_range(nndl_sgd *o, nndl_net *net, int batch, size_t lo, size_t hi)
+{
+    const float inv_b = 1.0f / (float)batch, l2n = (float)(o->l2 / o->n_train), l1n = (float)(o->l1 / o->n_train),
+                eta = (float)o->eta, decay = 1.0f - eta * l2n, step = eta * inv_b;
+    for (int l = 0; l < net->n_layers; l++) {
+        const nndl_layer *L = &net->layer[l];
+        size_t off = (size_t)(L->w - net->params), nw = (size_t)L->n_out * L->n_in, nb = (size_t)L->n_out;
+        float *restrict w = net->params, *restrict d = net->grads;
+        size_t a = off > lo ? off : lo, b = off + nw < hi ? off + nw : hi; /* weights within [lo, hi) */
+        if (l1n == 0.0f)
+            for (size_t i = a; i < b; i++) w[i] = decay * w[i] - step * d[i];
+        else
+            for (size_t i = a; i < b; i++) w[i] -= eta * grad_of(d[i], w[i], inv_b, l2n, l1n, 1);
+        a = off + nw > lo ? off + nw : lo, b = off + nw + nb < hi ? off + nw + nb : hi; /* biases */
+        for (size_t i = a; i < b; i++) w[i] -= step * d[i];
+    }
+}
+
 void nndl_schedule_init(nndl_schedule *s, double eta0, int patience, double decay, double min_ratio, int early_stop)
 {
     memset(s, 0, sizeof *s);

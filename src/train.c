@@ -75,7 +75,9 @@ nndl_status nndl_trainer_init(nndl_trainer *t, nndl_net *net, const nndl_config 
                              "(--reproducible; a larger --chunk needs fewer)", t->cap_chunks, net->n_params);
         }
     }
-    t->overlap = dist->size > 1 && !cfg->reproducible &&
+    t->want_shared = dist->size > 1 && !cfg->reproducible && cfg->overlap != 1 && cfg->momentum == 0 &&
+                     (cfg->reduce == 1 || (cfg->reduce < 0 && net->n_params >= OVERLAP_AUTO_PARAMS));
+    t->overlap = dist->size > 1 && !cfg->reproducible && !t->want_shared &&
                  (cfg->overlap == 1 || (cfg->overlap < 0 && net->n_params >= OVERLAP_AUTO_PARAMS));
     if (t->overlap) plan_buckets(t);
     nndl_schedule_init(&t->sched, cfg->eta, cfg->patience, cfg->lr_decay, cfg->lr_min_ratio, cfg->early_stop);
@@ -85,6 +87,12 @@ nndl_status nndl_trainer_init(nndl_trainer *t, nndl_net *net, const nndl_config 
 
 void nndl_trainer_free(nndl_trainer *t)
 {
+    if (t->shared) { /* give the net its own buffers back, with the trained parameters */
+        memcpy(t->own_params, t->net->params, sizeof(float) * t->net->n_params);
+        nndl_net_rebind(t->net, t->own_params, t->own_grads, NULL, NULL);
+        nndl_dist_shared_free(&t->sh);
+        t->shared = 0;
+    }
     free(t->x), free(t->y), free(t->perm), free(t->cg), free(t->seg_max), free(t->acc);
     nndl_sgd_free(&t->sgd);
     t->x = NULL, t->y = NULL, t->perm = NULL, t->cg = NULL, t->seg_max = NULL, t->acc = NULL;
@@ -155,6 +163,80 @@ static nndl_status step(nndl_trainer *t, int b0, int bsz, double *batch_cost, nn
     t->sgd.eta = t->sched.eta;
     nndl_sgd_step(&t->sgd, t->net, bsz); /* the grads are sums: it divides by the global batch */
     return extra[NNDL_EXTRA_STOP] > 0 ? NNDL_ESTOP : NNDL_OK; /* the step is complete either way */
+}
+
+/* Collective, at the first epoch (after any resume or --init-from has set the parameters): move the
+ * parameters and gradients into node-shared memory if every rank is on this node. */
+static nndl_status shared_setup(nndl_trainer *t, nndl_err *err)
+{
+    nndl_net *net = t->net;
+    int usable = 0;
+    t->shared_tried = 1;
+    nndl_status st = nndl_dist_shared_init(t->dist, &t->sh, net->params, net->n_params,
+                                           net->n_params + NNDL_GRAD_EXTRA, &usable, err);
+    if (st != NNDL_OK || !usable) return st;
+    int r = t->sh.ns.node_rank, P = t->sh.ns.node_size;
+    nndl_net_rebind(net, t->sh.params, t->sh.slot[r], &t->own_params, &t->own_grads);
+    size_t n = net->n_params;
+    t->lo = (n * (size_t)r / (size_t)P) & ~(size_t)15, t->hi = r == P - 1 ? n : (n * (size_t)(r + 1) / (size_t)P) & ~(size_t)15;
+    t->shared = 1;
+    return NNDL_OK;
+}
+
+/* One step with the node-shared reduction: backprop into this rank's slot; then each rank sums its
+ * slice over all slots and updates that slice of the shared parameters. */
+static nndl_status step_shared(nndl_trainer *t, int b0, int bsz, double *batch_cost, nndl_err *err)
+{
+    nndl_net *net = t->net;
+    int first, len, P = t->sh.ns.node_size, r = t->sh.ns.node_rank;
+    size_t np = net->n_params, lo = t->lo, hi = t->hi;
+    nndl_dist_shard(bsz, t->dist->size, t->dist->rank, &first, &len);
+    const int *order = t->perm + b0 + first;
+    uint32_t epoch = (uint32_t)t->epoch + 1;
+    nndl_augment aug = {t->cfg.augment, t->cfg.seed, epoch};
+    nndl_dropout drop = {(float)t->cfg.dropout, t->cfg.seed, epoch, order};
+    nndl_split_gather_aug(t->train, order, len, t->x, t->y, &aug);
+    if (b0 + bsz < t->train->n) {
+        int nb = t->train->n - (b0 + bsz) < t->cfg.batch ? t->train->n - (b0 + bsz) : t->cfg.batch, f2, l2;
+        nndl_dist_shard(nb, t->dist->size, t->dist->rank, &f2, &l2);
+        nndl_split_prefetch(t->train, t->perm + b0 + bsz + f2, l2);
+    }
+    t->steps_run++;
+    nndl_net_backprop(net, t->x, t->y, len, &drop);
+    net->grads[np + NNDL_EXTRA_STOP] = (t->stop_request && *t->stop_request) ||
+                                       (t->stop_after_steps > 0 && t->steps_run >= t->stop_after_steps);
+    nndl_status st = nndl_dist_shared_sync(&t->sh, err); /* every slot is written */
+    if (st != NNDL_OK) return st;
+    double cost = 0.0;
+    float bound = 0.0f;
+    int stop = 0;
+    for (int k = 0; k < P; k++) { /* the riders, summed in rank order: the same on every rank */
+        const float *e = t->sh.slot[k] + np;
+        cost += e[NNDL_EXTRA_COST], stop |= e[NNDL_EXTRA_STOP] > 0;
+        bound = isnan(bound) ? bound : bound + e[NNDL_EXTRA_BOUND];
+    }
+    *batch_cost = cost / bsz;
+    float *g = t->sh.slot[r];
+    if (P == 2) { /* this rank's slice of the sum, into its own slot (the slice nobody else reads) */
+        const float *restrict o = t->sh.slot[1 - r];
+        float *restrict m = g;
+        for (size_t i = lo; i < hi; i++) m[i] += o[i];
+    } else {
+        for (int k = 0; k < P; k++)
+            if (k != r)
+                for (size_t i = lo; i < hi; i++) g[i] += t->sh.slot[k][i];
+    }
+    if (!isfinite(cost) || !(bound <= FLT_MAX / 4)) { /* not proven finite: look, and agree */
+        float bad = !isfinite(cost) || nndl_any_nonfinite(g + lo, hi - lo);
+        if ((st = nndl_dist_max_floats(t->dist, &bad, 1, err)) != NNDL_OK) return st;
+        if (bad > 0)
+            return nndl_fail(err, NNDL_ENUM, "non-finite %s (cost %g) at epoch %u, step %d of the epoch",
+                             isfinite(cost) ? "gradient" : "cost", cost, epoch, b0 / t->cfg.batch + 1);
+    }
+    t->sgd.eta = t->sched.eta;
+    nndl_sgd_step_range(&t->sgd, net, bsz, lo, hi);
+    if ((st = nndl_dist_shared_sync(&t->sh, err)) != NNDL_OK) return st; /* every slice is updated */
+    return stop ? NNDL_ESTOP : NNDL_OK;
 }
 
 /* Segment s of a chunk gradient laid out as [params..., cost]: layer s/2's weights or biases, or the cost. */
@@ -234,6 +316,10 @@ nndl_status nndl_trainer_epoch(nndl_trainer *t, const nndl_train_hooks *hooks, n
                                nndl_err *err)
 {
     int n = t->train->n, B = t->cfg.batch, epoch = t->epoch + 1;
+    if (t->want_shared && !t->shared_tried) {
+        nndl_status st = shared_setup(t, err);
+        if (st != NNDL_OK) return st;
+    }
     if (t->cfg.shuffle)
         nndl_rng_permutation(t->cfg.seed, NNDL_STREAM_PERM, (uint32_t)epoch, t->perm, n);
     else
@@ -244,7 +330,9 @@ nndl_status nndl_trainer_epoch(nndl_trainer *t, const nndl_train_hooks *hooks, n
     for (long s = t->step; s < n_steps; s++) {
         int b0 = (int)(s * B), bsz = n - b0 < B ? n - b0 : B;
         double c = 0.0;
-        nndl_status st = t->cfg.reproducible ? step_reproducible(t, b0, bsz, &c, err) : step(t, b0, bsz, &c, err);
+        nndl_status st = t->cfg.reproducible ? step_reproducible(t, b0, bsz, &c, err)
+                         : t->shared         ? step_shared(t, b0, bsz, &c, err)
+                                             : step(t, b0, bsz, &c, err);
         if (st == NNDL_ENUM && t->cfg.on_nan_skip) { /* nothing of it was applied: go on with the next batch */
             t->skipped++, t->step = s + 1;
             continue;

@@ -43,6 +43,9 @@ expect 2 "--act: softmax only as the output layer" --act softmax
 expect 2 "--monitor: expected train, test or both" --monitor validation
 expect 2 "--augment: expected shift or none" --augment rotate
 expect 2 "--on-nan: expected stop or skip-batch, found 'ignore'" --on-nan ignore
+expect 2 "--overlap: expected auto, on or off, found 'maybe'" --overlap maybe
+expect 2 "--reduce: expected auto, mpi or shared, found 'nccl'" --reduce nccl
+expect 2 "--chunk 5: chunks are the --reproducible mode's" --chunk 5
 expect 2 "--probe-layers: layer 3 does not exist" --probe-layers 3
 
 # data problems: a copy of MNIST with one file spoiled at a time

@@ -59,6 +59,10 @@ int main(int argc, char **argv)
     if (getenv("NNDL_TEST_OVERLAP")) { /* the reduction in buckets (--overlap on): a net with several */
         cfg.overlap = atoi(getenv("NNDL_TEST_OVERLAP")), cfg.sizes[1] = 600, cfg.eta = 0.1;
     }
+    if (getenv("NNDL_TEST_SHARED")) { /* --reduce shared, with L2 (the sliced update's weight/bias rule) */
+        cfg.reduce = 1, cfg.l2 = 5.0;
+        if (argc == 8) cfg.momentum = 0; /* the shared reduction keeps no velocity */
+    }
     nndl_net *np = NULL, *n1 = NULL;
     if (st == NNDL_OK) st = train(MPI_COMM_WORLD, &cfg, &tr, &va, &np, &err);
     if (st == NNDL_OK && rank == 0) st = train(MPI_COMM_SELF, &cfg, &tr, &va, &n1, &err);
@@ -87,7 +91,8 @@ int main(int argc, char **argv)
             nndl_net_free(init);
         }
         printf("test_ranks np=%d batch=%s%s%s: %s\n%d passed, %d failed\n", size, argv[3],
-               argc == 8 ? " with dropout/momentum/L2/augment" : "", cfg.overlap == 1 ? " with --overlap on" : "",
+               argc == 8 ? " with dropout/momentum/L2/augment" : "",
+               cfg.overlap == 1 ? " with --overlap on" : cfg.reduce == 1 ? " with --reduce shared and L2" : "",
                ok ? "PASS" : "FAIL", ok, !ok);
     }
     MPI_Bcast(&ok, 1, MPI_INT, 0, MPI_COMM_WORLD);

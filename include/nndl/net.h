@@ -98,6 +98,11 @@ void nndl_net_free(nndl_net *net);
  * depend only on (seed, layer index), not on the rest of the network. */
 void nndl_net_init(nndl_net *net, nndl_init init, uint64_t seed);
 
+/* Use params [n_params] and grads [n_params + NNDL_GRAD_EXTRA] (e.g. shared memory) from now on:
+ * re-points the buffers and the layer views, copies nothing. Returns the buffers used before in
+ * *old_params, *old_grads (to give back before nndl_net_free, which frees its own). */
+void nndl_net_rebind(nndl_net *net, float *params, float *grads, float **old_params, float **old_grads);
+
 /* Make room for batches of up to rows rows. Allocates; call before training, not in a step. */
 nndl_status nndl_net_reserve(nndl_net *net, int rows, nndl_err *err);
 

@@ -51,6 +51,8 @@ typedef struct {
     long step_hook_every; /* call hooks->on_step after every this many steps of an epoch (0: never) */
     int reproducible; /* 1: the same bits for any rank count (fixed chunks, exact fixed-point sums) */
     int chunk;        /* reproducible mode: samples per chunk (0: ceil(batch / 8)) */
+    int reduce;       /* 1: node-shared reduction and sharded update (all ranks on one node, no momentum),
+                       * 0: MPI_Allreduce, -1: auto (shared for nets of >= 1M parameters where it can) */
     int overlap;      /* gradient reduction in buckets overlapping backprop: 1 on, 0 off, -1 for nets of >= 1M
                        * parameters (the program resolves --overlap auto by the node layout) */
 } nndl_config;
@@ -104,6 +106,11 @@ typedef struct nndl_trainer {
     size_t bucket[NNDL_MAX_BUCKETS + 1];
     nndl_dist_pending pending;
     nndl_backprop_hooks hooks;
+    /* node-shared reduction: set up at the first epoch; the net's own buffers are kept to give back */
+    int want_shared, shared_tried, shared;
+    nndl_dist_shared sh;
+    float *own_params, *own_grads;
+    size_t lo, hi; /* this rank's slice of the parameters */
     /* reproducible mode: fixed chunks of the global batch, each rank holds its chunks' gradients
      * ([cap_chunks x (n_params + 1)], the cost last) until the exponents are agreed */
     int chunk, cap_chunks, n_seg;

@@ -56,6 +56,7 @@ static const struct option long_opts[] = {
     {"reproducible", no_argument, 0, OPT_REPRODUCIBLE},
     {"chunk", required_argument, 0, OPT_CHUNK},
     {"overlap", required_argument, 0, OPT_OVERLAP},
+    {"reduce", required_argument, 0, OPT_REDUCE},
     {"help", no_argument, 0, OPT_HELP},
     {"version", no_argument, 0, OPT_VERSION},
     {0, 0, 0, 0}};
@@ -131,6 +132,9 @@ void nndl_options_usage(FILE *out)
         "  --threads N            BLAS threads per rank                        [1]\n"
         "  --overlap WHEN         reduce the gradient in buckets overlapping backprop (MPI_Iallreduce):\n"
         "                         auto (nets of >= 1M parameters on ranks of several nodes), on, off [auto]\n"
+        "  --reduce HOW           mpi (MPI_Allreduce) or shared (ranks of one node sum in shared memory,\n"
+        "                         each updating its slice of one shared copy of the parameters; not with\n"
+        "                         --momentum); auto: shared for nets of >= 1M parameters where it can [auto]\n"
         "  --verbose              print each rank's core binding (hwloc)\n"
         "  --on-nan WHAT          a NaN or Inf cost: stop (exit 1, the last checkpoint kept) or\n"
         "                         skip-batch (drop that step's update and go on) [stop]\n"
@@ -232,6 +236,7 @@ static void defaults(nndl_options *o)
     c->seed = 1;
     c->shuffle = 1;
     c->overlap = -1;
+    c->reduce = -1;
     c->lr_decay = 2.0;
     c->lr_min_ratio = 128.0;
     o->dataset = "mnist";
@@ -421,6 +426,11 @@ static nndl_status parse_one(nndl_options *o, int opt, const char *arg, nndl_err
             return nndl_fail(err, NNDL_EARG, "--overlap: expected auto, on or off, found '%s'", arg);
         o->cfg.overlap = !strcmp(arg, "auto") ? -1 : !strcmp(arg, "on");
         return NNDL_OK;
+    case OPT_REDUCE:
+        if (strcmp(arg, "auto") && strcmp(arg, "mpi") && strcmp(arg, "shared"))
+            return nndl_fail(err, NNDL_EARG, "--reduce: expected auto, mpi or shared, found '%s'", arg);
+        o->cfg.reduce = !strcmp(arg, "auto") ? -1 : !strcmp(arg, "shared");
+        return NNDL_OK;
     case OPT_HELP: o->help = 1; return NNDL_OK;
     case OPT_VERSION: o->version = 1; return NNDL_OK;
     }
@@ -483,6 +493,9 @@ nndl_status nndl_options_check(const nndl_options *o, nndl_err *err)
     if (o->cfg.chunk > o->cfg.batch)
         return nndl_fail(err, NNDL_EARG, "--chunk %d is larger than --batch %d; use --chunk %d or less",
                          o->cfg.chunk, o->cfg.batch, o->cfg.batch);
+    if (o->cfg.reduce == 1 && o->cfg.momentum > 0)
+        return nndl_fail(err, NNDL_EARG, "--reduce shared with --momentum %g: the shared reduction keeps no velocity; "
+                         "use --reduce mpi (or auto)", o->cfg.momentum);
     if (o->cfg.reproducible && o->threads > 1)
         return nndl_fail(err, NNDL_EARG, "--threads %d with --reproducible: the reproducible mode uses 1 BLAS thread "
                          "per rank (threaded GEMMs may sum in another order); drop --threads", o->threads);
@@ -544,6 +557,7 @@ cJSON *nndl_options_to_json(const nndl_options *o)
     cJSON_AddBoolToObject(j, "reproducible", c->reproducible);
     cJSON_AddNumberToObject(j, "chunk", c->chunk);
     cJSON_AddStringToObject(j, "overlap", c->overlap < 0 ? "auto" : c->overlap ? "on" : "off");
+    cJSON_AddStringToObject(j, "reduce", c->reduce < 0 ? "auto" : c->reduce ? "shared" : "mpi");
     return j;
 }
 
@@ -559,7 +573,7 @@ static const struct { const char *key; int opt, strict; } keys[] = {
     {"checkpoint-every-steps", OPT_CKPT_EVERY_STEPS, 0}, {"keep", OPT_KEEP, 0},
     {"history-every", OPT_HISTORY_EVERY, 0}, {"probe", OPT_PROBE, 1}, {"probe-layers", OPT_PROBE_LAYERS, 1},
     {"compress", OPT_COMPRESS, 0}, {"data", OPT_DATA, 0}, {"reproducible", OPT_REPRODUCIBLE, 1},
-    {"chunk", OPT_CHUNK, 1}, {"overlap", OPT_OVERLAP, 0}};
+    {"chunk", OPT_CHUNK, 1}, {"overlap", OPT_OVERLAP, 0}, {"reduce", OPT_REDUCE, 0}};
 
 /* Set one stored value into o; NNDL_EFORMAT if it is not of the right kind. */
 static nndl_status apply_key(nndl_options *o, const char *key, const cJSON *v, nndl_err *err)
@@ -608,9 +622,9 @@ static nndl_status apply_key(nndl_options *o, const char *key, const cJSON *v, n
     }
     if (!strcmp(key, "data")) return s && *s && strlen(s) < sizeof o->data_dir ? (strcpy(o->data_dir, s), NNDL_OK) : NNDL_EFORMAT;
     if (!strcmp(key, "init-from")) return s && strlen(s) < sizeof o->init_from ? (strcpy(o->init_from, s), NNDL_OK) : NNDL_EFORMAT;
-    static const int opt_of[] = {OPT_COST, OPT_INIT, OPT_DATASET, OPT_VAL_SPLIT, OPT_ON_NAN, OPT_OVERLAP};
-    static const char *str_keys[] = {"cost", "init", "dataset", "val-split", "on-nan", "overlap"};
-    for (int i = 0; i < 6; i++)
+    static const int opt_of[] = {OPT_COST, OPT_INIT, OPT_DATASET, OPT_VAL_SPLIT, OPT_ON_NAN, OPT_OVERLAP, OPT_REDUCE};
+    static const char *str_keys[] = {"cost", "init", "dataset", "val-split", "on-nan", "overlap", "reduce"};
+    for (int i = 0; i < 7; i++)
         if (!strcmp(key, str_keys[i])) return s ? parse_one(o, opt_of[i], s, err) : NNDL_EFORMAT;
     if (!isnum) return NNDL_EFORMAT;
     if (!strcmp(key, "train-samples") && v->valuedouble == 0) return o->train_samples = 0, NNDL_OK; /* all */

@@ -25,7 +25,7 @@ rows = []
 for c in "ABCD":
     flops_per_sample = gemm[c]["flops_per_step"] / BATCH[c]
     impls = []
-    for mode, suffix in (("default", ""), ("reproducible", " repro")):
+    for mode, suffix in (("default", ""), ("allreduce", " allred"), ("reproducible", " repro")):
         for np_ in (1, 2):
             rs = [r for r in raw if r.get("impl") == "nndl" and r["config"] == c and r["np"] == np_
                   and r.get("mode", "default") == mode]
