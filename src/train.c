@@ -76,7 +76,7 @@ nndl_status nndl_trainer_init(nndl_trainer *t, nndl_net *net, const nndl_config 
         }
     }
     t->want_shared = dist->size > 1 && !cfg->reproducible && cfg->overlap != 1 && cfg->momentum == 0 &&
-                     (cfg->reduce == 1 || (cfg->reduce < 0 && net->n_params >= OVERLAP_AUTO_PARAMS));
+                     cfg->reduce != 0; /* auto: wherever it can (measured faster for every net here) */
     t->overlap = dist->size > 1 && !cfg->reproducible && !t->want_shared &&
                  (cfg->overlap == 1 || (cfg->overlap < 0 && net->n_params >= OVERLAP_AUTO_PARAMS));
     if (t->overlap) plan_buckets(t);

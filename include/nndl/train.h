@@ -52,7 +52,7 @@ typedef struct {
     int reproducible; /* 1: the same bits for any rank count (fixed chunks, exact fixed-point sums) */
     int chunk;        /* reproducible mode: samples per chunk (0: ceil(batch / 8)) */
     int reduce;       /* 1: node-shared reduction and sharded update (all ranks on one node, no momentum),
-                       * 0: MPI_Allreduce, -1: auto (shared for nets of >= 1M parameters where it can) */
+                       * 0: MPI_Allreduce, -1: auto (shared wherever it can) */
     int overlap;      /* gradient reduction in buckets overlapping backprop: 1 on, 0 off, -1 for nets of >= 1M
                        * parameters (the program resolves --overlap auto by the node layout) */
 } nndl_config;

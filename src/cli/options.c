@@ -134,7 +134,7 @@ void nndl_options_usage(FILE *out)
         "                         auto (nets of >= 1M parameters on ranks of several nodes), on, off [auto]\n"
         "  --reduce HOW           mpi (MPI_Allreduce) or shared (ranks of one node sum in shared memory,\n"
         "                         each updating its slice of one shared copy of the parameters; not with\n"
-        "                         --momentum); auto: shared for nets of >= 1M parameters where it can [auto]\n"
+        "                         --momentum); auto: shared where it can, else mpi   [auto]\n"
         "  --verbose              print each rank's core binding (hwloc)\n"
         "  --on-nan WHAT          a NaN or Inf cost: stop (exit 1, the last checkpoint kept) or\n"
         "                         skip-batch (drop that step's update and go on) [stop]\n"
