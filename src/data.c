@@ -1,5 +1,4 @@
 /* data.c: IDX files through zlib (raw or gzip), splits, and the uint8 -> float batch gather. */
-#include "hot.h"
 #include "nndl/data.h"
 
 #include <errno.h>
@@ -9,6 +8,7 @@
 #include <sys/stat.h>
 #include <zlib.h>
 
+#include "hot.h"
 #include "nndl/rng.h"
 
 /* ---- IDX ---- */

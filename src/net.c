@@ -1,6 +1,5 @@
 /* net.c: fully connected networks on one parameter buffer; batched forward/backward with CBLAS.
  * Shapes: a batch of n rows; A[l] is [n x sizes[l]]; W of layer l is [sizes[l+1] x sizes[l]]. */
-#include "hot.h"
 #include "nndl/net.h"
 
 #include <cblas.h>
@@ -8,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "hot.h"
+#include "nndl/fixed.h"
 #include "nndl/rng.h"
 
 /* ---- names ---- */
@@ -278,8 +279,6 @@ NNDL_HOT static void times_dropout_derivative(nndl_act act, float *d, const floa
     }
 }
 
-static float max_abs(const float *v, size_t n);
-
 double nndl_net_backprop(nndl_net *net, const float *x, const uint8_t *y, int n, const nndl_dropout *drop)
 {
     int L = net->n_layers;
@@ -302,7 +301,7 @@ double nndl_net_backprop(nndl_net *net, const float *x, const uint8_t *y, int n,
         nndl_layer *G = &net->dlayer[l];
         const float *ain = l == 0 ? x : net->a[l];
         /* the bound on this layer's gradient elements: two scans of the (small) batch matrices */
-        float md = max_abs(d, (size_t)n * W->n_out), ma = max_abs(ain, (size_t)n * W->n_in);
+        float md = nndl_max_abs(d, (size_t)n * W->n_out), ma = nndl_max_abs(ain, (size_t)n * W->n_in);
         float lb = (float)n * md * (ma > 1.0f ? ma : 1.0f);
         bound = isnan(bound) || lb <= bound ? bound : lb; /* a NaN sticks */
         memcpy(G->b, d, sizeof *G->b * W->n_out);
@@ -360,22 +359,6 @@ void nndl_net_predict(nndl_net *net, const float *x, int n, int *pred)
     const float *out = nndl_net_forward(net, x, n);
     int m = net->sizes[net->n_layers];
     for (int r = 0; r < n; r++) pred[r] = argmax(out + (size_t)r * m, m);
-}
-
-/* max |v[i]| through the bit patterns (finite non-negative floats order like their bits): an integer
- * max that vectorises; a NaN or an infinity in v gives NaN or +inf. */
-NNDL_HOT static float max_abs(const float *v, size_t n)
-{
-    int32_t m = 0;
-    for (size_t i = 0; i < n; i++) {
-        int32_t b;
-        memcpy(&b, v + i, sizeof b);
-        b &= 0x7fffffff;
-        m = b > m ? b : m;
-    }
-    float f;
-    memcpy(&f, &m, sizeof f);
-    return f;
 }
 
 NNDL_HOT int nndl_any_nonfinite(const float *v, size_t n)

@@ -1,11 +1,12 @@
 /* optim.c: SGD with L1/L2 and momentum, and the learning-rate schedule (see nndl/optim.h). */
-#include "hot.h"
 #include "nndl/optim.h"
 
 #include <cblas.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "hot.h"
 
 nndl_status nndl_sgd_init(nndl_sgd *o, const nndl_net *net, double eta, double l1, double l2, double momentum,
                           long n_train, nndl_err *err)

@@ -118,25 +118,40 @@ static void overlap_progress(void *ctx)
     nndl_dist_progress(&((nndl_trainer *)ctx)->pending);
 }
 
-/* One SGD step on the global batch at positions [b0, b0 + bsz) of the permutation. */
-static nndl_status step(nndl_trainer *t, int b0, int bsz, double *batch_cost, nndl_err *err)
+/* Gather rows [b0 + first, + len) of the permutation (this rank's shard of the global batch at b0) and
+ * start loading the next step's shard; the dropout of the shard's samples. */
+static int gather_shard(nndl_trainer *t, int b0, int bsz, nndl_dropout *drop)
 {
     int first, len;
     nndl_dist_shard(bsz, t->dist->size, t->dist->rank, &first, &len);
     const int *order = t->perm + b0 + first; /* positions in the training split: the samples' global indices */
     uint32_t epoch = (uint32_t)t->epoch + 1;
     nndl_augment aug = {t->cfg.augment, t->cfg.seed, epoch};
-    nndl_dropout drop = {(float)t->cfg.dropout, t->cfg.seed, epoch, order};
+    *drop = (nndl_dropout){(float)t->cfg.dropout, t->cfg.seed, epoch, order};
     nndl_split_gather_aug(t->train, order, len, t->x, t->y, &aug);
     if (b0 + bsz < t->train->n) { /* the next step's shard: its rows load while this step computes */
         int nb = t->train->n - (b0 + bsz) < t->cfg.batch ? t->train->n - (b0 + bsz) : t->cfg.batch, f2, l2;
         nndl_dist_shard(nb, t->dist->size, t->dist->rank, &f2, &l2);
         nndl_split_prefetch(t->train, t->perm + b0 + bsz + f2, l2);
     }
-    float *extra = t->net->grads + t->net->n_params;
+    return len;
+}
+
+/* Count this step; 1 if this rank is asked to stop at it (a signal, or --stop-after-steps). */
+static int stop_here(nndl_trainer *t)
+{
     t->steps_run++;
-    t->stop_flag = (t->stop_request && *t->stop_request) ||
-                   (t->stop_after_steps > 0 && t->steps_run >= t->stop_after_steps);
+    return (t->stop_request && *t->stop_request) || (t->stop_after_steps > 0 && t->steps_run >= t->stop_after_steps);
+}
+
+/* One SGD step on the global batch at positions [b0, b0 + bsz) of the permutation. */
+static nndl_status step(nndl_trainer *t, int b0, int bsz, double *batch_cost, nndl_err *err)
+{
+    nndl_dropout drop;
+    int len = gather_shard(t, b0, bsz, &drop);
+    uint32_t epoch = drop.epoch;
+    float *extra = t->net->grads + t->net->n_params;
+    t->stop_flag = stop_here(t);
     nndl_status s;
     if (t->overlap) { /* the reduction in buckets, each started as soon as backprop has written it */
         t->next_bucket = 1;
@@ -188,23 +203,13 @@ static nndl_status shared_setup(nndl_trainer *t, nndl_err *err)
 static nndl_status step_shared(nndl_trainer *t, int b0, int bsz, double *batch_cost, nndl_err *err)
 {
     nndl_net *net = t->net;
-    int first, len, P = t->sh.ns.node_size, r = t->sh.ns.node_rank;
+    int P = t->sh.ns.node_size, r = t->sh.ns.node_rank;
     size_t np = net->n_params, lo = t->lo, hi = t->hi;
-    nndl_dist_shard(bsz, t->dist->size, t->dist->rank, &first, &len);
-    const int *order = t->perm + b0 + first;
-    uint32_t epoch = (uint32_t)t->epoch + 1;
-    nndl_augment aug = {t->cfg.augment, t->cfg.seed, epoch};
-    nndl_dropout drop = {(float)t->cfg.dropout, t->cfg.seed, epoch, order};
-    nndl_split_gather_aug(t->train, order, len, t->x, t->y, &aug);
-    if (b0 + bsz < t->train->n) {
-        int nb = t->train->n - (b0 + bsz) < t->cfg.batch ? t->train->n - (b0 + bsz) : t->cfg.batch, f2, l2;
-        nndl_dist_shard(nb, t->dist->size, t->dist->rank, &f2, &l2);
-        nndl_split_prefetch(t->train, t->perm + b0 + bsz + f2, l2);
-    }
-    t->steps_run++;
+    nndl_dropout drop;
+    int len = gather_shard(t, b0, bsz, &drop);
+    uint32_t epoch = drop.epoch;
     nndl_net_backprop(net, t->x, t->y, len, &drop);
-    net->grads[np + NNDL_EXTRA_STOP] = (t->stop_request && *t->stop_request) ||
-                                       (t->stop_after_steps > 0 && t->steps_run >= t->stop_after_steps);
+    net->grads[np + NNDL_EXTRA_STOP] = stop_here(t);
     nndl_status st = nndl_dist_shared_sync(&t->sh, err); /* every slot is written */
     if (st != NNDL_OK) return st;
     double cost = 0.0;
@@ -279,9 +284,7 @@ static nndl_status step_reproducible(nndl_trainer *t, int b0, int bsz, double *b
             else mx[s] = m > mx[s] ? m : mx[s];
         }
     }
-    t->steps_run++;
-    mx[S + 1] = (t->stop_request && *t->stop_request) ||
-                (t->stop_after_steps > 0 && t->steps_run >= t->stop_after_steps);
+    mx[S + 1] = stop_here(t);
     /* 1: agree on each segment's range (and the flags); MAX is exact, so its result is P-independent */
     nndl_status st = nndl_dist_max_floats(t->dist, mx, S + 2, err);
     if (st != NNDL_OK) return st;

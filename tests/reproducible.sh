@@ -57,7 +57,6 @@ for l in range(1, len(f["model"]) + 1):
     g = f["model/layer_%d" % l]
     h.update(np.ascontiguousarray(g["weights"][...], "<f4").tobytes()); h.update(np.ascontiguousarray(g["biases"][...], "<f4").tobytes())
 assert h.hexdigest() == sys.argv[2], (h.hexdigest(), sys.argv[2])
-assert f.attrs["config"] if "config" in f.attrs else True
 PYEOF
 
 # flags
