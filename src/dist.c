@@ -204,7 +204,7 @@ void nndl_dist_node_free(nndl_node_share *ns)
 /* ---- the node-shared reduction ---- */
 
 nndl_status nndl_dist_shared_init(const nndl_dist *d, nndl_dist_shared *s, const float *params0, size_t n_params,
-                                  size_t n_grads, int *usable, nndl_err *err)
+                                  size_t n_riders, size_t n_batch, int *usable, nndl_err *err)
 {
     memset(s, 0, sizeof *s);
     *usable = 0;
@@ -220,18 +220,23 @@ nndl_status nndl_dist_shared_init(const nndl_dist *d, nndl_dist_shared *s, const
     rc = MPI_Win_allocate_shared(r == 0 ? (MPI_Aint)(sizeof(float) * n_params) : 0, sizeof(float), MPI_INFO_NULL, node,
                                  &mine, &s->wp);
     if (rc == MPI_SUCCESS)
-        rc = MPI_Win_allocate_shared((MPI_Aint)(sizeof(float) * n_grads), sizeof(float), MPI_INFO_NULL, node, &mine,
+        rc = MPI_Win_allocate_shared((MPI_Aint)(sizeof(float) * n_riders), sizeof(float), MPI_INFO_NULL, node, &mine,
                                      &s->wg);
+    if (rc == MPI_SUCCESS)
+        rc = MPI_Win_allocate_shared(r == 0 ? (MPI_Aint)(sizeof(float) * n_batch) : 0, sizeof(float), MPI_INFO_NULL,
+                                     node, &mine, &s->wb);
     if (rc != MPI_SUCCESS) {
         nndl_dist_node_free(&s->ns);
-        return mpi_fail(err, rc, "MPI_Win_allocate_shared (the node-shared gradients and parameters)");
+        return mpi_fail(err, rc, "MPI_Win_allocate_shared (the node-shared parameters and batch)");
     }
     MPI_Aint size;
     int unit;
     MPI_Win_shared_query(s->wp, 0, &size, &unit, &s->params);
+    MPI_Win_shared_query(s->wb, 0, &size, &unit, &s->batch);
     for (int k = 0; k < s->ns.node_size; k++) MPI_Win_shared_query(s->wg, k, &size, &unit, &s->slot[k]);
     MPI_Win_lock_all(MPI_MODE_NOCHECK, s->wp);
     MPI_Win_lock_all(MPI_MODE_NOCHECK, s->wg);
+    MPI_Win_lock_all(MPI_MODE_NOCHECK, s->wb);
     if (r == 0) memcpy(s->params, params0, sizeof(float) * n_params);
     s->ready = 1, *usable = 1;
     return nndl_dist_shared_sync(s, err);
@@ -239,17 +244,17 @@ nndl_status nndl_dist_shared_init(const nndl_dist *d, nndl_dist_shared *s, const
 
 nndl_status nndl_dist_shared_sync(nndl_dist_shared *s, nndl_err *err)
 {
-    MPI_Win_sync(s->wp), MPI_Win_sync(s->wg);
+    MPI_Win_sync(s->wp), MPI_Win_sync(s->wg), MPI_Win_sync(s->wb);
     int rc = MPI_Barrier(s->ns.node);
-    MPI_Win_sync(s->wp), MPI_Win_sync(s->wg);
+    MPI_Win_sync(s->wp), MPI_Win_sync(s->wg), MPI_Win_sync(s->wb);
     return rc == MPI_SUCCESS ? NNDL_OK : mpi_fail(err, rc, "MPI_Barrier of the node-shared reduction");
 }
 
 void nndl_dist_shared_free(nndl_dist_shared *s)
 {
     if (!s->ready) return;
-    MPI_Win_unlock_all(s->wp), MPI_Win_unlock_all(s->wg);
-    MPI_Win_free(&s->wp), MPI_Win_free(&s->wg);
+    MPI_Win_unlock_all(s->wp), MPI_Win_unlock_all(s->wg), MPI_Win_unlock_all(s->wb);
+    MPI_Win_free(&s->wp), MPI_Win_free(&s->wg), MPI_Win_free(&s->wb);
     nndl_dist_node_free(&s->ns);
     s->ready = 0;
 }

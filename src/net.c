@@ -151,10 +151,10 @@ NNDL_HOT static void activate(nndl_act act, float *a, int n, int m)
     size_t nm = (size_t)n * m;
     switch (act) {
     case NNDL_ACT_SIGMOID:
-        for (size_t i = 0; i < nm; i++) a[i] = 1.0f / (1.0f + expf(-a[i]));
+        for (size_t i = 0; i < nm; i++) a[i] = 1.0f / (1.0f + nndl_vexpf(-a[i]));
         break;
     case NNDL_ACT_TANH:
-        for (size_t i = 0; i < nm; i++) a[i] = tanhf(a[i]);
+        for (size_t i = 0; i < nm; i++) a[i] = nndl_vtanhf(a[i]);
         break;
     case NNDL_ACT_RELU:
         for (size_t i = 0; i < nm; i++) a[i] = a[i] > 0.0f ? a[i] : 0.0f;
@@ -163,7 +163,8 @@ NNDL_HOT static void activate(nndl_act act, float *a, int n, int m)
         for (int r = 0; r < n; r++) {
             float *z = a + (size_t)r * m, zmax = z[0], sum = 0.0f;
             for (int j = 1; j < m; j++) zmax = z[j] > zmax ? z[j] : zmax; /* shift: exp never overflows */
-            for (int j = 0; j < m; j++) sum += (z[j] = expf(z[j] - zmax));
+            for (int j = 0; j < m; j++) z[j] = nndl_vexpf(z[j] - zmax);
+            for (int j = 0; j < m; j++) sum += z[j]; /* in order */
             float inv = 1.0f / sum;
             for (int j = 0; j < m; j++) z[j] *= inv;
         }
@@ -183,13 +184,14 @@ void nndl_dropout_mask(const nndl_dropout *d, int layer, int width, int row, flo
     }
 }
 
-static const float *forward(nndl_net *net, const float *x, int n, const nndl_dropout *drop)
+/* Forward x [n x sizes[0]] into a[1..L] ([n x sizes[l]] each): net->a, or a caller's batch. */
+static const float *forward(nndl_net *net, const float *x, int n, const nndl_dropout *drop, float *const *a)
 {
     const float *in = x;
     int L = net->n_layers;
     for (int l = 0; l < L; l++) {
         const nndl_layer *W = &net->layer[l];
-        float *z = net->a[l + 1];
+        float *z = a[l + 1];
         /* Z = A·Wᵀ + b: copy b into every row first so that the GEMM adds onto it (beta = 1). */
         for (int r = 0; r < n; r++) memcpy(z + (size_t)r * W->n_out, W->b, sizeof *z * W->n_out);
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, W->n_out, W->n_in, 1.0f, in, W->n_in, W->w,
@@ -203,10 +205,10 @@ static const float *forward(nndl_net *net, const float *x, int n, const nndl_dro
         }
         in = z;
     }
-    return net->a[L];
+    return a[L];
 }
 
-const float *nndl_net_forward(nndl_net *net, const float *x, int n) { return forward(net, x, n, NULL); }
+const float *nndl_net_forward(nndl_net *net, const float *x, int n) { return forward(net, x, n, NULL, net->a); }
 
 /* ---- cost ---- */
 
@@ -279,6 +281,33 @@ NNDL_HOT static void times_dropout_derivative(nndl_act act, float *d, const floa
     }
 }
 
+/* The larger of bound and layer's bound on its gradient elements, n · max|delta| · max(max|input|, 1)
+ * (dW = deltaᵀ·A, db = Σ delta): two scans of the (small) batch matrices; a NaN sticks. */
+static float layer_bound(float bound, const float *d, const float *ain, int n, const nndl_layer *W)
+{
+    float md = nndl_max_abs(d, (size_t)n * W->n_out), ma = nndl_max_abs(ain, (size_t)n * W->n_in);
+    float lb = (float)n * md * (ma <= 1.0f ? 1.0f : ma); /* a NaN input must give a NaN bound (ReLU hides it from md) */
+    return isnan(bound) || lb <= bound ? bound : lb;
+}
+
+/* dprev = (d·W_l) ⊙ act'(a_l) [n x n_in] (⊙ the dropout mask), in panels of columns between which
+ * the hook's progress runs. a_l is the output of weight layer l - 1. */
+static void delta_prev(const nndl_net *net, int l, const float *d, float *dprev, const float *a_l, int n,
+                       const nndl_dropout *drop, int panel, const nndl_backprop_hooks *h)
+{
+    const nndl_layer *W = &net->layer[l];
+    for (int c0 = 0; c0 < W->n_in; c0 += panel) {
+        int c1 = c0 + panel < W->n_in ? c0 + panel : W->n_in;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, c1 - c0, W->n_out, 1.0f, d, W->n_out, W->w + c0,
+                    W->n_in, 0.0f, dprev + c0, W->n_in);
+        if (h && h->progress) h->progress(h->ctx);
+    }
+    if (drop && drop->p > 0)
+        times_dropout_derivative(net->act[l - 1], dprev, a_l, net->mask[l], drop->p, (size_t)n * W->n_in);
+    else
+        times_derivative(net->act[l - 1], dprev, a_l, (size_t)n * W->n_in);
+}
+
 double nndl_net_backprop(nndl_net *net, const float *x, const uint8_t *y, int n, const nndl_dropout *drop)
 {
     int L = net->n_layers;
@@ -287,8 +316,8 @@ double nndl_net_backprop(nndl_net *net, const float *x, const uint8_t *y, int n,
         memset(net->grads, 0, sizeof(float) * net->n_params);
         return 0.0;
     }
-    int dropping = drop && drop->p > 0;
-    const float *out = forward(net, x, n, dropping ? drop : NULL);
+    if (drop && !(drop->p > 0)) drop = NULL;
+    const float *out = forward(net, x, n, drop, net->a);
     double cost = nndl_net_cost(net, out, y, n);
     float *d = net->delta[0], *dprev = net->delta[1];
     output_delta(net, d, out, y, n);
@@ -300,10 +329,7 @@ double nndl_net_backprop(nndl_net *net, const float *x, const uint8_t *y, int n,
         const nndl_layer *W = &net->layer[l];
         nndl_layer *G = &net->dlayer[l];
         const float *ain = l == 0 ? x : net->a[l];
-        /* the bound on this layer's gradient elements: two scans of the (small) batch matrices */
-        float md = nndl_max_abs(d, (size_t)n * W->n_out), ma = nndl_max_abs(ain, (size_t)n * W->n_in);
-        float lb = (float)n * md * (ma > 1.0f ? ma : 1.0f);
-        bound = isnan(bound) || lb <= bound ? bound : lb; /* a NaN sticks */
+        bound = layer_bound(bound, d, ain, n, W);
         memcpy(G->b, d, sizeof *G->b * W->n_out);
         for (int r = 1; r < n; r++) {
             const float *dr = d + (size_t)r * W->n_out;
@@ -318,23 +344,92 @@ double nndl_net_backprop(nndl_net *net, const float *x, const uint8_t *y, int n,
             if (h && h->ready) h->ready(h->ctx, (size_t)(G->w + (size_t)j0 * W->n_in - net->grads));
         }
         if (l == 0) break;
-        /* delta_prev = (delta·W) ⊙ act'(a_prev) [n x n_in], in panels of columns */
-        for (int c0 = 0; c0 < W->n_in; c0 += panel) {
-            int c1 = c0 + panel < W->n_in ? c0 + panel : W->n_in;
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, c1 - c0, W->n_out, 1.0f, d, W->n_out, W->w + c0,
-                        W->n_in, 0.0f, dprev + c0, W->n_in);
-            if (h && h->progress) h->progress(h->ctx);
-        }
-        if (dropping)
-            times_dropout_derivative(net->act[l - 1], dprev, net->a[l], net->mask[l], drop->p, (size_t)n * W->n_in);
-        else
-            times_derivative(net->act[l - 1], dprev, net->a[l], (size_t)n * W->n_in);
+        delta_prev(net, l, d, dprev, net->a[l], n, drop, panel, h);
         float *t = d;
         d = dprev, dprev = t;
     }
     net->grads[net->n_params + NNDL_EXTRA_BOUND] = bound;
     net->grads[net->n_params + NNDL_EXTRA_COST] = (float)cost;
     return cost;
+}
+
+/* ---- the fused step ---- */
+
+double nndl_net_deltas(nndl_net *net, const nndl_batch *b, const uint8_t *y, int n, const nndl_dropout *drop,
+                       float *bound)
+{
+    *bound = 0.0f;
+    if (n == 0) return 0.0;
+    if (drop && !(drop->p > 0)) drop = NULL;
+    int L = net->n_layers;
+    const float *out = forward(net, b->act[0], n, drop, b->act);
+    double cost = nndl_net_cost(net, out, y, n);
+    output_delta(net, b->delta[L - 1], out, y, n);
+    for (int l = L - 1; l >= 0; l--) {
+        *bound = layer_bound(*bound, b->delta[l], b->act[l], n, &net->layer[l]);
+        if (l > 0) delta_prev(net, l, b->delta[l], b->delta[l - 1], b->act[l], n, drop, 1 << 30, NULL);
+    }
+    return cost;
+}
+
+/* Output units [*j0, *j1) of a layer of n_out that part `part` of `parts` owns. */
+static void part_units(int n_out, int part, int parts, int *j0, int *j1)
+{
+    *j0 = (int)((long long)n_out * part / parts), *j1 = (int)((long long)n_out * (part + 1) / parts);
+}
+
+int nndl_net_part_nonfinite(nndl_net *net, const nndl_batch *b, int k, int part, int parts)
+{
+    int bad = 0;
+    for (int l = 0; l < net->n_layers && !bad; l++) {
+        const nndl_layer *W = &net->layer[l];
+        nndl_layer *G = &net->dlayer[l];
+        int j0, j1;
+        part_units(W->n_out, part, parts, &j0, &j1);
+        if (j1 == j0) continue;
+        const float *d = b->delta[l];
+        for (int j = j0; j < j1; j++) G->b[j] = 0.0f;
+        for (int r = 0; r < k; r++)
+            for (int j = j0; j < j1; j++) G->b[j] += d[(size_t)r * W->n_out + j];
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, j1 - j0, W->n_in, k, 1.0f, d + j0, W->n_out, b->act[l],
+                    W->n_in, 0.0f, G->w + (size_t)j0 * W->n_in, W->n_in);
+        bad = nndl_any_nonfinite(G->w + (size_t)j0 * W->n_in, (size_t)(j1 - j0) * W->n_in) ||
+              nndl_any_nonfinite(G->b + j0, (size_t)(j1 - j0));
+    }
+    return bad;
+}
+
+NNDL_HOT static void l1_shrink(float *w, size_t n, float c)
+{
+    for (size_t i = 0; i < n; i++) w[i] -= c * (float)((w[i] > 0.0f) - (w[i] < 0.0f));
+}
+
+NNDL_HOT static void bias_step(float *restrict bias, const float *restrict d, int k, int n_out, int j0, int j1,
+                               float step)
+{
+    for (int r = 0; r < k; r++) {
+        const float *dr = d + (size_t)r * n_out;
+        for (int j = j0; j < j1; j++) bias[j] -= step * dr[j];
+    }
+}
+
+void nndl_net_update_part(nndl_net *net, const nndl_batch *b, int k, int part, int parts, const nndl_fused *u)
+{
+    for (int l = 0; l < net->n_layers; l++) {
+        const nndl_layer *W = &net->layer[l];
+        int j0, j1;
+        part_units(W->n_out, part, parts, &j0, &j1);
+        if (j1 == j0) continue;
+        float *w = W->w + (size_t)j0 * W->n_in;
+        if (u->l1 != 0.0f) l1_shrink(w, (size_t)(j1 - j0) * W->n_in, u->l1);
+        if (k == 0) { /* an empty batch: only the decay */
+            cblas_sscal((j1 - j0) * W->n_in, u->decay, w, 1);
+            continue;
+        }
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, j1 - j0, W->n_in, k, -u->step, b->delta[l] + j0,
+                    W->n_out, b->act[l], W->n_in, u->decay, w, W->n_in);
+        bias_step(W->b, b->delta[l], k, W->n_out, j0, j1, u->step);
+    }
 }
 
 static int argmax(const float *a, int m)

@@ -82,22 +82,12 @@ NNDL_HOT void nndl_sgd_step(nndl_sgd *o, nndl_net *net, int batch)
     }
 }
 
-NNDL_HOT void nndl_sgd_step_range(nndl_sgd *o, nndl_net *net, int batch, size_t lo, size_t hi)
+int nndl_sgd_fused(const nndl_sgd *o, int batch, nndl_fused *u)
 {
-    const float inv_b = 1.0f / (float)batch, l2n = (float)(o->l2 / o->n_train), l1n = (float)(o->l1 / o->n_train),
-                eta = (float)o->eta, decay = 1.0f - eta * l2n, step = eta * inv_b;
-    for (int l = 0; l < net->n_layers; l++) {
-        const nndl_layer *L = &net->layer[l];
-        size_t off = (size_t)(L->w - net->params), nw = (size_t)L->n_out * L->n_in, nb = (size_t)L->n_out;
-        float *restrict w = net->params, *restrict d = net->grads;
-        size_t a = off > lo ? off : lo, b = off + nw < hi ? off + nw : hi; /* weights within [lo, hi) */
-        if (l1n == 0.0f)
-            for (size_t i = a; i < b; i++) w[i] = decay * w[i] - step * d[i];
-        else
-            for (size_t i = a; i < b; i++) w[i] -= eta * grad_of(d[i], w[i], inv_b, l2n, l1n, 1);
-        a = off + nw > lo ? off + nw : lo, b = off + nw + nb < hi ? off + nw + nb : hi; /* biases */
-        for (size_t i = a; i < b; i++) w[i] -= step * d[i];
-    }
+    const float eta = (float)o->eta, l2n = (float)(o->l2 / o->n_train), l1n = (float)(o->l1 / o->n_train);
+    u->decay = 1.0f - eta * l2n, u->step = eta * (1.0f / (float)batch);
+    u->l1 = u->decay > 0.0f ? eta * l1n / u->decay : 0.0f;
+    return o->velocity == NULL && u->decay > 0.0f;
 }
 
 void nndl_schedule_init(nndl_schedule *s, double eta0, int patience, double decay, double min_ratio, int early_stop)

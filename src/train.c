@@ -17,6 +17,7 @@
 #define OVERLAP_AUTO_PARAMS (1u << 20) /* --overlap auto: on for nets of at least this many parameters */
 
 static void overlap_ready(void *ctx, size_t from);
+static nndl_status fused_private(nndl_trainer *t, nndl_err *err);
 static void overlap_progress(void *ctx);
 
 /* The buckets: cut the gradient buffer at the panel boundaries backprop reports, from the end, into
@@ -75,27 +76,38 @@ nndl_status nndl_trainer_init(nndl_trainer *t, nndl_net *net, const nndl_config 
                              "(--reproducible; a larger --chunk needs fewer)", t->cap_chunks, net->n_params);
         }
     }
-    t->want_shared = dist->size > 1 && !cfg->reproducible && cfg->overlap != 1 && cfg->momentum == 0 &&
-                     cfg->reduce != 0; /* auto: wherever it can (measured faster for every net here) */
+    nndl_status st = nndl_sgd_init(&t->sgd, net, cfg->eta, cfg->l1, cfg->l2, cfg->momentum, train->n, err);
+    if (st != NNDL_OK) {
+        nndl_trainer_free(t);
+        return st;
+    }
+    nndl_fused u;
+    int fusable = !cfg->reproducible && cfg->reduce != 0 && nndl_sgd_fused(&t->sgd, cfg->batch, &u);
+    t->fused = dist->size == 1 && fusable; /* several ranks: once the node-shared buffers are set up */
+    t->want_shared = dist->size > 1 && fusable && cfg->overlap != 1; /* auto: wherever it can (measured faster) */
     t->overlap = dist->size > 1 && !cfg->reproducible && !t->want_shared &&
                  (cfg->overlap == 1 || (cfg->overlap < 0 && net->n_params >= OVERLAP_AUTO_PARAMS));
+    if (t->fused && (st = fused_private(t, err)) != NNDL_OK) {
+        nndl_trainer_free(t);
+        return st;
+    }
     if (t->overlap) plan_buckets(t);
     nndl_schedule_init(&t->sched, cfg->eta, cfg->patience, cfg->lr_decay, cfg->lr_min_ratio, cfg->early_stop);
-    nndl_status st = nndl_sgd_init(&t->sgd, net, cfg->eta, cfg->l1, cfg->l2, cfg->momentum, train->n, err);
-    return st == NNDL_OK ? nndl_net_reserve(net, t->rows, err) : st;
+    return nndl_net_reserve(net, t->rows, err);
 }
 
 void nndl_trainer_free(nndl_trainer *t)
 {
-    if (t->shared) { /* give the net its own buffers back, with the trained parameters */
+    if (t->shared) { /* give the net its own parameter buffer back, with the trained parameters */
         memcpy(t->own_params, t->net->params, sizeof(float) * t->net->n_params);
-        nndl_net_rebind(t->net, t->own_params, t->own_grads, NULL, NULL);
+        nndl_net_rebind(t->net, t->own_params, t->net->grads, NULL, NULL);
         nndl_dist_shared_free(&t->sh);
         t->shared = 0;
     }
-    free(t->x), free(t->y), free(t->perm), free(t->cg), free(t->seg_max), free(t->acc);
+    free(t->x), free(t->y), free(t->perm), free(t->cg), free(t->seg_max), free(t->acc), free(t->bptr), free(t->bbuf);
     nndl_sgd_free(&t->sgd);
     t->x = NULL, t->y = NULL, t->perm = NULL, t->cg = NULL, t->seg_max = NULL, t->acc = NULL;
+    t->bptr = NULL, t->bbuf = NULL;
 }
 
 /* Overlap: grads[from..) are final; start every planned bucket that now is, in order (the first one
@@ -120,7 +132,7 @@ static void overlap_progress(void *ctx)
 
 /* Gather rows [b0 + first, + len) of the permutation (this rank's shard of the global batch at b0) and
  * start loading the next step's shard; the dropout of the shard's samples. */
-static int gather_shard(nndl_trainer *t, int b0, int bsz, nndl_dropout *drop)
+static int gather_shard(nndl_trainer *t, int b0, int bsz, nndl_dropout *drop, float *x)
 {
     int first, len;
     nndl_dist_shard(bsz, t->dist->size, t->dist->rank, &first, &len);
@@ -128,7 +140,7 @@ static int gather_shard(nndl_trainer *t, int b0, int bsz, nndl_dropout *drop)
     uint32_t epoch = (uint32_t)t->epoch + 1;
     nndl_augment aug = {t->cfg.augment, t->cfg.seed, epoch};
     *drop = (nndl_dropout){(float)t->cfg.dropout, t->cfg.seed, epoch, order};
-    nndl_split_gather_aug(t->train, order, len, t->x, t->y, &aug);
+    nndl_split_gather_aug(t->train, order, len, x, t->y, &aug);
     if (b0 + bsz < t->train->n) { /* the next step's shard: its rows load while this step computes */
         int nb = t->train->n - (b0 + bsz) < t->cfg.batch ? t->train->n - (b0 + bsz) : t->cfg.batch, f2, l2;
         nndl_dist_shard(nb, t->dist->size, t->dist->rank, &f2, &l2);
@@ -144,11 +156,17 @@ static int stop_here(nndl_trainer *t)
     return (t->stop_request && *t->stop_request) || (t->stop_after_steps > 0 && t->steps_run >= t->stop_after_steps);
 }
 
+static nndl_status non_finite(const nndl_trainer *t, double cost, uint32_t epoch, int b0, nndl_err *err)
+{
+    return nndl_fail(err, NNDL_ENUM, "non-finite %s (cost %g) at epoch %u, step %d of the epoch",
+                     isfinite(cost) ? "gradient" : "cost", cost, epoch, b0 / t->cfg.batch + 1);
+}
+
 /* One SGD step on the global batch at positions [b0, b0 + bsz) of the permutation. */
 static nndl_status step(nndl_trainer *t, int b0, int bsz, double *batch_cost, nndl_err *err)
 {
     nndl_dropout drop;
-    int len = gather_shard(t, b0, bsz, &drop);
+    int len = gather_shard(t, b0, bsz, &drop, t->x);
     uint32_t epoch = drop.epoch;
     float *extra = t->net->grads + t->net->n_params;
     t->stop_flag = stop_here(t);
@@ -172,75 +190,106 @@ static nndl_status step(nndl_trainer *t, int b0, int bsz, double *batch_cost, nn
      * whole gradient: it exceeds every |element| (rounding is far inside the factor 4). */
     int proven = !t->overlap && extra[NNDL_EXTRA_BOUND] <= FLT_MAX / 4;
     if (!isfinite(extra[NNDL_EXTRA_COST]) || (!proven && nndl_any_nonfinite(t->net->grads, t->net->n_params)))
-        return nndl_fail(err, NNDL_ENUM, "non-finite %s (cost %g) at epoch %u, step %d of the epoch",
-                         isfinite(extra[NNDL_EXTRA_COST]) ? "gradient" : "cost", extra[NNDL_EXTRA_COST], epoch,
-                         b0 / t->cfg.batch + 1);
+        return non_finite(t, extra[NNDL_EXTRA_COST], epoch, b0, err);
     t->sgd.eta = t->sched.eta;
     nndl_sgd_step(&t->sgd, t->net, bsz); /* the grads are sums: it divides by the global batch */
     return extra[NNDL_EXTRA_STOP] > 0 ? NNDL_ESTOP : NNDL_OK; /* the step is complete either way */
 }
 
+/* The fused step's batch buffers: act[0..L] then delta[0..L-1], each [rows x width], at base; t->all
+ * points at row 0, t->mine at row `first` (this rank's rows). */
+static void point_batch(nndl_trainer *t, float *base, int rows, int first)
+{
+    const nndl_net *net = t->net;
+    int L = net->n_layers;
+    t->all = (nndl_batch){t->bptr, t->bptr + L + 1}, t->mine = (nndl_batch){t->bptr + 2 * L + 1, t->bptr + 3 * L + 2};
+    for (int i = 0; i < 2 * L + 1; i++) {
+        int width = i <= L ? net->sizes[i] : net->sizes[i - L];
+        t->bptr[i] = base, t->bptr[2 * L + 1 + i] = base + (size_t)first * width;
+        base += (size_t)rows * width;
+    }
+    t->batch_first = first;
+}
+
+/* Floats of the batch buffers for rows rows; allocate the pointer arrays. */
+static size_t batch_floats(nndl_trainer *t, int rows, nndl_err *err)
+{
+    const nndl_net *net = t->net;
+    size_t w = 0;
+    for (int l = 0; l <= net->n_layers; l++) w += (size_t)net->sizes[l] * (l > 0 ? 2 : 1);
+    if (!t->bptr && !(t->bptr = malloc(sizeof *t->bptr * (4 * (size_t)(unsigned)net->n_layers + 2)))) {
+        nndl_fail(err, NNDL_ENOMEM, "out of memory");
+        return 0;
+    }
+    return w * (size_t)rows;
+}
+
+/* One rank: the fused step's buffers in private memory. */
+static nndl_status fused_private(nndl_trainer *t, nndl_err *err)
+{
+    size_t n = batch_floats(t, t->cfg.batch, err);
+    if (!n) return NNDL_ENOMEM;
+    if (!(t->bbuf = malloc(sizeof *t->bbuf * n)))
+        return nndl_fail(err, NNDL_ENOMEM, "out of memory for the activations of a batch of %d", t->cfg.batch);
+    point_batch(t, t->bbuf, t->cfg.batch, 0);
+    return NNDL_OK;
+}
+
 /* Collective, at the first epoch (after any resume or --init-from has set the parameters): move the
- * parameters and gradients into node-shared memory if every rank is on this node. */
+ * parameters and the batch buffers into node-shared memory if every rank is on this node. */
 static nndl_status shared_setup(nndl_trainer *t, nndl_err *err)
 {
     nndl_net *net = t->net;
     int usable = 0;
     t->shared_tried = 1;
-    nndl_status st = nndl_dist_shared_init(t->dist, &t->sh, net->params, net->n_params,
-                                           net->n_params + NNDL_GRAD_EXTRA, &usable, err);
+    size_t nb = batch_floats(t, t->cfg.batch, err);
+    if (!nb) return NNDL_ENOMEM; /* (before the collective: only on a failed malloc of a few pointers) */
+    nndl_status st = nndl_dist_shared_init(t->dist, &t->sh, net->params, net->n_params, NNDL_GRAD_EXTRA, nb,
+                                           &usable, err);
     if (st != NNDL_OK || !usable) return st;
-    int r = t->sh.ns.node_rank, P = t->sh.ns.node_size;
-    nndl_net_rebind(net, t->sh.params, t->sh.slot[r], &t->own_params, &t->own_grads);
-    size_t n = net->n_params;
-    t->lo = (n * (size_t)r / (size_t)P) & ~(size_t)15, t->hi = r == P - 1 ? n : (n * (size_t)(r + 1) / (size_t)P) & ~(size_t)15;
-    t->shared = 1;
+    nndl_net_rebind(net, t->sh.params, net->grads, &t->own_params, NULL);
+    point_batch(t, t->sh.batch, t->cfg.batch, 0);
+    t->shared = t->fused = 1;
     return NNDL_OK;
 }
 
-/* One step with the node-shared reduction: backprop into this rank's slot; then each rank sums its
- * slice over all slots and updates that slice of the shared parameters. */
-static nndl_status step_shared(nndl_trainer *t, int b0, int bsz, double *batch_cost, nndl_err *err)
+/* One fused step (nndl/net.h): forward and every delta for this rank's rows (written into the node's
+ * shared batch when there are several ranks), then this rank updates its part of every layer from the
+ * whole batch. No gradient is reduced; the riders (cost, stop flag, bound) are summed in rank order. */
+static nndl_status step_fused(nndl_trainer *t, int b0, int bsz, double *batch_cost, nndl_err *err)
 {
     nndl_net *net = t->net;
-    int P = t->sh.ns.node_size, r = t->sh.ns.node_rank;
-    size_t np = net->n_params, lo = t->lo, hi = t->hi;
+    int P = t->shared ? t->sh.ns.node_size : 1, part = t->shared ? t->sh.ns.node_rank : 0, first, len;
+    nndl_dist_shard(bsz, t->dist->size, t->dist->rank, &first, &len);
+    if (first != t->batch_first) point_batch(t, t->bptr[0], t->cfg.batch, first);
     nndl_dropout drop;
-    int len = gather_shard(t, b0, bsz, &drop);
-    uint32_t epoch = drop.epoch;
-    nndl_net_backprop(net, t->x, t->y, len, &drop);
-    net->grads[np + NNDL_EXTRA_STOP] = stop_here(t);
-    nndl_status st = nndl_dist_shared_sync(&t->sh, err); /* every slot is written */
-    if (st != NNDL_OK) return st;
-    double cost = 0.0;
-    float bound = 0.0f;
-    int stop = 0;
-    for (int k = 0; k < P; k++) { /* the riders, summed in rank order: the same on every rank */
-        const float *e = t->sh.slot[k] + np;
-        cost += e[NNDL_EXTRA_COST], stop |= e[NNDL_EXTRA_STOP] > 0;
-        bound = isnan(bound) ? bound : bound + e[NNDL_EXTRA_BOUND];
+    gather_shard(t, b0, bsz, &drop, t->mine.act[0]);
+    float bound;
+    double cost = nndl_net_deltas(net, &t->mine, t->y, len, &drop, &bound);
+    int stop = stop_here(t);
+    nndl_status st;
+    if (P > 1) {
+        float *e = t->sh.slot[part];
+        e[NNDL_EXTRA_COST] = (float)cost, e[NNDL_EXTRA_STOP] = (float)stop, e[NNDL_EXTRA_BOUND] = bound;
+        if ((st = nndl_dist_shared_sync(&t->sh, err)) != NNDL_OK) return st; /* every row is written */
+        cost = 0.0, bound = 0.0f, stop = 0;
+        for (int k = 0; k < P; k++) { /* in rank order: the same on every rank */
+            e = t->sh.slot[k];
+            cost += e[NNDL_EXTRA_COST], stop |= e[NNDL_EXTRA_STOP] > 0;
+            bound = isnan(bound) ? bound : bound + e[NNDL_EXTRA_BOUND];
+        }
     }
     *batch_cost = cost / bsz;
-    float *g = t->sh.slot[r];
-    if (P == 2) { /* this rank's slice of the sum, into its own slot (the slice nobody else reads) */
-        const float *restrict o = t->sh.slot[1 - r];
-        float *restrict m = g;
-        for (size_t i = lo; i < hi; i++) m[i] += o[i];
-    } else {
-        for (int k = 0; k < P; k++)
-            if (k != r)
-                for (size_t i = lo; i < hi; i++) g[i] += t->sh.slot[k][i];
-    }
-    if (!isfinite(cost) || !(bound <= FLT_MAX / 4)) { /* not proven finite: look, and agree */
-        float bad = !isfinite(cost) || nndl_any_nonfinite(g + lo, hi - lo);
-        if ((st = nndl_dist_max_floats(t->dist, &bad, 1, err)) != NNDL_OK) return st;
-        if (bad > 0)
-            return nndl_fail(err, NNDL_ENUM, "non-finite %s (cost %g) at epoch %u, step %d of the epoch",
-                             isfinite(cost) ? "gradient" : "cost", cost, epoch, b0 / t->cfg.batch + 1);
+    if (!isfinite(cost) || !(bound <= FLT_MAX / 4)) { /* not proven finite: look (at this rank's part), and agree */
+        float bad = !isfinite(cost) || nndl_net_part_nonfinite(net, &t->all, bsz, part, P);
+        if (P > 1 && (st = nndl_dist_max_floats(t->dist, &bad, 1, err)) != NNDL_OK) return st;
+        if (bad > 0) return non_finite(t, cost, drop.epoch, b0, err);
     }
     t->sgd.eta = t->sched.eta;
-    nndl_sgd_step_range(&t->sgd, net, bsz, lo, hi);
-    if ((st = nndl_dist_shared_sync(&t->sh, err)) != NNDL_OK) return st; /* every slice is updated */
+    nndl_fused u;
+    nndl_sgd_fused(&t->sgd, bsz, &u);
+    nndl_net_update_part(net, &t->all, bsz, part, P, &u);
+    if (P > 1 && (st = nndl_dist_shared_sync(&t->sh, err)) != NNDL_OK) return st; /* every part is updated */
     return stop ? NNDL_ESTOP : NNDL_OK;
 }
 
@@ -334,7 +383,7 @@ nndl_status nndl_trainer_epoch(nndl_trainer *t, const nndl_train_hooks *hooks, n
         int b0 = (int)(s * B), bsz = n - b0 < B ? n - b0 : B;
         double c = 0.0;
         nndl_status st = t->cfg.reproducible ? step_reproducible(t, b0, bsz, &c, err)
-                         : t->shared         ? step_shared(t, b0, bsz, &c, err)
+                         : t->fused          ? step_fused(t, b0, bsz, &c, err)
                                              : step(t, b0, bsz, &c, err);
         if (st == NNDL_ENUM && t->cfg.on_nan_skip) { /* nothing of it was applied: go on with the next batch */
             t->skipped++, t->step = s + 1;

@@ -122,6 +122,34 @@ double nndl_net_cost(const nndl_net *net, const float *out, const uint8_t *y, in
  * drop: dropout of the hidden layers (NULL or p = 0: none). */
 double nndl_net_backprop(nndl_net *net, const float *x, const uint8_t *y, int n, const nndl_dropout *drop);
 
+/* ---- the fused step: the update inside the weight-gradient GEMM ----
+ * Backprop that keeps every layer's delta, then an update that never writes the gradient:
+ * W <- decay·W - step·deltaᵀ·A (one GEMM with beta = decay), b <- b - step·Σ delta, over the rows of
+ * one batch. The buffers are the caller's, so that the ranks of a node can write their rows of one
+ * batch into shared memory and then each update its part of every layer from the whole batch. */
+typedef struct {
+    float **act;   /* [L + 1]: act[0] the input rows [n x sizes[0]], act[l] weight layer l-1's output */
+    float **delta; /* [L]: delta[l] = dC/dz of weight layer l's output [n x sizes[l + 1]] */
+} nndl_batch;
+
+/* The update's coefficients: w <- decay·(w - l1·sgn w) - step·Σ gradient (see nndl_sgd_fused). */
+typedef struct {
+    float step, decay, l1;
+} nndl_fused;
+
+/* Forward b->act[0] (n <= cap rows) into b->act[1..L] and every delta into b->delta; return the
+ * summed cost, and in *bound the bound of nndl_net_backprop. n = 0 computes nothing. */
+double nndl_net_deltas(nndl_net *net, const nndl_batch *b, const uint8_t *y, int n, const nndl_dropout *drop,
+                       float *bound);
+
+/* Part `part` of `parts` (each layer's output units split evenly) of the gradient over the k rows
+ * of b, into net->grads; 1 if any element is NaN or infinite. For steps whose bound does not prove
+ * the gradient finite; nothing is updated. */
+int nndl_net_part_nonfinite(nndl_net *net, const nndl_batch *b, int k, int part, int parts);
+
+/* Update part `part` of `parts` of the parameters from the k rows of b with coefficients u. */
+void nndl_net_update_part(nndl_net *net, const nndl_batch *b, int k, int part, int parts, const nndl_fused *u);
+
 /* Evaluate x [n x sizes[0]] (n <= cap): add the summed cost to *cost and the
  * number of rows whose arg-max output equals the label to *correct. */
 void nndl_net_evaluate(nndl_net *net, const float *x, const uint8_t *y, int n, double *cost, long *correct);

@@ -27,9 +27,11 @@ double nndl_sgd_penalty(const nndl_sgd *o, const nndl_net *net);
  * ((l2/n) w + (l1/n) sgn w on weights; biases are not regularised). out: [n_params]. */
 void nndl_sgd_gradient(const nndl_sgd *o, const nndl_net *net, int batch, float *out);
 
-/* The same update for parameters [lo, hi) only (a rank's slice in the node-shared reduction; no
- * momentum: its velocity would have to be shared too). */
-void nndl_sgd_step_range(nndl_sgd *o, nndl_net *net, int batch, size_t lo, size_t hi);
+/* The coefficients of the fused update (nndl_net_update_part) for a global batch of batch samples:
+ * the same rule as nndl_sgd_step, w <- (1 - eta l2/n) w - eta (l1/n) sgn w - (eta/B) Σ gradient, with
+ * the L1 term applied first and scaled by 1/decay. 0 if the rule cannot be fused (momentum, or a
+ * decay factor <= 0). */
+int nndl_sgd_fused(const nndl_sgd *o, int batch, nndl_fused *u);
 
 /* One update from net->grads (SUMS over the global batch of batch samples):
  * plain:    w <- w - eta g                 (with L2 this is the book's (1 - eta l2/n) w - eta grad)

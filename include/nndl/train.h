@@ -5,6 +5,13 @@
  * of the gradient buffer (with the batch cost riding in its tail), divides by the global batch
  * size and applies the same SGD update as every other rank. Evaluation is sharded and reduced.
  *
+ * The fused step (one rank, or every rank on one node; no momentum): no gradient is formed. Each rank
+ * runs forward and backprop over its rows, keeping every layer's delta, then updates its share of
+ * every layer's units from the whole batch inside the weight-gradient GEMM (nndl_net_update_part). On
+ * several ranks the parameters and the batch's activations and deltas live in node-shared memory:
+ * a barrier after the deltas, one after the update; the riders (cost, stop flag, bound) sit in a small
+ * shared slot per rank and are summed in rank order.
+ *
  * With overlap (large nets on several ranks), the one reduction is cut into buckets of the same
  * buffer, each started (MPI_Iallreduce) as soon as backprop has written it, in the same order on
  * every rank, and advanced between the panels of the remaining GEMMs.
@@ -51,8 +58,8 @@ typedef struct {
     long step_hook_every; /* call hooks->on_step after every this many steps of an epoch (0: never) */
     int reproducible; /* 1: the same bits for any rank count (fixed chunks, exact fixed-point sums) */
     int chunk;        /* reproducible mode: samples per chunk (0: ceil(batch / 8)) */
-    int reduce;       /* 1: node-shared reduction and sharded update (all ranks on one node, no momentum),
-                       * 0: MPI_Allreduce, -1: auto (shared wherever it can) */
+    int reduce;       /* 1: the node-shared fused step (all ranks on one node, no momentum), 0: MPI_Allreduce
+                       * of a materialised gradient (and a separate update pass), -1: auto (fused wherever it can) */
     int overlap;      /* gradient reduction in buckets overlapping backprop: 1 on, 0 off, -1 for nets of >= 1M
                        * parameters (the program resolves --overlap auto by the node layout) */
 } nndl_config;
@@ -106,11 +113,15 @@ typedef struct nndl_trainer {
     size_t bucket[NNDL_MAX_BUCKETS + 1];
     nndl_dist_pending pending;
     nndl_backprop_hooks hooks;
-    /* node-shared reduction: set up at the first epoch; the net's own buffers are kept to give back */
-    int want_shared, shared_tried, shared;
+    /* the fused step (one rank, or the ranks of one node sharing the parameters and the batch buffers,
+     * set up at the first epoch; the net's own parameter buffer is kept to give back) */
+    int fused, want_shared, shared_tried, shared;
     nndl_dist_shared sh;
-    float *own_params, *own_grads;
-    size_t lo, hi; /* this rank's slice of the parameters */
+    float *own_params;
+    nndl_batch all, mine; /* the batch's activations and deltas from row 0, and from this rank's first row */
+    float **bptr;         /* the pointer arrays of all and mine */
+    float *bbuf;          /* one rank: the buffers themselves */
+    int batch_first;      /* this rank's first row in them */
     /* reproducible mode: fixed chunks of the global batch, each rank holds its chunks' gradients
      * ([cap_chunks x (n_params + 1)], the cost last) until the exponents are agreed */
     int chunk, cap_chunks, n_seg;

@@ -25,13 +25,16 @@ rows = []
 for c in "ABCD":
     flops_per_sample = gemm[c]["flops_per_step"] / BATCH[c]
     impls = []
-    for mode, suffix in (("default", ""), ("allreduce", " allred"), ("reproducible", " repro")):
+    for mode, suffix in (("default", ""), ("allreduce", " mpi"), ("reproducible", " repro")):
         for np_ in (1, 2):
             rs = [r for r in raw if r.get("impl") == "nndl" and r["config"] == c and r["np"] == np_
                   and r.get("mode", "default") == mode]
             if rs:
                 impls.append((f"nndl -np {np_}{suffix}", [r["samples_per_s"] for r in rs], max(r["rss_kb"] for r in rs),
                               np_))
+    rs = [r for r in raw if r.get("impl") == "nndl" and r["config"] == c and r.get("mode") == "pair"]
+    if rs:
+        impls.append(("2 x nndl -np 1", [r["samples_per_s"] for r in rs], None, 2))
     for label, sel in (("torch 1 thread", lambda r: r["threads"] == 1 and r.get("blas_threads", 1) == 1 and not r["ddp"]),
                        ("torch 2 threads", lambda r: r["threads"] == 2 and not r["ddp"]),
                        ("torch 1t+BLAS dflt", lambda r: r["threads"] == 1 and r.get("blas_threads") == 0 and not r["ddp"]),
@@ -85,6 +88,14 @@ for r in rows:
           f"{r['gflops']:>8.2f} {r['pct_of_sgemm_peak']:>6.1f}% {r['pct_of_gemm_limit']:>11.1f}% "
           f"{f(100 * r['allreduce_share'] if r['allreduce_share'] is not None else None, '%.0f%%'):>9} "
           f"{f(r['peak_rss_mb_per_rank'], '%.0f'):>7}")
+for r in rows:
+    if r["impl"] == "2 x nndl -np 1":
+        np2 = next(x for x in rows if x["config"] == r["config"] and x["impl"] == "nndl -np 2")
+        np1 = next(x for x in rows if x["config"] == r["config"] and x["impl"] == "nndl -np 1")
+        r["ratio_np2_to_ceiling"] = np2["samples_per_s"]["median"] / r["samples_per_s"]["median"]
+        print(f"{r['config']}: -np 2 = {np2['samples_per_s']['median'] / np1['samples_per_s']['median']:.2f}x -np 1, "
+              f"{100 * r['ratio_np2_to_ceiling']:.0f}% of two independent single-core runs at once "
+              f"({r['samples_per_s']['median']:,.0f} samples/s: the most two cores give)")
 repro = [r for r in rows if r["ratio_to_default_mode"]]
 if repro:
     print("--reproducible against the default mode (same np): " + ", ".join(
