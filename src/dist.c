@@ -204,7 +204,7 @@ void nndl_dist_node_free(nndl_node_share *ns)
 /* ---- the node-shared reduction ---- */
 
 nndl_status nndl_dist_shared_init(const nndl_dist *d, nndl_dist_shared *s, const float *params0, size_t n_params,
-                                  size_t n_riders, size_t n_batch, int *usable, nndl_err *err)
+                                  const float *velocity0, size_t n_riders, size_t n_batch, int *usable, nndl_err *err)
 {
     memset(s, 0, sizeof *s);
     *usable = 0;
@@ -217,7 +217,8 @@ nndl_status nndl_dist_shared_init(const nndl_dist *d, nndl_dist_shared *s, const
     MPI_Comm node = s->ns.node;
     int r = s->ns.node_rank, rc;
     float *mine;
-    rc = MPI_Win_allocate_shared(r == 0 ? (MPI_Aint)(sizeof(float) * n_params) : 0, sizeof(float), MPI_INFO_NULL, node,
+    size_t n_state = velocity0 ? 2 * n_params : n_params;
+    rc = MPI_Win_allocate_shared(r == 0 ? (MPI_Aint)(sizeof(float) * n_state) : 0, sizeof(float), MPI_INFO_NULL, node,
                                  &mine, &s->wp);
     if (rc == MPI_SUCCESS)
         rc = MPI_Win_allocate_shared((MPI_Aint)(sizeof(float) * n_riders), sizeof(float), MPI_INFO_NULL, node, &mine,
@@ -237,7 +238,9 @@ nndl_status nndl_dist_shared_init(const nndl_dist *d, nndl_dist_shared *s, const
     MPI_Win_lock_all(MPI_MODE_NOCHECK, s->wp);
     MPI_Win_lock_all(MPI_MODE_NOCHECK, s->wg);
     MPI_Win_lock_all(MPI_MODE_NOCHECK, s->wb);
+    s->velocity = velocity0 ? s->params + n_params : NULL;
     if (r == 0) memcpy(s->params, params0, sizeof(float) * n_params);
+    if (r == 0 && velocity0) memcpy(s->velocity, velocity0, sizeof(float) * n_params);
     s->ready = 1, *usable = 1;
     return nndl_dist_shared_sync(s, err);
 }

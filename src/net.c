@@ -413,6 +413,15 @@ NNDL_HOT static void bias_step(float *restrict bias, const float *restrict d, in
     }
 }
 
+/* Momentum: v <- mu v - step·deltaᵀA (the GEMM), then v -= wd w + l1 sgn w and w += v over the part. */
+NNDL_HOT static void momentum_apply(float *restrict w, float *restrict v, size_t n, float wd, float l1)
+{
+    for (size_t i = 0; i < n; i++) {
+        v[i] -= wd * w[i] + l1 * (float)((w[i] > 0.0f) - (w[i] < 0.0f));
+        w[i] += v[i];
+    }
+}
+
 void nndl_net_update_part(nndl_net *net, const nndl_batch *b, int k, int part, int parts, const nndl_fused *u)
 {
     for (int l = 0; l < net->n_layers; l++) {
@@ -420,10 +429,25 @@ void nndl_net_update_part(nndl_net *net, const nndl_batch *b, int k, int part, i
         int j0, j1;
         part_units(W->n_out, part, parts, &j0, &j1);
         if (j1 == j0) continue;
+        size_t nw = (size_t)(j1 - j0) * W->n_in;
         float *w = W->w + (size_t)j0 * W->n_in;
-        if (u->l1 != 0.0f) l1_shrink(w, (size_t)(j1 - j0) * W->n_in, u->l1);
+        if (u->velocity) { /* the GEMM writes the velocity; the weights follow it */
+            float *v = u->velocity + (W->w - net->params) + (size_t)j0 * W->n_in;
+            float *vb = u->velocity + (W->b - net->params);
+            if (k > 0)
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, j1 - j0, W->n_in, k, -u->step, b->delta[l] + j0,
+                            W->n_out, b->act[l], W->n_in, u->mu, v, W->n_in);
+            else
+                cblas_sscal((int)nw, u->mu, v, 1);
+            momentum_apply(w, v, nw, u->wd, u->l1);
+            for (int j = j0; j < j1; j++) vb[j] *= u->mu;
+            bias_step(vb, b->delta[l], k, W->n_out, j0, j1, u->step);
+            for (int j = j0; j < j1; j++) W->b[j] += vb[j];
+            continue;
+        }
+        if (u->l1 != 0.0f) l1_shrink(w, nw, u->l1);
         if (k == 0) { /* an empty batch: only the decay */
-            cblas_sscal((j1 - j0) * W->n_in, u->decay, w, 1);
+            cblas_sscal((int)nw, u->decay, w, 1);
             continue;
         }
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, j1 - j0, W->n_in, k, -u->step, b->delta[l] + j0,

@@ -85,9 +85,14 @@ NNDL_HOT void nndl_sgd_step(nndl_sgd *o, nndl_net *net, int batch)
 int nndl_sgd_fused(const nndl_sgd *o, int batch, nndl_fused *u)
 {
     const float eta = (float)o->eta, l2n = (float)(o->l2 / o->n_train), l1n = (float)(o->l1 / o->n_train);
-    u->decay = 1.0f - eta * l2n, u->step = eta * (1.0f / (float)batch);
+    u->step = eta * (1.0f / (float)batch), u->velocity = o->velocity, u->mu = (float)o->momentum;
+    if (o->velocity) {
+        u->decay = 1.0f, u->wd = eta * l2n, u->l1 = eta * l1n;
+        return 1;
+    }
+    u->decay = 1.0f - eta * l2n, u->wd = 0.0f;
     u->l1 = u->decay > 0.0f ? eta * l1n / u->decay : 0.0f;
-    return o->velocity == NULL && u->decay > 0.0f;
+    return u->decay > 0.0f;
 }
 
 void nndl_schedule_init(nndl_schedule *s, double eta0, int patience, double decay, double min_ratio, int early_stop)

@@ -98,9 +98,11 @@ nndl_status nndl_trainer_init(nndl_trainer *t, nndl_net *net, const nndl_config 
 
 void nndl_trainer_free(nndl_trainer *t)
 {
-    if (t->shared) { /* give the net its own parameter buffer back, with the trained parameters */
+    if (t->shared) { /* give the net (and the update rule) their own buffers back, with the trained values */
         memcpy(t->own_params, t->net->params, sizeof(float) * t->net->n_params);
         nndl_net_rebind(t->net, t->own_params, t->net->grads, NULL, NULL);
+        if (t->own_velocity) memcpy(t->own_velocity, t->sgd.velocity, sizeof(float) * t->net->n_params);
+        t->sgd.velocity = t->own_velocity, t->own_velocity = NULL;
         nndl_dist_shared_free(&t->sh);
         t->shared = 0;
     }
@@ -236,7 +238,8 @@ static nndl_status fused_private(nndl_trainer *t, nndl_err *err)
 }
 
 /* Collective, at the first epoch (after any resume or --init-from has set the parameters): move the
- * parameters and the batch buffers into node-shared memory if every rank is on this node. */
+ * parameters, momentum's velocity and the batch buffers into node-shared memory if every rank is on
+ * this node. */
 static nndl_status shared_setup(nndl_trainer *t, nndl_err *err)
 {
     nndl_net *net = t->net;
@@ -244,10 +247,11 @@ static nndl_status shared_setup(nndl_trainer *t, nndl_err *err)
     t->shared_tried = 1;
     size_t nb = batch_floats(t, t->cfg.batch, err);
     if (!nb) return NNDL_ENOMEM; /* (before the collective: only on a failed malloc of a few pointers) */
-    nndl_status st = nndl_dist_shared_init(t->dist, &t->sh, net->params, net->n_params, NNDL_GRAD_EXTRA, nb,
-                                           &usable, err);
+    nndl_status st = nndl_dist_shared_init(t->dist, &t->sh, net->params, net->n_params, t->sgd.velocity,
+                                           NNDL_GRAD_EXTRA, nb, &usable, err);
     if (st != NNDL_OK || !usable) return st;
     nndl_net_rebind(net, t->sh.params, net->grads, &t->own_params, NULL);
+    t->own_velocity = t->sgd.velocity, t->sgd.velocity = t->sh.velocity; /* checkpoints read the shared one */
     point_batch(t, t->sh.batch, t->cfg.batch, 0);
     t->shared = t->fused = 1;
     return NNDL_OK;

@@ -72,9 +72,10 @@ assert len(set(la)) > 1, "the schedule decayed eta at least once"
 assert np.array_equal(a["checkpoint/optim/state"][...], b["checkpoint/optim/state"][...]), "velocity"
 PYEOF
 
-# 5b. the node-shared reduction (--reduce shared: sums in shared memory, each rank updating its slice of
-#     one shared copy of the parameters): a mid-epoch stop and resume on 3 ranks is bit-identical too,
-#     and the run file holds the trained parameters (the shared copy is what is written)
+# 5b. the node-shared fused step (--reduce shared: one shared copy of the parameters and of the batch's
+#     activations, each rank updating its share of every layer): a mid-epoch stop and resume on 3 ranks
+#     is bit-identical too, and the run file holds the trained parameters (the shared copy is what is
+#     written); with momentum, the shared velocity is what the checkpoint keeps
 S=(--sizes 784,100,10 --cost cross-entropy --init nielsen --eta 0.5 --l2 2 --train-samples 2000 --epochs 3 --probe 20
    --data "$NNDL_TEST_DATA" --no-progress --reduce shared)
 t -n 3 "$NNDL_TRAIN" "${S[@]}" --out "$tmp/sfull.h5" --log "$tmp/sfull.log" || fail "shared reference: $(tail -3 "$tmp/out")"
@@ -82,14 +83,22 @@ t -n 3 "$NNDL_TRAIN" "${S[@]}" --out "$tmp/s.h5" --stop-after-steps 290; rc1=$?
 t -n 3 "$NNDL_TRAIN" --resume "$tmp/s.h5" --log "$tmp/s.log"; rc2=$?
 t -n 1 "$NNDL_TRAIN" "${S[@]}" --reduce mpi --out "$tmp/s1.h5" || fail "np 1 reference for shared"
 [ $rc1 -eq 75 ] && [ $rc2 -eq 0 ] && $SAME "$tmp/sfull.h5" "$tmp/s.h5" >"$tmp/cmp" && $SAME "$tmp/s1.h5" "$tmp/s.h5" 1e-5 >>"$tmp/cmp" \
-  && pass "--reduce shared: stopped mid-epoch and resumed = uninterrupted, bit for bit; within 1e-5 of np 1: $(tail -1 "$tmp/cmp")" \
+  && pass "--reduce shared: stopped mid-epoch and resumed = uninterrupted, bit for bit; within 1e-5 of np 1 (no fusion): $(tail -1 "$tmp/cmp")" \
   || fail "--reduce shared resume: $rc1 $rc2 $(cat "$tmp/cmp")"
 t -n 3 "$NNDL_TRAIN" "${S[@]}" --reduce mpi --out "$tmp/smpi.h5" && ! $SAME "$tmp/sfull.h5" "$tmp/smpi.h5" >/dev/null \
   && pass "--reduce shared really took the shared path (its bits differ from --reduce mpi on 3 ranks)" \
   || fail "--reduce shared gave the MPI path's bits"
-t -n 2 "$NNDL_TRAIN" "${S[@]}" --momentum 0.5 --out "$tmp/sm.h5"; rc=$?
-[ $rc -eq 2 ] && grep -q "keeps no velocity; use --reduce mpi" "$tmp/out" && pass "--reduce shared with --momentum: exit 2, says why" \
-  || fail "--reduce shared --momentum: $rc $(grep error "$tmp/out")"
+M=("${S[@]}" --momentum 0.5 --eta 0.2)
+t -n 3 "$NNDL_TRAIN" "${M[@]}" --out "$tmp/mfull.h5" || fail "shared momentum reference: $(tail -3 "$tmp/out")"
+t -n 3 "$NNDL_TRAIN" "${M[@]}" --out "$tmp/m.h5" --stop-after-steps 290; rc1=$?
+t -n 3 "$NNDL_TRAIN" --resume "$tmp/m.h5"; rc2=$?
+t -n 1 "$NNDL_TRAIN" "${M[@]}" --reduce mpi --out "$tmp/m1.h5" || fail "np 1 reference for shared momentum"
+[ $rc1 -eq 75 ] && [ $rc2 -eq 0 ] && $SAME "$tmp/mfull.h5" "$tmp/m.h5" >"$tmp/cmp" && $SAME "$tmp/m1.h5" "$tmp/m.h5" 1e-5 >>"$tmp/cmp" \
+  && $PY -c "import sys, h5py, numpy as np
+a, b = (h5py.File(p, 'r')['checkpoint/optim/state'][...] for p in sys.argv[1:])
+assert np.abs(b).max() > 0 and np.abs(a - b).max() <= 1e-5 * np.abs(a).max(), (np.abs(a).max(), np.abs(a - b).max())" "$tmp/m1.h5" "$tmp/m.h5" \
+  && pass "--reduce shared --momentum: resumed = uninterrupted bit for bit; weights and velocity within 1e-5 of np 1: $(tail -1 "$tmp/cmp")" \
+  || fail "--reduce shared --momentum: $rc1 $rc2 $(cat "$tmp/cmp")"
 
 # 6. killed before its first checkpoint: the resume starts over from the stored configuration
 t -n 2 "$NNDL_TRAIN" "${A[@]}" --epochs 4 --out "$tmp/d.h5" --checkpoint-every 0 --stop-after-steps 10

@@ -432,8 +432,9 @@ Test(net, gradient_bound_is_nan_when_an_input_is)
 /* ---- the fused step ---- */
 
 /* Deltas kept per layer, then each part's update from them (parts in turn, as the ranks of a node
- * would do concurrently): the same parameters as backprop's gradient followed by nndl_sgd_step. */
-static void fused_matches(const int *sizes, int n_sizes, nndl_act act, nndl_cost cost, float p_drop)
+ * would do concurrently): after two steps, the same parameters (and velocity) as backprop's gradient
+ * followed by nndl_sgd_step. */
+static void fused_matches(const int *sizes, int n_sizes, nndl_act act, nndl_cost cost, float p_drop, double mu)
 {
     enum { N = 6 };
     nndl_err err;
@@ -443,6 +444,7 @@ static void fused_matches(const int *sizes, int n_sizes, nndl_act act, nndl_cost
     cr_assert(eq(int, nndl_net_reserve(net, N, &err), NNDL_OK));
     nndl_net_init(net, NNDL_INIT_NIELSEN, 33);
     int L = n_sizes - 1, sample[N];
+    size_t np = net->n_params;
     float *act_b[8], *delta_b[8];
     for (int l = 0; l <= L; l++) act_b[l] = malloc(sizeof(float) * N * sizes[l]);
     for (int l = 0; l < L; l++) delta_b[l] = malloc(sizeof(float) * N * sizes[l + 1]);
@@ -452,28 +454,37 @@ static void fused_matches(const int *sizes, int n_sizes, nndl_act act, nndl_cost
     for (int r = 0; r < N; r++) y[r] = (uint8_t)(r % sizes[L]), sample[r] = 100 + 3 * r;
     nndl_dropout drop = {p_drop, 8, 1, sample};
     nndl_sgd o;
-    cr_assert(eq(int, nndl_sgd_init(&o, net, 0.3, 0.2, 0.7, 0.0, 5, &err), NNDL_OK));
-    float *p0 = malloc(sizeof(float) * net->n_params), *ref = malloc(sizeof(float) * net->n_params);
-    memcpy(p0, net->params, sizeof(float) * net->n_params);
+    cr_assert(eq(int, nndl_sgd_init(&o, net, 0.3, 0.2, 0.7, mu, 5, &err), NNDL_OK));
+    float *p0 = malloc(sizeof(float) * np), *ref = malloc(sizeof(float) * np), *vref = calloc(np, sizeof(float));
+    memcpy(p0, net->params, sizeof(float) * np);
     double c_ref = nndl_net_backprop(net, act_b[0], y, N, &drop);
-    float gmax = nndl_max_abs(net->grads, net->n_params);
+    const float g1 = nndl_max_abs(net->grads, np);
     nndl_sgd_step(&o, net, N);
-    memcpy(ref, net->params, sizeof(float) * net->n_params);
+    nndl_net_backprop(net, act_b[0], y, N, &drop);
+    const float gmax = fmaxf(g1, nndl_max_abs(net->grads, np));
+    nndl_sgd_step(&o, net, N);
+    memcpy(ref, net->params, sizeof(float) * np);
+    if (o.velocity) memcpy(vref, o.velocity, sizeof(float) * np);
     for (int parts = 1; parts <= 3; parts++) {
-        memcpy(net->params, p0, sizeof(float) * net->n_params);
-        float bound;
-        double c = nndl_net_deltas(net, &b, y, N, &drop, &bound);
-        cr_expect(eq(dbl, c, c_ref), "the same cost");
-        cr_expect(ge(flt, bound, gmax), "the bound %g covers the gradient (max %g)", bound, gmax);
-        nndl_fused u;
-        cr_assert(nndl_sgd_fused(&o, N, &u));
-        for (int k = 0; k < parts; k++) cr_expect(eq(int, nndl_net_part_nonfinite(net, &b, N, k, parts), 0));
-        for (int k = 0; k < parts; k++) nndl_net_update_part(net, &b, N, k, parts, &u);
-        int off = 0;
-        for (size_t i = 0; i < net->n_params; i++)
-            off += fabsf(net->params[i] - ref[i]) > 8 * FLT_EPSILON * fabsf(p0[i]) + 1e-5f * 0.3f * gmax;
-        cr_expect(eq(int, off, 0), "%s/%s dropout %g, %d parts: %d of %zu parameters differ from backprop + step",
-                  nndl_act_name(act), nndl_cost_name(cost), p_drop, parts, off, net->n_params);
+        memcpy(net->params, p0, sizeof(float) * np);
+        if (o.velocity) memset(o.velocity, 0, sizeof(float) * np);
+        for (int s = 0; s < 2; s++) {
+            float bound;
+            double c = nndl_net_deltas(net, &b, y, N, &drop, &bound);
+            if (s == 0) cr_expect(eq(dbl, c, c_ref), "the same cost");
+            if (s == 0) cr_expect(ge(flt, bound, g1), "the bound %g covers the gradient (max %g)", bound, g1);
+            nndl_fused u;
+            cr_assert(nndl_sgd_fused(&o, N, &u));
+            for (int k = 0; k < parts; k++) cr_expect(eq(int, nndl_net_part_nonfinite(net, &b, N, k, parts), 0));
+            for (int k = 0; k < parts; k++) nndl_net_update_part(net, &b, N, k, parts, &u);
+        }
+        int off = 0, voff = 0;
+        for (size_t i = 0; i < np; i++) {
+            off += fabsf(net->params[i] - ref[i]) > 16 * FLT_EPSILON * fabsf(p0[i]) + 1e-5f * 0.3f * gmax;
+            if (o.velocity) voff += fabsf(o.velocity[i] - vref[i]) > 16 * FLT_EPSILON * fabsf(p0[i]) + 1e-5f * 0.3f * gmax;
+        }
+        cr_expect(eq(int, off + voff, 0), "%s/%s dropout %g momentum %g, %d parts: %d parameters and %d velocities of %zu "
+                  "differ from backprop + step", nndl_act_name(act), nndl_cost_name(cost), p_drop, mu, parts, off, voff, np);
     }
     /* a NaN input: every part sees a non-finite gradient */
     act_b[0][7] = NAN;
@@ -484,7 +495,7 @@ static void fused_matches(const int *sizes, int n_sizes, nndl_act act, nndl_cost
     for (int k = 0; k < 2; k++) cr_expect(eq(int, nndl_net_part_nonfinite(net, &b, N, k, 2), 1));
     for (int l = 0; l <= L; l++) free(act_b[l]);
     for (int l = 0; l < L; l++) free(delta_b[l]);
-    free(p0), free(ref);
+    free(p0), free(ref), free(vref);
     nndl_sgd_free(&o);
     nndl_net_free(net);
 }
@@ -495,12 +506,13 @@ Test(fused, update_equals_backprop_then_step_every_cost_activation_and_part)
     const nndl_cost costs[] = {NNDL_COST_QUADRATIC, NNDL_COST_CROSS_ENTROPY, NNDL_COST_LOG_LIKELIHOOD};
     for (int a = 0; a < 3; a++)
         for (int c = 0; c < 3; c++) {
-            fused_matches(depth2, 3, acts[a], costs[c], 0.0f);
-            fused_matches(depth4, 5, acts[a], costs[c], 0.4f);
+            fused_matches(depth2, 3, acts[a], costs[c], 0.0f, 0.0);
+            fused_matches(depth4, 5, acts[a], costs[c], 0.4f, 0.0);
+            fused_matches(depth3, 4, acts[a], costs[c], 0.2f, 0.9);
         }
 }
 
-Test(fused, momentum_is_not_fused)
+Test(fused, a_decay_factor_at_or_below_zero_is_not_fused)
 {
     nndl_err err;
     nndl_net *net;
@@ -508,11 +520,11 @@ Test(fused, momentum_is_not_fused)
     cr_assert(eq(int, nndl_net_create(&net, sizes, 2, NULL, NNDL_COST_QUADRATIC, &err), NNDL_OK));
     nndl_sgd o;
     nndl_fused u;
-    nndl_sgd_init(&o, net, 0.5, 0, 0, 0.9, 100, &err);
-    cr_expect(eq(int, nndl_sgd_fused(&o, 10, &u), 0));
-    nndl_sgd_free(&o);
     nndl_sgd_init(&o, net, 0.5, 0, 1000, 0, 100, &err); /* decay 1 - 0.5 * 10 < 0 */
     cr_expect(eq(int, nndl_sgd_fused(&o, 10, &u), 0));
+    nndl_sgd_free(&o);
+    nndl_sgd_init(&o, net, 0.5, 0, 1000, 0.9, 100, &err); /* with momentum the decay is not a factor */
+    cr_expect(eq(int, nndl_sgd_fused(&o, 10, &u), 1));
     nndl_sgd_free(&o);
     nndl_net_free(net);
 }

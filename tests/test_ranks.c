@@ -59,10 +59,8 @@ int main(int argc, char **argv)
     if (getenv("NNDL_TEST_OVERLAP")) { /* the reduction in buckets (--overlap on): a net with several */
         cfg.overlap = atoi(getenv("NNDL_TEST_OVERLAP")), cfg.sizes[1] = 600, cfg.eta = 0.1;
     }
-    if (getenv("NNDL_TEST_SHARED")) { /* --reduce shared, with L2 (the sliced update's weight/bias rule) */
-        cfg.reduce = 1, cfg.l2 = 5.0;
-        if (argc == 8) cfg.momentum = 0; /* the shared reduction keeps no velocity */
-    }
+    if (getenv("NNDL_TEST_SHARED")) /* --reduce shared (the fused step), with L2 (its decay factor) */
+        cfg.reduce = 1, cfg.l2 = argc == 8 ? cfg.l2 : 5.0;
     nndl_net *np = NULL, *n1 = NULL;
     if (st == NNDL_OK) st = train(MPI_COMM_WORLD, &cfg, &tr, &va, &np, &err);
     if (st == NNDL_OK && rank == 0) st = train(MPI_COMM_SELF, &cfg, &tr, &va, &n1, &err);

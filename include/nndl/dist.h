@@ -79,7 +79,8 @@ nndl_status nndl_dist_share_images(nndl_node_share *ns, nndl_images *im, nndl_st
 void nndl_dist_node_free(nndl_node_share *ns);
 
 /* ---- the node-shared step (all ranks on one node) ----
- * The parameters are one copy shared by the node, and so is one batch's activations and deltas: every
+ * The parameters (and momentum's velocity) are one copy shared by the node, and so is one batch's
+ * activations and deltas: every
  * rank writes its rows, then updates its part of every layer from the whole batch (the fused step of
  * nndl/net.h), so no gradient is ever reduced or copied and the update is split P ways. The riders
  * (cost, stop flag, bound) are each rank's slot of a small window, read by all. */
@@ -89,14 +90,17 @@ typedef struct {
     MPI_Win wp, wg, wb;
     int ready;
     float *params;                       /* [n_params], shared */
+    float *velocity;                     /* [n_params] after them (momentum), or NULL */
     float *batch;                        /* [n_batch], shared: the batch's activations and deltas */
     float *slot[NNDL_MAX_SHARED_RANKS];  /* each rank's riders [n_riders], shared */
 } nndl_dist_shared;
 
 /* Collective. *usable = 0 (nothing allocated) unless every rank of d is on this node and there are at
- * most NNDL_MAX_SHARED_RANKS. Node rank 0 copies params0 into the shared parameters. */
+ * most NNDL_MAX_SHARED_RANKS. Node rank 0 copies params0 (and velocity0, the momentum's velocity, if
+ * not NULL) into the shared copy. */
 nndl_status nndl_dist_shared_init(const nndl_dist *d, nndl_dist_shared *s, const float *params0, size_t n_params,
-                                  size_t n_riders, size_t n_batch, int *usable, nndl_err *err);
+                                  const float *velocity0, size_t n_riders, size_t n_batch, int *usable,
+                                  nndl_err *err);
 /* A memory fence and a barrier over the node: every rank's writes before it are seen by all after. */
 nndl_status nndl_dist_shared_sync(nndl_dist_shared *s, nndl_err *err);
 void nndl_dist_shared_free(nndl_dist_shared *s); /* collective */

@@ -132,9 +132,12 @@ typedef struct {
     float **delta; /* [L]: delta[l] = dC/dz of weight layer l's output [n x sizes[l + 1]] */
 } nndl_batch;
 
-/* The update's coefficients: w <- decay·(w - l1·sgn w) - step·Σ gradient (see nndl_sgd_fused). */
+/* The update's coefficients (see nndl_sgd_fused). Plain: w <- decay·(w - l1·sgn w) - step·Σ gradient.
+ * Momentum (velocity != NULL, laid out as the parameters): v <- mu·v - step·Σ gradient - wd·w - l1·sgn w;
+ * w <- w + v. */
 typedef struct {
-    float step, decay, l1;
+    float step, decay, l1, mu, wd;
+    float *velocity;
 } nndl_fused;
 
 /* Forward b->act[0] (n <= cap rows) into b->act[1..L] and every delta into b->delta; return the

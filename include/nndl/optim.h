@@ -28,9 +28,9 @@ double nndl_sgd_penalty(const nndl_sgd *o, const nndl_net *net);
 void nndl_sgd_gradient(const nndl_sgd *o, const nndl_net *net, int batch, float *out);
 
 /* The coefficients of the fused update (nndl_net_update_part) for a global batch of batch samples:
- * the same rule as nndl_sgd_step, w <- (1 - eta l2/n) w - eta (l1/n) sgn w - (eta/B) Σ gradient, with
- * the L1 term applied first and scaled by 1/decay. 0 if the rule cannot be fused (momentum, or a
- * decay factor <= 0). */
+ * the same rule as nndl_sgd_step. Plain: w <- (1 - eta l2/n) w - eta (l1/n) sgn w - (eta/B) Σ gradient,
+ * with the L1 term applied first and scaled by 1/decay; momentum: into o->velocity. 0 if the rule
+ * cannot be fused (no momentum and a decay factor <= 0). */
 int nndl_sgd_fused(const nndl_sgd *o, int batch, nndl_fused *u);
 
 /* One update from net->grads (SUMS over the global batch of batch samples):

@@ -5,7 +5,7 @@
  * of the gradient buffer (with the batch cost riding in its tail), divides by the global batch
  * size and applies the same SGD update as every other rank. Evaluation is sharded and reduced.
  *
- * The fused step (one rank, or every rank on one node; no momentum): no gradient is formed. Each rank
+ * The fused step (one rank, or every rank on one node): no gradient is formed. Each rank
  * runs forward and backprop over its rows, keeping every layer's delta, then updates its share of
  * every layer's units from the whole batch inside the weight-gradient GEMM (nndl_net_update_part). On
  * several ranks the parameters and the batch's activations and deltas live in node-shared memory:
@@ -58,7 +58,7 @@ typedef struct {
     long step_hook_every; /* call hooks->on_step after every this many steps of an epoch (0: never) */
     int reproducible; /* 1: the same bits for any rank count (fixed chunks, exact fixed-point sums) */
     int chunk;        /* reproducible mode: samples per chunk (0: ceil(batch / 8)) */
-    int reduce;       /* 1: the node-shared fused step (all ranks on one node, no momentum), 0: MPI_Allreduce
+    int reduce;       /* 1: the node-shared fused step (all ranks on one node), 0: MPI_Allreduce
                        * of a materialised gradient (and a separate update pass), -1: auto (fused wherever it can) */
     int overlap;      /* gradient reduction in buckets overlapping backprop: 1 on, 0 off, -1 for nets of >= 1M
                        * parameters (the program resolves --overlap auto by the node layout) */
@@ -117,7 +117,7 @@ typedef struct nndl_trainer {
      * set up at the first epoch; the net's own parameter buffer is kept to give back) */
     int fused, want_shared, shared_tried, shared;
     nndl_dist_shared sh;
-    float *own_params;
+    float *own_params, *own_velocity;
     nndl_batch all, mine; /* the batch's activations and deltas from row 0, and from this rank's first row */
     float **bptr;         /* the pointer arrays of all and mine */
     float *bbuf;          /* one rank: the buffers themselves */

@@ -132,9 +132,10 @@ void nndl_options_usage(FILE *out)
         "  --threads N            BLAS threads per rank                        [1]\n"
         "  --overlap WHEN         reduce the gradient in buckets overlapping backprop (MPI_Iallreduce):\n"
         "                         auto (nets of >= 1M parameters on ranks of several nodes), on, off [auto]\n"
-        "  --reduce HOW           mpi (MPI_Allreduce) or shared (ranks of one node sum in shared memory,\n"
-        "                         each updating its slice of one shared copy of the parameters; not with\n"
-        "                         --momentum); auto: shared where it can, else mpi   [auto]\n"
+        "  --reduce HOW           shared (the fused step: ranks of one node share the parameters and the\n"
+        "                         batch's activations; each updates its share of every layer inside the\n"
+        "                         weight-gradient GEMM, no gradient formed) or mpi (each rank's gradient,\n"
+        "                         MPI_Allreduce, then the update); auto: shared where it can   [auto]\n"
         "  --verbose              print each rank's core binding (hwloc)\n"
         "  --on-nan WHAT          a NaN or Inf cost: stop (exit 1, the last checkpoint kept) or\n"
         "                         skip-batch (drop that step's update and go on) [stop]\n"
@@ -493,9 +494,6 @@ nndl_status nndl_options_check(const nndl_options *o, nndl_err *err)
     if (o->cfg.chunk > o->cfg.batch)
         return nndl_fail(err, NNDL_EARG, "--chunk %d is larger than --batch %d; use --chunk %d or less",
                          o->cfg.chunk, o->cfg.batch, o->cfg.batch);
-    if (o->cfg.reduce == 1 && o->cfg.momentum > 0)
-        return nndl_fail(err, NNDL_EARG, "--reduce shared with --momentum %g: the shared reduction keeps no velocity; "
-                         "use --reduce mpi (or auto)", o->cfg.momentum);
     if (o->cfg.reproducible && o->threads > 1)
         return nndl_fail(err, NNDL_EARG, "--threads %d with --reproducible: the reproducible mode uses 1 BLAS thread "
                          "per rank (threaded GEMMs may sum in another order); drop --threads", o->threads);

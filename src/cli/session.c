@@ -205,6 +205,7 @@ static nndl_status checkpoint(nndl_session *s, nndl_err *err)
 {
     s->run.epoch = s->tr.epoch, s->run.step = s->tr.step, s->run.cost_sum = s->tr.cost_sum;
     s->run.sched = s->tr.sched;
+    s->run.optim_state = s->tr.sgd.velocity; /* node-shared once the fused step has set up */
     s->last_ckpt_epoch = s->tr.epoch, s->last_ckpt_step = s->tr.step;
     if (s->d->rank != 0) return NNDL_OK;
     return nndl_runfile_checkpoint(&s->paths, &s->run, s->net, s->o->keep, err);
