@@ -172,16 +172,23 @@ NNDL_HOT static void activate(nndl_act act, float *a, int n, int m)
     }
 }
 
-void nndl_dropout_mask(const nndl_dropout *d, int layer, int width, int row, float *mask)
+/* mask[j0..j1) of row's sample: the RNG's blocks of 4 units that cover them */
+static void dropout_mask_range(const nndl_dropout *d, int layer, int j0, int j1, int row, float *mask)
 {
     const float keep = 1.0f / (1.0f - d->p);
     const uint64_t base = ((uint64_t)(uint32_t)d->sample[row] << 32) | ((uint64_t)layer << 24);
-    for (int j = 0; j < width; j += 4) {
+    for (int j = j0 & ~3; j < j1; j += 4) {
         uint32_t w[4];
         nndl_rng_block(d->seed, NNDL_STREAM_DROPOUT, d->epoch, base + (uint64_t)(j / 4), w);
-        for (int k = 0; k < 4 && j + k < width; k++)
-            mask[j + k] = (float)((double)w[k] * 0x1p-32) >= d->p ? keep : 0.0f; /* u in [0,1): dropped if u < p */
+        for (int k = 0; k < 4; k++)
+            if (j + k >= j0 && j + k < j1) /* u in [0,1): dropped if u < p */
+                mask[j + k] = (float)((double)w[k] * 0x1p-32) >= d->p ? keep : 0.0f;
     }
+}
+
+void nndl_dropout_mask(const nndl_dropout *d, int layer, int width, int row, float *mask)
+{
+    dropout_mask_range(d, layer, 0, width, row, mask);
 }
 
 /* Forward x [n x sizes[0]] into a[1..L] ([n x sizes[l]] each): net->a, or a caller's batch. */
@@ -355,6 +362,12 @@ double nndl_net_backprop(nndl_net *net, const float *x, const uint8_t *y, int n,
 
 /* ---- the fused step ---- */
 
+/* Output units [*j0, *j1) of a layer of n_out that part `part` of `parts` owns. */
+static void part_units(int n_out, int part, int parts, int *j0, int *j1)
+{
+    *j0 = (int)((long long)n_out * part / parts), *j1 = (int)((long long)n_out * (part + 1) / parts);
+}
+
 double nndl_net_deltas(nndl_net *net, const nndl_batch *b, const uint8_t *y, int n, const nndl_dropout *drop,
                        float *bound)
 {
@@ -372,10 +385,72 @@ double nndl_net_deltas(nndl_net *net, const nndl_batch *b, const uint8_t *y, int
     return cost;
 }
 
-/* Output units [*j0, *j1) of a layer of n_out that part `part` of `parts` owns. */
-static void part_units(int n_out, int part, int parts, int *j0, int *j1)
+/* ---- the fused step split by units: the ranks of a node share the work of every GEMM ---- */
+
+void nndl_net_forward_units(nndl_net *net, const nndl_batch *b, int l, int k, int part, int parts,
+                            const nndl_dropout *drop)
 {
-    *j0 = (int)((long long)n_out * part / parts), *j1 = (int)((long long)n_out * (part + 1) / parts);
+    const nndl_layer *W = &net->layer[l];
+    int j0, j1, m = W->n_out;
+    part_units(m, part, parts, &j0, &j1);
+    if (j1 == j0 || k == 0) return;
+    float *z = b->act[l + 1];
+    for (int r = 0; r < k; r++) memcpy(z + (size_t)r * m + j0, W->b + j0, sizeof *z * (size_t)(j1 - j0));
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, k, j1 - j0, W->n_in, 1.0f, b->act[l], W->n_in,
+                W->w + (size_t)j0 * W->n_in, W->n_in, 1.0f, z + j0, m);
+    for (int r = 0; r < k; r++) activate(net->act[l], z + (size_t)r * m + j0, 1, j1 - j0);
+    if (drop && drop->p > 0) {
+        float *mk = net->mask[l + 1];
+        for (int r = 0; r < k; r++) {
+            float *zr = z + (size_t)r * m, *mr = mk + (size_t)r * m;
+            dropout_mask_range(drop, l + 1, j0, j1, r, mr);
+            for (int j = j0; j < j1; j++) zr[j] *= mr[j];
+        }
+    }
+}
+
+double nndl_net_output_rows(nndl_net *net, const nndl_batch *b, const uint8_t *y, int r0, int n)
+{
+    int L = net->n_layers;
+    const nndl_layer *W = &net->layer[L - 1];
+    if (n == 0) return 0.0;
+    float *z = b->act[L] + (size_t)r0 * W->n_out;
+    const float *in = b->act[L - 1] + (size_t)r0 * W->n_in;
+    for (int r = 0; r < n; r++) memcpy(z + (size_t)r * W->n_out, W->b, sizeof *z * W->n_out);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, W->n_out, W->n_in, 1.0f, in, W->n_in, W->w, W->n_in, 1.0f,
+                z, W->n_out);
+    if (net->act[L - 1] == NNDL_ACT_SOFTMAX) memcpy(net->zout, z, sizeof *z * (size_t)n * W->n_out);
+    activate(net->act[L - 1], z, n, W->n_out);
+    double cost = nndl_net_cost(net, z, y, n);
+    output_delta(net, b->delta[L - 1] + (size_t)r0 * W->n_out, z, y, n);
+    return cost;
+}
+
+void nndl_net_delta_units(nndl_net *net, const nndl_batch *b, int l, int k, int part, int parts,
+                          const nndl_dropout *drop)
+{
+    const nndl_layer *W = &net->layer[l];
+    int c0, c1, m = W->n_in;
+    part_units(m, part, parts, &c0, &c1);
+    if (c1 == c0 || k == 0) return;
+    float *dp = b->delta[l - 1];
+    const float *a = b->act[l];
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, k, c1 - c0, W->n_out, 1.0f, b->delta[l], W->n_out, W->w + c0,
+                W->n_in, 0.0f, dp + c0, m);
+    for (int r = 0; r < k; r++) {
+        size_t o = (size_t)r * m + c0;
+        if (drop && drop->p > 0)
+            times_dropout_derivative(net->act[l - 1], dp + o, a + o, net->mask[l] + o, drop->p, (size_t)(c1 - c0));
+        else
+            times_derivative(net->act[l - 1], dp + o, a + o, (size_t)(c1 - c0));
+    }
+}
+
+float nndl_net_bound(const nndl_net *net, const nndl_batch *b, int k)
+{
+    float bound = 0.0f;
+    for (int l = 0; l < net->n_layers && k > 0; l++) bound = layer_bound(bound, b->delta[l], b->act[l], k, &net->layer[l]);
+    return bound;
 }
 
 int nndl_net_part_nonfinite(nndl_net *net, const nndl_batch *b, int k, int part, int parts)

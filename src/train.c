@@ -87,6 +87,16 @@ nndl_status nndl_trainer_init(nndl_trainer *t, nndl_net *net, const nndl_config 
     t->want_shared = dist->size > 1 && fusable && cfg->overlap != 1; /* auto: wherever it can (measured faster) */
     t->overlap = dist->size > 1 && !cfg->reproducible && !t->want_shared &&
                  (cfg->overlap == 1 || (cfg->overlap < 0 && net->n_params >= OVERLAP_AUTO_PARAMS));
+    if (t->want_shared && cfg->batch > t->rows) { /* split by units, a rank's dropout masks span the batch */
+        t->rows = cfg->batch;
+        float *x = realloc(t->x, sizeof *t->x * (size_t)t->rows * d);
+        uint8_t *y = realloc(t->y, (size_t)t->rows);
+        t->x = x ? x : t->x, t->y = y ? y : t->y;
+        if (!x || !y) {
+            nndl_trainer_free(t);
+            return nndl_fail(err, NNDL_ENOMEM, "out of memory for batches of %d rows", t->rows);
+        }
+    }
     if (t->fused && (st = fused_private(t, err)) != NNDL_OK) {
         nndl_trainer_free(t);
         return st;
@@ -254,6 +264,9 @@ static nndl_status shared_setup(nndl_trainer *t, nndl_err *err)
     t->own_velocity = t->sgd.velocity, t->sgd.velocity = t->sh.velocity; /* checkpoints read the shared one */
     point_batch(t, t->sh.batch, t->cfg.batch, 0);
     t->shared = t->fused = 1;
+    /* large layers: split every GEMM by units (each rank packs its share of each weight matrix and runs
+     * its GEMMs over the whole batch, instead of packing all of it for its share of the rows) */
+    t->units = t->cfg.split == 2 || (t->cfg.split == 0 && net->n_params >= OVERLAP_AUTO_PARAMS);
     return NNDL_OK;
 }
 
@@ -268,20 +281,40 @@ static nndl_status step_fused(nndl_trainer *t, int b0, int bsz, double *batch_co
     if (first != t->batch_first) point_batch(t, t->bptr[0], t->cfg.batch, first);
     nndl_dropout drop;
     gather_shard(t, b0, bsz, &drop, t->mine.act[0]);
-    float bound;
-    double cost = nndl_net_deltas(net, &t->mine, t->y, len, &drop, &bound);
     int stop = stop_here(t);
-    nndl_status st;
+    float bound = 0.0f;
+    double cost;
+    nndl_status st = NNDL_OK;
+    if (t->units) { /* every GEMM split by units over the whole batch; a barrier after each phase */
+        nndl_dropout every = drop;
+        every.sample = t->perm + b0; /* the batch's rows, all of them */
+        int L = net->n_layers;
+        st = nndl_dist_shared_sync(&t->sh, err); /* the batch's inputs are written */
+        for (int l = 0; l < L - 1 && st == NNDL_OK; l++) {
+            nndl_net_forward_units(net, &t->all, l, bsz, part, P, &every);
+            st = nndl_dist_shared_sync(&t->sh, err);
+        }
+        cost = st == NNDL_OK ? nndl_net_output_rows(net, &t->all, t->y, first, len) : 0.0;
+        for (int l = L - 1; l >= 1 && st == NNDL_OK; l--) {
+            st = nndl_dist_shared_sync(&t->sh, err); /* delta[l] is complete */
+            if (st == NNDL_OK) nndl_net_delta_units(net, &t->all, l, bsz, part, P, &every);
+        }
+        if (st != NNDL_OK) return st;
+        bound = 0.0f; /* below, from the whole batch once every delta is written */
+    } else {
+        cost = nndl_net_deltas(net, &t->mine, t->y, len, &drop, &bound);
+    }
     if (P > 1) {
         float *e = t->sh.slot[part];
         e[NNDL_EXTRA_COST] = (float)cost, e[NNDL_EXTRA_STOP] = (float)stop, e[NNDL_EXTRA_BOUND] = bound;
-        if ((st = nndl_dist_shared_sync(&t->sh, err)) != NNDL_OK) return st; /* every row is written */
+        if ((st = nndl_dist_shared_sync(&t->sh, err)) != NNDL_OK) return st; /* every row and rider is written */
         cost = 0.0, bound = 0.0f, stop = 0;
         for (int k = 0; k < P; k++) { /* in rank order: the same on every rank */
             e = t->sh.slot[k];
             cost += e[NNDL_EXTRA_COST], stop |= e[NNDL_EXTRA_STOP] > 0;
             bound = isnan(bound) ? bound : bound + e[NNDL_EXTRA_BOUND];
         }
+        if (t->units) bound = nndl_net_bound(net, &t->all, bsz); /* the same scan on every rank */
     }
     *batch_cost = cost / bsz;
     if (!isfinite(cost) || !(bound <= FLT_MAX / 4)) { /* not proven finite: look (at this rank's part), and agree */

@@ -28,6 +28,8 @@ check "mpirun -np 3 --reproducible training under ASan+UBSan" mpirun --oversubsc
   --out "$tmp/r.h5" --no-progress
 check "mpirun -np 2 --reduce shared --momentum training under ASan+UBSan" "${M[@]}" "$b/nndl-train" --data "$data" \
   --sizes 784,100,10 --l2 1 --eta 0.5 --epochs 1 --train-samples 2000 --reduce shared --momentum 0.5 --out "$tmp/sh.h5" --no-progress
+check "mpirun -np 2 --reduce shared --split units training under ASan+UBSan" "${M[@]}" "$b/nndl-train" --data "$data" \
+  --sizes 784,100,10 --l2 1 --eta 0.5 --epochs 1 --train-samples 2000 --reduce shared --split units --dropout 0.2 --out "$tmp/su.h5" --no-progress
 check "mpirun -np 2 resume under ASan+UBSan" "${M[@]}" "$b/nndl-train" --resume "$tmp/s.h5" --epochs 3 --no-progress
 check "nndl-eval under ASan+UBSan" "$b/nndl-eval" "$tmp/s.h5"
 check "nndl-pack under ASan+UBSan (leaks checked)" env ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 "$b/nndl-pack" "$tmp/s.h5" "$tmp/p.h5"

@@ -486,6 +486,36 @@ static void fused_matches(const int *sizes, int n_sizes, nndl_act act, nndl_cost
         cr_expect(eq(int, off + voff, 0), "%s/%s dropout %g momentum %g, %d parts: %d parameters and %d velocities of %zu "
                   "differ from backprop + step", nndl_act_name(act), nndl_cost_name(cost), p_drop, mu, parts, off, voff, np);
     }
+    /* the same step split by units (the phases a node's ranks run between barriers, here in turn) */
+    for (int parts = 1; parts <= 3; parts++) {
+        memcpy(net->params, p0, sizeof(float) * np);
+        if (o.velocity) memset(o.velocity, 0, sizeof(float) * np);
+        for (int s = 0; s < 2; s++) {
+            double c = 0.0;
+            for (int l = 0; l < L - 1; l++)
+                for (int k = 0; k < parts; k++) nndl_net_forward_units(net, &b, l, N, k, parts, &drop);
+            for (int k = 0; k < parts; k++) { /* each part its rows of the output layer */
+                int r0 = N * k / parts, r1 = N * (k + 1) / parts;
+                c += nndl_net_output_rows(net, &b, y + r0, r0, r1 - r0);
+            }
+            for (int l = L - 1; l >= 1; l--)
+                for (int k = 0; k < parts; k++) nndl_net_delta_units(net, &b, l, N, k, parts, &drop);
+            if (s == 0) {
+                cr_expect(lt(dbl, fabs(c - c_ref), 1e-6 * fabs(c_ref)), "units: cost %g, backprop's %g", c, c_ref);
+                cr_expect(ge(flt, nndl_net_bound(net, &b, N), g1), "units: the bound covers the gradient");
+            }
+            nndl_fused u;
+            cr_assert(nndl_sgd_fused(&o, N, &u));
+            for (int k = 0; k < parts; k++) nndl_net_update_part(net, &b, N, k, parts, &u);
+        }
+        int off = 0;
+        for (size_t i = 0; i < np; i++) {
+            off += fabsf(net->params[i] - ref[i]) > 16 * FLT_EPSILON * fabsf(p0[i]) + 1e-5f * 0.3f * gmax;
+            if (o.velocity) off += fabsf(o.velocity[i] - vref[i]) > 16 * FLT_EPSILON * fabsf(p0[i]) + 1e-5f * 0.3f * gmax;
+        }
+        cr_expect(eq(int, off, 0), "%s/%s dropout %g momentum %g, split by units into %d parts: %d values of %zu differ "
+                  "from backprop + step", nndl_act_name(act), nndl_cost_name(cost), p_drop, mu, parts, off, np);
+    }
     /* a NaN input: every part sees a non-finite gradient */
     act_b[0][7] = NAN;
     float bound;
@@ -500,7 +530,7 @@ static void fused_matches(const int *sizes, int n_sizes, nndl_act act, nndl_cost
     nndl_net_free(net);
 }
 
-Test(fused, update_equals_backprop_then_step_every_cost_activation_and_part)
+Test(fused, update_equals_backprop_then_step_every_cost_activation_part_and_split)
 {
     const nndl_act acts[] = {NNDL_ACT_SIGMOID, NNDL_ACT_TANH, NNDL_ACT_RELU};
     const nndl_cost costs[] = {NNDL_COST_QUADRATIC, NNDL_COST_CROSS_ENTROPY, NNDL_COST_LOG_LIKELIHOOD};

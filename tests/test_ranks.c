@@ -61,6 +61,7 @@ int main(int argc, char **argv)
     }
     if (getenv("NNDL_TEST_SHARED")) /* --reduce shared (the fused step), with L2 (its decay factor) */
         cfg.reduce = 1, cfg.l2 = argc == 8 ? cfg.l2 : 5.0;
+    if (getenv("NNDL_TEST_SPLIT")) cfg.split = atoi(getenv("NNDL_TEST_SPLIT")); /* 2: --split units */
     nndl_net *np = NULL, *n1 = NULL;
     if (st == NNDL_OK) st = train(MPI_COMM_WORLD, &cfg, &tr, &va, &np, &err);
     if (st == NNDL_OK && rank == 0) st = train(MPI_COMM_SELF, &cfg, &tr, &va, &n1, &err);
@@ -90,7 +91,8 @@ int main(int argc, char **argv)
         }
         printf("test_ranks np=%d batch=%s%s%s: %s\n%d passed, %d failed\n", size, argv[3],
                argc == 8 ? " with dropout/momentum/L2/augment" : "",
-               cfg.overlap == 1 ? " with --overlap on" : cfg.reduce == 1 ? " with --reduce shared and L2" : "",
+               cfg.overlap == 1 ? " with --overlap on" : cfg.split == 2 ? " with --reduce shared --split units"
+                                     : cfg.reduce == 1 ? " with --reduce shared and L2" : "",
                ok ? "PASS" : "FAIL", ok, !ok);
     }
     MPI_Bcast(&ok, 1, MPI_INT, 0, MPI_COMM_WORLD);

@@ -153,6 +153,21 @@ int nndl_net_part_nonfinite(nndl_net *net, const nndl_batch *b, int k, int part,
 /* Update part `part` of `parts` of the parameters from the k rows of b with coefficients u. */
 void nndl_net_update_part(nndl_net *net, const nndl_batch *b, int k, int part, int parts, const nndl_fused *u);
 
+/* The same step with every GEMM split by units, for the ranks of a node on large layers (each rank's
+ * GEMMs then cover the whole batch and its share of the weights, instead of its share of the batch
+ * and all of them). The caller orders the phases with barriers; k is the batch's rows, all in b:
+ *   forward_units(l) for l = 0 .. L-2: units `part` of weight layer l's output (activation, dropout);
+ *   output_rows: rows [r0, r0 + n) of the output layer, their summed cost and output delta (y: their
+ *     labels);
+ *   delta_units(l) for l = L-1 .. 1: units `part` of delta[l - 1];
+ *   nndl_net_bound (the bound of nndl_net_backprop, from the whole batch), nndl_net_update_part. */
+void nndl_net_forward_units(nndl_net *net, const nndl_batch *b, int l, int k, int part, int parts,
+                            const nndl_dropout *drop);
+double nndl_net_output_rows(nndl_net *net, const nndl_batch *b, const uint8_t *y, int r0, int n);
+void nndl_net_delta_units(nndl_net *net, const nndl_batch *b, int l, int k, int part, int parts,
+                          const nndl_dropout *drop);
+float nndl_net_bound(const nndl_net *net, const nndl_batch *b, int k);
+
 /* Evaluate x [n x sizes[0]] (n <= cap): add the summed cost to *cost and the
  * number of rows whose arg-max output equals the label to *correct. */
 void nndl_net_evaluate(nndl_net *net, const float *x, const uint8_t *y, int n, double *cost, long *correct);

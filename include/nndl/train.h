@@ -10,7 +10,9 @@
  * every layer's units from the whole batch inside the weight-gradient GEMM (nndl_net_update_part). On
  * several ranks the parameters and the batch's activations and deltas live in node-shared memory:
  * a barrier after the deltas, one after the update; the riders (cost, stop flag, bound) sit in a small
- * shared slot per rank and are summed in rank order.
+ * shared slot per rank and are summed in rank order. On large nets (cfg.split) every GEMM is split by
+ * units instead of rows: each rank computes its share of each layer's units for the whole batch, with
+ * a barrier after each layer, so that it packs only its share of each weight matrix.
  *
  * With overlap (large nets on several ranks), the one reduction is cut into buckets of the same
  * buffer, each started (MPI_Iallreduce) as soon as backprop has written it, in the same order on
@@ -60,6 +62,8 @@ typedef struct {
     int chunk;        /* reproducible mode: samples per chunk (0: ceil(batch / 8)) */
     int reduce;       /* 1: the node-shared fused step (all ranks on one node), 0: MPI_Allreduce
                        * of a materialised gradient (and a separate update pass), -1: auto (fused wherever it can) */
+    int split;        /* the node-shared fused step: 1 each rank its rows, 2 every GEMM split by units, 0 auto
+                       * (units for nets of >= 1M parameters) */
     int overlap;      /* gradient reduction in buckets overlapping backprop: 1 on, 0 off, -1 for nets of >= 1M
                        * parameters (the program resolves --overlap auto by the node layout) */
 } nndl_config;
@@ -116,6 +120,7 @@ typedef struct nndl_trainer {
     /* the fused step (one rank, or the ranks of one node sharing the parameters and the batch buffers,
      * set up at the first epoch; the net's own parameter buffer is kept to give back) */
     int fused, want_shared, shared_tried, shared;
+    int units; /* the shared step split by units (nndl_net_forward_units ...) rather than by rows */
     nndl_dist_shared sh;
     float *own_params, *own_velocity;
     nndl_batch all, mine; /* the batch's activations and deltas from row 0, and from this rank's first row */

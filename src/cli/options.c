@@ -57,6 +57,7 @@ static const struct option long_opts[] = {
     {"chunk", required_argument, 0, OPT_CHUNK},
     {"overlap", required_argument, 0, OPT_OVERLAP},
     {"reduce", required_argument, 0, OPT_REDUCE},
+    {"split", required_argument, 0, OPT_SPLIT},
     {"help", no_argument, 0, OPT_HELP},
     {"version", no_argument, 0, OPT_VERSION},
     {0, 0, 0, 0}};
@@ -136,6 +137,9 @@ void nndl_options_usage(FILE *out)
         "                         batch's activations; each updates its share of every layer inside the\n"
         "                         weight-gradient GEMM, no gradient formed) or mpi (each rank's gradient,\n"
         "                         MPI_Allreduce, then the update); auto: shared where it can   [auto]\n"
+        "  --split HOW            the shared step's work: rows (each rank its rows of the batch) or\n"
+        "                         units (every GEMM split by units over the whole batch, a barrier per\n"
+        "                         layer); auto: units for nets of >= 1M parameters   [auto]\n"
         "  --verbose              print each rank's core binding (hwloc)\n"
         "  --on-nan WHAT          a NaN or Inf cost: stop (exit 1, the last checkpoint kept) or\n"
         "                         skip-batch (drop that step's update and go on) [stop]\n"
@@ -432,6 +436,11 @@ static nndl_status parse_one(nndl_options *o, int opt, const char *arg, nndl_err
             return nndl_fail(err, NNDL_EARG, "--reduce: expected auto, mpi or shared, found '%s'", arg);
         o->cfg.reduce = !strcmp(arg, "auto") ? -1 : !strcmp(arg, "shared");
         return NNDL_OK;
+    case OPT_SPLIT:
+        if (strcmp(arg, "auto") && strcmp(arg, "rows") && strcmp(arg, "units"))
+            return nndl_fail(err, NNDL_EARG, "--split: expected auto, rows or units, found '%s'", arg);
+        o->cfg.split = !strcmp(arg, "auto") ? 0 : !strcmp(arg, "rows") ? 1 : 2;
+        return NNDL_OK;
     case OPT_HELP: o->help = 1; return NNDL_OK;
     case OPT_VERSION: o->version = 1; return NNDL_OK;
     }
@@ -556,6 +565,7 @@ cJSON *nndl_options_to_json(const nndl_options *o)
     cJSON_AddNumberToObject(j, "chunk", c->chunk);
     cJSON_AddStringToObject(j, "overlap", c->overlap < 0 ? "auto" : c->overlap ? "on" : "off");
     cJSON_AddStringToObject(j, "reduce", c->reduce < 0 ? "auto" : c->reduce ? "shared" : "mpi");
+    cJSON_AddStringToObject(j, "split", c->split == 1 ? "rows" : c->split == 2 ? "units" : "auto");
     return j;
 }
 
@@ -571,7 +581,8 @@ static const struct { const char *key; int opt, strict; } keys[] = {
     {"checkpoint-every-steps", OPT_CKPT_EVERY_STEPS, 0}, {"keep", OPT_KEEP, 0},
     {"history-every", OPT_HISTORY_EVERY, 0}, {"probe", OPT_PROBE, 1}, {"probe-layers", OPT_PROBE_LAYERS, 1},
     {"compress", OPT_COMPRESS, 0}, {"data", OPT_DATA, 0}, {"reproducible", OPT_REPRODUCIBLE, 1},
-    {"chunk", OPT_CHUNK, 1}, {"overlap", OPT_OVERLAP, 0}, {"reduce", OPT_REDUCE, 0}};
+    {"chunk", OPT_CHUNK, 1}, {"overlap", OPT_OVERLAP, 0}, {"reduce", OPT_REDUCE, 0},
+    {"split", OPT_SPLIT, 0}};
 
 /* Set one stored value into o; NNDL_EFORMAT if it is not of the right kind. */
 static nndl_status apply_key(nndl_options *o, const char *key, const cJSON *v, nndl_err *err)
@@ -620,9 +631,10 @@ static nndl_status apply_key(nndl_options *o, const char *key, const cJSON *v, n
     }
     if (!strcmp(key, "data")) return s && *s && strlen(s) < sizeof o->data_dir ? (strcpy(o->data_dir, s), NNDL_OK) : NNDL_EFORMAT;
     if (!strcmp(key, "init-from")) return s && strlen(s) < sizeof o->init_from ? (strcpy(o->init_from, s), NNDL_OK) : NNDL_EFORMAT;
-    static const int opt_of[] = {OPT_COST, OPT_INIT, OPT_DATASET, OPT_VAL_SPLIT, OPT_ON_NAN, OPT_OVERLAP, OPT_REDUCE};
-    static const char *str_keys[] = {"cost", "init", "dataset", "val-split", "on-nan", "overlap", "reduce"};
-    for (int i = 0; i < 7; i++)
+    static const int opt_of[] = {OPT_COST, OPT_INIT, OPT_DATASET, OPT_VAL_SPLIT, OPT_ON_NAN, OPT_OVERLAP, OPT_REDUCE,
+                                 OPT_SPLIT};
+    static const char *str_keys[] = {"cost", "init", "dataset", "val-split", "on-nan", "overlap", "reduce", "split"};
+    for (int i = 0; i < 8; i++)
         if (!strcmp(key, str_keys[i])) return s ? parse_one(o, opt_of[i], s, err) : NNDL_EFORMAT;
     if (!isnum) return NNDL_EFORMAT;
     if (!strcmp(key, "train-samples") && v->valuedouble == 0) return o->train_samples = 0, NNDL_OK; /* all */
