@@ -25,7 +25,7 @@ rows = []
 for c in "ABCD":
     flops_per_sample = gemm[c]["flops_per_step"] / BATCH[c]
     impls = []
-    for mode, suffix in (("default", ""), ("allreduce", " mpi"), ("reproducible", " repro")):
+    for mode, suffix in (("default", ""), ("rows", " rows"), ("allreduce", " mpi"), ("reproducible", " repro")):
         for np_ in (1, 2):
             rs = [r for r in raw if r.get("impl") == "nndl" and r["config"] == c and r["np"] == np_
                   and r.get("mode", "default") == mode]
