@@ -191,28 +191,41 @@ void nndl_dropout_mask(const nndl_dropout *d, int layer, int width, int row, flo
     dropout_mask_range(d, layer, 0, width, row, mask);
 }
 
+/* Units [j0, j1) of weight layer l over n rows: z = in·W[j0:j1]ᵀ + b (in [n x n_in], z [n x n_out]), the
+ * activation, and on hidden layers inverted dropout (mask rows follow drop->sample). */
+static void layer_forward(nndl_net *net, int l, const float *in, float *z, int n, int j0, int j1,
+                          const nndl_dropout *drop)
+{
+    const nndl_layer *W = &net->layer[l];
+    int m = W->n_out, whole = j0 == 0 && j1 == m;
+    /* Z = A·Wᵀ + b: copy b into every row first so that the GEMM adds onto it (beta = 1). */
+    for (int r = 0; r < n; r++) memcpy(z + (size_t)r * m + j0, W->b + j0, sizeof *z * (size_t)(j1 - j0));
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, j1 - j0, W->n_in, 1.0f, in, W->n_in,
+                W->w + (size_t)j0 * W->n_in, W->n_in, 1.0f, z + j0, m);
+    if (net->act[l] == NNDL_ACT_SOFTMAX) memcpy(net->zout, z, sizeof *z * (size_t)n * m); /* the output layer, whole */
+    if (whole)
+        activate(net->act[l], z, n, m);
+    else
+        for (int r = 0; r < n; r++) activate(net->act[l], z + (size_t)r * m + j0, 1, j1 - j0);
+    if (drop && drop->p > 0 && l < net->n_layers - 1) { /* hidden layer: inverted dropout */
+        float *mk = net->mask[l + 1];
+        for (int r = 0; r < n; r++) {
+            float *zr = z + (size_t)r * m, *mr = mk + (size_t)r * m;
+            dropout_mask_range(drop, l + 1, j0, j1, r, mr);
+            for (int j = j0; j < j1; j++) zr[j] *= mr[j];
+        }
+    }
+}
+
 /* Forward x [n x sizes[0]] into a[1..L] ([n x sizes[l]] each): net->a, or a caller's batch. */
 static const float *forward(nndl_net *net, const float *x, int n, const nndl_dropout *drop, float *const *a)
 {
     const float *in = x;
-    int L = net->n_layers;
-    for (int l = 0; l < L; l++) {
-        const nndl_layer *W = &net->layer[l];
-        float *z = a[l + 1];
-        /* Z = A·Wᵀ + b: copy b into every row first so that the GEMM adds onto it (beta = 1). */
-        for (int r = 0; r < n; r++) memcpy(z + (size_t)r * W->n_out, W->b, sizeof *z * W->n_out);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, W->n_out, W->n_in, 1.0f, in, W->n_in, W->w,
-                    W->n_in, 1.0f, z, W->n_out);
-        if (l == L - 1 && net->act[l] == NNDL_ACT_SOFTMAX) memcpy(net->zout, z, sizeof *z * (size_t)n * W->n_out);
-        activate(net->act[l], z, n, W->n_out);
-        if (drop && drop->p > 0 && l < L - 1) { /* hidden layer: inverted dropout */
-            float *m = net->mask[l + 1];
-            for (int r = 0; r < n; r++) nndl_dropout_mask(drop, l + 1, W->n_out, r, m + (size_t)r * W->n_out);
-            for (size_t i = 0; i < (size_t)n * W->n_out; i++) z[i] *= m[i];
-        }
-        in = z;
+    for (int l = 0; l < net->n_layers; l++) {
+        layer_forward(net, l, in, a[l + 1], n, 0, net->sizes[l + 1], drop);
+        in = a[l + 1];
     }
-    return a[L];
+    return a[net->n_layers];
 }
 
 const float *nndl_net_forward(nndl_net *net, const float *x, int n) { return forward(net, x, n, NULL, net->a); }
@@ -390,39 +403,19 @@ double nndl_net_deltas(nndl_net *net, const nndl_batch *b, const uint8_t *y, int
 void nndl_net_forward_units(nndl_net *net, const nndl_batch *b, int l, int k, int part, int parts,
                             const nndl_dropout *drop)
 {
-    const nndl_layer *W = &net->layer[l];
-    int j0, j1, m = W->n_out;
-    part_units(m, part, parts, &j0, &j1);
-    if (j1 == j0 || k == 0) return;
-    float *z = b->act[l + 1];
-    for (int r = 0; r < k; r++) memcpy(z + (size_t)r * m + j0, W->b + j0, sizeof *z * (size_t)(j1 - j0));
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, k, j1 - j0, W->n_in, 1.0f, b->act[l], W->n_in,
-                W->w + (size_t)j0 * W->n_in, W->n_in, 1.0f, z + j0, m);
-    for (int r = 0; r < k; r++) activate(net->act[l], z + (size_t)r * m + j0, 1, j1 - j0);
-    if (drop && drop->p > 0) {
-        float *mk = net->mask[l + 1];
-        for (int r = 0; r < k; r++) {
-            float *zr = z + (size_t)r * m, *mr = mk + (size_t)r * m;
-            dropout_mask_range(drop, l + 1, j0, j1, r, mr);
-            for (int j = j0; j < j1; j++) zr[j] *= mr[j];
-        }
-    }
+    int j0, j1;
+    part_units(net->layer[l].n_out, part, parts, &j0, &j1);
+    if (j1 > j0 && k > 0) layer_forward(net, l, b->act[l], b->act[l + 1], k, j0, j1, drop);
 }
 
 double nndl_net_output_rows(nndl_net *net, const nndl_batch *b, const uint8_t *y, int r0, int n)
 {
-    int L = net->n_layers;
-    const nndl_layer *W = &net->layer[L - 1];
+    int L = net->n_layers, m = net->sizes[L];
     if (n == 0) return 0.0;
-    float *z = b->act[L] + (size_t)r0 * W->n_out;
-    const float *in = b->act[L - 1] + (size_t)r0 * W->n_in;
-    for (int r = 0; r < n; r++) memcpy(z + (size_t)r * W->n_out, W->b, sizeof *z * W->n_out);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, W->n_out, W->n_in, 1.0f, in, W->n_in, W->w, W->n_in, 1.0f,
-                z, W->n_out);
-    if (net->act[L - 1] == NNDL_ACT_SOFTMAX) memcpy(net->zout, z, sizeof *z * (size_t)n * W->n_out);
-    activate(net->act[L - 1], z, n, W->n_out);
+    float *z = b->act[L] + (size_t)r0 * m;
+    layer_forward(net, L - 1, b->act[L - 1] + (size_t)r0 * net->sizes[L - 1], z, n, 0, m, NULL);
     double cost = nndl_net_cost(net, z, y, n);
-    output_delta(net, b->delta[L - 1] + (size_t)r0 * W->n_out, z, y, n);
+    output_delta(net, b->delta[L - 1] + (size_t)r0 * m, z, y, n);
     return cost;
 }
 
