@@ -310,22 +310,34 @@ static float layer_bound(float bound, const float *d, const float *ain, int n, c
     return isnan(bound) || lb <= bound ? bound : lb;
 }
 
-/* dprev = (d·W_l) ⊙ act'(a_l) [n x n_in] (⊙ the dropout mask), in panels of columns between which
- * the hook's progress runs. a_l is the output of weight layer l - 1. */
-static void delta_prev(const nndl_net *net, int l, const float *d, float *dprev, const float *a_l, int n,
-                       const nndl_dropout *drop, int panel, const nndl_backprop_hooks *h)
+/* Columns [c_lo, c_hi) of dprev = (d·W_l) ⊙ act'(a_l) [n x n_in] (⊙ the dropout mask), in panels of
+ * columns between which the hook's progress runs. a_l is the output of weight layer l - 1. */
+static void delta_prev(const nndl_net *net, int l, const float *d, float *dprev, const float *a_l, int n, int c_lo,
+                       int c_hi, const nndl_dropout *drop, int panel, const nndl_backprop_hooks *h)
 {
     const nndl_layer *W = &net->layer[l];
-    for (int c0 = 0; c0 < W->n_in; c0 += panel) {
-        int c1 = c0 + panel < W->n_in ? c0 + panel : W->n_in;
+    int m = W->n_in, whole = c_lo == 0 && c_hi == m;
+    for (int c0 = c_lo; c0 < c_hi; c0 += panel) {
+        int c1 = c0 + panel < c_hi ? c0 + panel : c_hi;
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, c1 - c0, W->n_out, 1.0f, d, W->n_out, W->w + c0,
-                    W->n_in, 0.0f, dprev + c0, W->n_in);
+                    m, 0.0f, dprev + c0, m);
         if (h && h->progress) h->progress(h->ctx);
     }
-    if (drop && drop->p > 0)
-        times_dropout_derivative(net->act[l - 1], dprev, a_l, net->mask[l], drop->p, (size_t)n * W->n_in);
-    else
-        times_derivative(net->act[l - 1], dprev, a_l, (size_t)n * W->n_in);
+    for (int r = 0; r < (whole ? 1 : n); r++) { /* one pass over the block, or one per row of the columns */
+        size_t o = (size_t)r * m + c_lo, len = whole ? (size_t)n * m : (size_t)(c_hi - c_lo);
+        if (drop && drop->p > 0)
+            times_dropout_derivative(net->act[l - 1], dprev + o, a_l + o, net->mask[l] + o, drop->p, len);
+        else
+            times_derivative(net->act[l - 1], dprev + o, a_l + o, len);
+    }
+}
+
+/* sum[j0..j1) = Σ over the k rows of d [k x n_out] (a bias gradient) */
+static void column_sums(float *sum, const float *d, int k, int n_out, int j0, int j1)
+{
+    for (int j = j0; j < j1; j++) sum[j] = 0.0f;
+    for (int r = 0; r < k; r++)
+        for (int j = j0; j < j1; j++) sum[j] += d[(size_t)r * n_out + j];
 }
 
 double nndl_net_backprop(nndl_net *net, const float *x, const uint8_t *y, int n, const nndl_dropout *drop)
@@ -350,11 +362,7 @@ double nndl_net_backprop(nndl_net *net, const float *x, const uint8_t *y, int n,
         nndl_layer *G = &net->dlayer[l];
         const float *ain = l == 0 ? x : net->a[l];
         bound = layer_bound(bound, d, ain, n, W);
-        memcpy(G->b, d, sizeof *G->b * W->n_out);
-        for (int r = 1; r < n; r++) {
-            const float *dr = d + (size_t)r * W->n_out;
-            for (int j = 0; j < W->n_out; j++) G->b[j] += dr[j];
-        }
+        column_sums(G->b, d, n, W->n_out, 0, W->n_out);
         /* dW = deltaᵀ·A_in [n_out x n_in], summed over the rows by the GEMM itself; in panels of rows
          * from the last, each final as soon as it is written */
         for (int j1 = W->n_out; j1 > 0; j1 -= panel) {
@@ -364,7 +372,7 @@ double nndl_net_backprop(nndl_net *net, const float *x, const uint8_t *y, int n,
             if (h && h->ready) h->ready(h->ctx, (size_t)(G->w + (size_t)j0 * W->n_in - net->grads));
         }
         if (l == 0) break;
-        delta_prev(net, l, d, dprev, net->a[l], n, drop, panel, h);
+        delta_prev(net, l, d, dprev, net->a[l], n, 0, W->n_in, drop, panel, h);
         float *t = d;
         d = dprev, dprev = t;
     }
@@ -391,10 +399,9 @@ double nndl_net_deltas(nndl_net *net, const nndl_batch *b, const uint8_t *y, int
     const float *out = forward(net, b->act[0], n, drop, b->act);
     double cost = nndl_net_cost(net, out, y, n);
     output_delta(net, b->delta[L - 1], out, y, n);
-    for (int l = L - 1; l >= 0; l--) {
-        *bound = layer_bound(*bound, b->delta[l], b->act[l], n, &net->layer[l]);
-        if (l > 0) delta_prev(net, l, b->delta[l], b->delta[l - 1], b->act[l], n, drop, 1 << 30, NULL);
-    }
+    for (int l = L - 1; l > 0; l--)
+        delta_prev(net, l, b->delta[l], b->delta[l - 1], b->act[l], n, 0, net->sizes[l], drop, 1 << 30, NULL);
+    *bound = nndl_net_bound(net, b, n);
     return cost;
 }
 
@@ -422,21 +429,9 @@ double nndl_net_output_rows(nndl_net *net, const nndl_batch *b, const uint8_t *y
 void nndl_net_delta_units(nndl_net *net, const nndl_batch *b, int l, int k, int part, int parts,
                           const nndl_dropout *drop)
 {
-    const nndl_layer *W = &net->layer[l];
-    int c0, c1, m = W->n_in;
-    part_units(m, part, parts, &c0, &c1);
-    if (c1 == c0 || k == 0) return;
-    float *dp = b->delta[l - 1];
-    const float *a = b->act[l];
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, k, c1 - c0, W->n_out, 1.0f, b->delta[l], W->n_out, W->w + c0,
-                W->n_in, 0.0f, dp + c0, m);
-    for (int r = 0; r < k; r++) {
-        size_t o = (size_t)r * m + c0;
-        if (drop && drop->p > 0)
-            times_dropout_derivative(net->act[l - 1], dp + o, a + o, net->mask[l] + o, drop->p, (size_t)(c1 - c0));
-        else
-            times_derivative(net->act[l - 1], dp + o, a + o, (size_t)(c1 - c0));
-    }
+    int c0, c1;
+    part_units(net->sizes[l], part, parts, &c0, &c1);
+    if (c1 > c0 && k > 0) delta_prev(net, l, b->delta[l], b->delta[l - 1], b->act[l], k, c0, c1, drop, 1 << 30, NULL);
 }
 
 float nndl_net_bound(const nndl_net *net, const nndl_batch *b, int k)
@@ -456,9 +451,7 @@ int nndl_net_part_nonfinite(nndl_net *net, const nndl_batch *b, int k, int part,
         part_units(W->n_out, part, parts, &j0, &j1);
         if (j1 == j0) continue;
         const float *d = b->delta[l];
-        for (int j = j0; j < j1; j++) G->b[j] = 0.0f;
-        for (int r = 0; r < k; r++)
-            for (int j = j0; j < j1; j++) G->b[j] += d[(size_t)r * W->n_out + j];
+        column_sums(G->b, d, k, W->n_out, j0, j1);
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, j1 - j0, W->n_in, k, 1.0f, d + j0, W->n_out, b->act[l],
                     W->n_in, 0.0f, G->w + (size_t)j0 * W->n_in, W->n_in);
         bad = nndl_any_nonfinite(G->w + (size_t)j0 * W->n_in, (size_t)(j1 - j0) * W->n_in) ||
@@ -502,11 +495,8 @@ void nndl_net_update_part(nndl_net *net, const nndl_batch *b, int k, int part, i
         if (u->velocity) { /* the GEMM writes the velocity; the weights follow it */
             float *v = u->velocity + (W->w - net->params) + (size_t)j0 * W->n_in;
             float *vb = u->velocity + (W->b - net->params);
-            if (k > 0)
-                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, j1 - j0, W->n_in, k, -u->step, b->delta[l] + j0,
-                            W->n_out, b->act[l], W->n_in, u->mu, v, W->n_in);
-            else
-                cblas_sscal((int)nw, u->mu, v, 1);
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, j1 - j0, W->n_in, k, -u->step, b->delta[l] + j0,
+                        W->n_out, b->act[l], W->n_in, u->mu, v, W->n_in);
             momentum_apply(w, v, nw, u->wd, u->l1);
             for (int j = j0; j < j1; j++) vb[j] *= u->mu;
             bias_step(vb, b->delta[l], k, W->n_out, j0, j1, u->step);
@@ -514,10 +504,6 @@ void nndl_net_update_part(nndl_net *net, const nndl_batch *b, int k, int part, i
             continue;
         }
         if (u->l1 != 0.0f) l1_shrink(w, nw, u->l1);
-        if (k == 0) { /* an empty batch: only the decay */
-            cblas_sscal((int)nw, u->decay, w, 1);
-            continue;
-        }
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, j1 - j0, W->n_in, k, -u->step, b->delta[l] + j0,
                     W->n_out, b->act[l], W->n_in, u->decay, w, W->n_in);
         bias_step(W->b, b->delta[l], k, W->n_out, j0, j1, u->step);

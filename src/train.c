@@ -87,23 +87,14 @@ nndl_status nndl_trainer_init(nndl_trainer *t, nndl_net *net, const nndl_config 
     t->want_shared = dist->size > 1 && fusable && cfg->overlap != 1; /* auto: wherever it can (measured faster) */
     t->overlap = dist->size > 1 && !cfg->reproducible && !t->want_shared &&
                  (cfg->overlap == 1 || (cfg->overlap < 0 && net->n_params >= OVERLAP_AUTO_PARAMS));
-    if (t->want_shared && cfg->batch > t->rows) { /* split by units, a rank's dropout masks span the batch */
-        t->rows = cfg->batch;
-        float *x = realloc(t->x, sizeof *t->x * (size_t)t->rows * d);
-        uint8_t *y = realloc(t->y, (size_t)t->rows);
-        t->x = x ? x : t->x, t->y = y ? y : t->y;
-        if (!x || !y) {
-            nndl_trainer_free(t);
-            return nndl_fail(err, NNDL_ENOMEM, "out of memory for batches of %d rows", t->rows);
-        }
-    }
     if (t->fused && (st = fused_private(t, err)) != NNDL_OK) {
         nndl_trainer_free(t);
         return st;
     }
     if (t->overlap) plan_buckets(t);
     nndl_schedule_init(&t->sched, cfg->eta, cfg->patience, cfg->lr_decay, cfg->lr_min_ratio, cfg->early_stop);
-    return nndl_net_reserve(net, t->rows, err);
+    /* split by units (--split), a rank's dropout masks span the whole batch */
+    return nndl_net_reserve(net, t->want_shared && cfg->batch > t->rows ? cfg->batch : t->rows, err);
 }
 
 void nndl_trainer_free(nndl_trainer *t)

@@ -150,7 +150,7 @@ double nndl_net_deltas(nndl_net *net, const nndl_batch *b, const uint8_t *y, int
  * the gradient finite; nothing is updated. */
 int nndl_net_part_nonfinite(nndl_net *net, const nndl_batch *b, int k, int part, int parts);
 
-/* Update part `part` of `parts` of the parameters from the k rows of b with coefficients u. */
+/* Update part `part` of `parts` of the parameters from the k >= 1 rows of b with coefficients u. */
 void nndl_net_update_part(nndl_net *net, const nndl_batch *b, int k, int part, int parts, const nndl_fused *u);
 
 /* The same step with every GEMM split by units, for the ranks of a node on large layers (each rank's

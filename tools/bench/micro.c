@@ -162,79 +162,12 @@ static int steps(int argc, char **argv, const char *sizes_s, int batch, int roun
     return 0;
 }
 
-/* The reduction of N floats plus the SGD update, two ways, alternating in one process: (1) MPI_Allreduce
- * and every rank updating all N parameters; (2) the gradients in a node-shared window, each rank summing
- * its slice over the ranks' gradients and updating its slice of parameters shared by the node, with
- * two barriers. Median microseconds of each. (Design study for the node-local reduction.) */
-static int shmreduce(int argc, char **argv, long n, int reps)
-{
-    MPI_Init(&argc, &argv);
-    MPI_Comm node;
-    MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node);
-    int r, P;
-    MPI_Comm_rank(node, &r), MPI_Comm_size(node, &P);
-    float *mine = rnd((size_t)n), *params = rnd((size_t)n), *slots, *shared_params;
-    MPI_Win w1, w2;
-    MPI_Win_allocate_shared((MPI_Aint)(sizeof(float) * n), sizeof(float), MPI_INFO_NULL, node, &slots, &w1);
-    MPI_Win_allocate_shared(r == 0 ? (MPI_Aint)(sizeof(float) * n) : 0, sizeof(float), MPI_INFO_NULL, node,
-                            &shared_params, &w2);
-    float *slot[64], *sp;
-    for (int k = 0; k < P; k++) {
-        MPI_Aint sz;
-        int du;
-        MPI_Win_shared_query(w1, k, &sz, &du, &slot[k]);
-    }
-    {
-        MPI_Aint sz;
-        int du;
-        MPI_Win_shared_query(w2, 0, &sz, &du, &sp);
-    }
-    memcpy(slot[r], mine, sizeof(float) * n);
-    if (r == 0) memcpy(sp, params, sizeof(float) * n);
-    long lo = n * r / P, hi = n * (r + 1) / P;
-    double *t[2] = {malloc(sizeof(double) * reps), malloc(sizeof(double) * reps)};
-    for (int it = -10; it < reps; it++) {
-        MPI_Barrier(MPI_COMM_WORLD);
-        double t0 = now();
-        MPI_Allreduce(MPI_IN_PLACE, mine, (int)n, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
-        cblas_saxpy((int)n, -1e-3f, mine, 1, params, 1);
-        double t1 = now();
-        for (long i = 0; i < n; i++) mine[i] *= 0.5f; /* keep the values finite (not timed) */
-        MPI_Barrier(MPI_COMM_WORLD);
-        double t2 = now();
-        MPI_Barrier(node); /* the gradients are written */
-        if (P == 2) {
-            const float *restrict g0 = slot[0], *restrict g1 = slot[1];
-            float *restrict q = sp;
-            for (long i = lo; i < hi; i++) q[i] -= 1e-3f * (g0[i] + g1[i]);
-        } else {
-            for (long i = lo; i < hi; i++) {
-                float g = 0.0f;
-                for (int k = 0; k < P; k++) g += slot[k][i];
-                sp[i] -= 1e-3f * g;
-            }
-        }
-        MPI_Barrier(node); /* the parameters are updated */
-        double t3 = now();
-        for (long i = 0; i < n; i++) slot[r][i] *= 0.5f; /* the next backprop writes the slot */
-        if (it >= 0) t[0][it] = t1 - t0, t[1][it] = t3 - t2;
-    }
-    double a = median(t[0], reps), b = median(t[1], reps);
-    if (r == 0)
-        printf("{\"floats\": %ld, \"ranks\": %d, \"allreduce_and_update_us\": %.4g, \"shared_sharded_us\": %.4g}\n", n,
-               P, 1e6 * a, 1e6 * b);
-    MPI_Win_free(&w1), MPI_Win_free(&w2);
-    MPI_Finalize();
-    return 0;
-}
-
 int main(int argc, char **argv)
 {
     openblas_set_num_threads(1);
     if (argc == 4 && !strcmp(argv[1], "sgemm")) return sgemm_peak(atoi(argv[2]), atoi(argv[3]));
     if (argc == 5 && !strcmp(argv[1], "gemms")) return gemms(argv[2], atoi(argv[3]), atoi(argv[4]));
     if (argc == 4 && !strcmp(argv[1], "allreduce")) return allreduce(argc, argv, atol(argv[2]), atoi(argv[3]));
-    if (argc == 4 && !strcmp(argv[1], "shmreduce")) return shmreduce(argc, argv, atol(argv[2]), atoi(argv[3]));
     if (argc == 5 && !strcmp(argv[1], "steps")) return steps(argc, argv, argv[2], atoi(argv[3]), atoi(argv[4]));
     fprintf(stderr, "usage: nndl-bench-micro sgemm N REPS | gemms SIZES BATCH REPS | allreduce N REPS | "
             "steps SIZES BATCH ROUNDS\n");
