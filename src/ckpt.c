@@ -221,6 +221,54 @@ herr_t read_layers(hid_t f, const char *group, const nndl_net *net, float *buf)
     return 0;
 }
 
+/* ---- the training state: written and read here, whole ---- */
+
+/* Attributes epoch, step, cost_sum, skipped, eta and schedule_*, and /optim/state (the velocity). */
+static herr_t write_state(hid_t f, const nndl_train_state *s)
+{
+    const nndl_schedule_state *sc = &s->sched;
+    const char *ints[] = {"epoch", "step", "skipped", "schedule_since_best", "schedule_since_change",
+                          "schedule_decays", "schedule_stopped"};
+    long long iv[] = {s->epoch, s->step, s->skipped, sc->since_best, sc->since_change, sc->decays, sc->stopped};
+    herr_t rc = 0;
+    for (int i = 0; i < 7 && rc >= 0; i++) rc = h5u_attr_int(f, ints[i], iv[i]);
+    if (rc >= 0) rc = h5u_attr_double(f, "cost_sum", s->cost_sum);
+    if (rc >= 0) rc = h5u_attr_double(f, "eta", sc->eta);
+    if (rc >= 0) rc = h5u_attr_double(f, "schedule_best", sc->best);
+    if (rc < 0 || !s->velocity) return rc;
+    hid_t g = h5u_group(f, "optim");
+    hsize_t n = s->n_velocity;
+    rc = g < 0 ? -1 : h5u_write(g, "state", H5T_NATIVE_FLOAT, 1, &n, s->velocity, 0);
+    if (g >= 0) H5Gclose(g);
+    return rc;
+}
+
+/* The same, back into *s (s->velocity: the caller's buffer of s->n_velocity floats, or NULL). */
+static herr_t read_state(hid_t f, nndl_train_state *s)
+{
+    nndl_schedule_state *sc = &s->sched;
+    const char *ints[] = {"epoch", "step", "schedule_since_best", "schedule_since_change", "schedule_decays",
+                          "schedule_stopped"};
+    long long iv[6];
+    herr_t rc = 0;
+    for (int i = 0; i < 6 && rc >= 0; i++) rc = h5u_get_attr_int(f, ints[i], &iv[i]);
+    if (rc < 0) return rc;
+    s->epoch = (int)iv[0];
+    s->step = (long)iv[1];
+    sc->since_best = (int)iv[2];
+    sc->since_change = (int)iv[3];
+    sc->decays = (int)iv[4];
+    sc->stopped = (int)iv[5];
+    long long skipped = 0; /* since format 1's later files: older checkpoints count no skipped batch */
+    if (H5Aexists(f, "skipped") > 0 && h5u_get_attr_int(f, "skipped", &skipped) < 0) return -1;
+    s->skipped = (long)skipped;
+    if (h5u_get_attr_double(f, "cost_sum", &s->cost_sum) < 0 || h5u_get_attr_double(f, "eta", &sc->eta) < 0 ||
+        h5u_get_attr_double(f, "schedule_best", &sc->best) < 0)
+        return -1;
+    hsize_t n = s->n_velocity;
+    return s->velocity ? h5u_read(f, "optim/state", H5T_NATIVE_FLOAT, 1, &n, s->velocity) : 0;
+}
+
 /* ---- checkpoints ---- */
 
 static herr_t write_identity(hid_t f, const nndl_run *r)
@@ -233,58 +281,27 @@ static herr_t write_identity(hid_t f, const nndl_run *r)
     return rc;
 }
 
-nndl_status nndl_runfile_checkpoint(const nndl_run_paths *p, const nndl_run *r, const nndl_net *net, int keep,
-                                    nndl_err *err)
+/* /snapshots: the snapshot epochs and the probes */
+static herr_t write_snapshots(hid_t f, const nndl_run *r)
 {
-    nndl_status st = NNDL_OK;
-    char name[64], path[4400], tmp[4500];
-    snprintf(name, sizeof name, "ckpt-%06d-%08ld.h5", r->epoch, r->step);
-    snprintf(path, sizeof path, "%s/%s", p->dir, name);
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    hid_t f = h5u_create(tmp), g = -1;
-    H5TRY(f, "%s: cannot create the checkpoint: %s", tmp, errno ? strerror(errno) : "HDF5 error");
-    H5TRY(write_identity(f, r), "%s: writing attributes failed", tmp);
-    H5TRY(h5u_attr_str(f, "kind", "checkpoint"), "%s: attribute", tmp);
-    H5TRY(h5u_attr_int(f, "epoch", r->epoch), "%s: attribute", tmp);
-    H5TRY(h5u_attr_int(f, "step", r->step), "%s: attribute", tmp);
-    H5TRY(h5u_attr_double(f, "cost_sum", r->cost_sum), "%s: attribute", tmp);
-    H5TRY(h5u_attr_str(f, "rng", "Philox4x32-10, counter-based: every draw is a function of (seed, stream, epoch, "
-                       "index), so (epoch, step) is the whole generator state"), "%s: attribute", tmp);
-    H5TRY(write_layers(f, "model", net, net->params, 0), "%s: writing the parameters failed", tmp);
-    const nndl_schedule *sc = &r->sched;
-    H5TRY(h5u_attr_double(f, "eta", sc->eta), "%s: attribute", tmp);
-    H5TRY(h5u_attr_double(f, "schedule_best", sc->best), "%s: attribute", tmp);
-    H5TRY(h5u_attr_int(f, "schedule_since_best", sc->since_best), "%s: attribute", tmp);
-    H5TRY(h5u_attr_int(f, "schedule_since_change", sc->since_change), "%s: attribute", tmp);
-    H5TRY(h5u_attr_int(f, "schedule_decays", sc->decays), "%s: attribute", tmp);
-    H5TRY(h5u_attr_int(f, "schedule_stopped", sc->stopped), "%s: attribute", tmp);
-    H5TRY(write_best(f, r, net), "%s: writing the best parameters failed", tmp);
-    if (r->optim_state) {
-        hsize_t n = r->n_optim;
-        H5TRY(g = h5u_group(f, "optim"), "%s: /optim", tmp);
-        H5TRY(h5u_write(g, "state", H5T_NATIVE_FLOAT, 1, &n, r->optim_state, 0), "%s: optimizer state", tmp);
-        H5Gclose(g), g = -1;
-    }
-    H5TRY(write_metrics(f, r), "%s: /metrics", tmp);
-    H5TRY(g = h5u_group(f, "snapshots"), "%s: /snapshots", tmp);
+    hid_t g = h5u_group(f, "snapshots");
     hsize_t ns = (hsize_t)r->n_snaps, np = (hsize_t)r->n_probe, nl = (hsize_t)r->n_probe_layers;
-    H5TRY(h5u_write(g, "epoch", H5T_NATIVE_INT, 1, &ns, r->snap_epoch, 0), "%s: snapshots", tmp);
-    H5TRY(h5u_write(g, "probe_indices", H5T_NATIVE_INT, 1, &np, r->probe_index, 0), "%s: probes", tmp);
-    H5TRY(h5u_write(g, "probe_labels", H5T_NATIVE_UINT8, 1, &np, r->probe_label, 0), "%s: probes", tmp);
-    H5TRY(h5u_write(g, "probe_layers", H5T_NATIVE_INT, 1, &nl, r->probe_layers, 0), "%s: probes", tmp);
-out:
+    herr_t rc = g < 0 ? -1 : h5u_write(g, "epoch", H5T_NATIVE_INT, 1, &ns, r->snap_epoch, 0);
+    if (rc >= 0) rc = h5u_write(g, "probe_indices", H5T_NATIVE_INT, 1, &np, r->probe_index, 0);
+    if (rc >= 0) rc = h5u_write(g, "probe_labels", H5T_NATIVE_UINT8, 1, &np, r->probe_label, 0);
+    if (rc >= 0) rc = h5u_write(g, "probe_layers", H5T_NATIVE_INT, 1, &nl, r->probe_layers, 0);
     if (g >= 0) H5Gclose(g);
-    if (f >= 0 && H5Fclose(f) < 0 && st == NNDL_OK)
-        st = nndl_fail(err, NNDL_EIO, "%s: closing the checkpoint failed (disk full?)", tmp);
-    if (st == NNDL_OK) st = nndl_commit_file(tmp, path, err);
-    if (st != NNDL_OK) {
-        unlink(tmp);
-        return st;
-    }
-    /* record it, then drop the oldest beyond keep (a crash in between leaves a harmless orphan) */
-    if ((st = manifest_add_file(p, r->config_json, name, err)) != NNDL_OK) return st;
+    return rc;
+}
+
+/* Record a new checkpoint in the manifest, then drop the oldest beyond keep (a crash in between leaves
+ * a harmless orphan). */
+static nndl_status keep_newest(const nndl_run_paths *p, const nndl_run *r, const char *name, int keep,
+                               nndl_err *err)
+{
+    nndl_status st = manifest_add_file(p, r->config_json, name, err);
     cJSON *m;
-    if ((st = manifest_load(p, 0, &m, err)) != NNDL_OK) return st;
+    if (st != NNDL_OK || (st = manifest_load(p, 0, &m, err)) != NNDL_OK) return st;
     cJSON *list = cJSON_GetObjectItem(m, "checkpoints"), *files = cJSON_GetObjectItem(m, "files");
     cJSON_AddItemToArray(list, cJSON_CreateString(name));
     char drop[64][64];
@@ -298,11 +315,43 @@ out:
     st = manifest_save(p, m, err);
     cJSON_Delete(m);
     for (int i = 0; st == NNDL_OK && i < n_drop; i++) {
+        char path[4400];
         if (strcmp(drop[i], name) == 0) continue;
         snprintf(path, sizeof path, "%s/%s", p->dir, drop[i]);
         unlink(path);
     }
     return st;
+}
+
+nndl_status nndl_runfile_checkpoint(const nndl_run_paths *p, const nndl_run *r, const nndl_net *net,
+                                    const nndl_train_state *state, int keep, nndl_err *err)
+{
+    nndl_status st = NNDL_OK;
+    char name[64], path[4400], tmp[4500];
+    snprintf(name, sizeof name, "ckpt-%06d-%08ld.h5", state->epoch, state->step);
+    snprintf(path, sizeof path, "%s/%s", p->dir, name);
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    hid_t f = h5u_create(tmp), g = -1;
+    H5TRY(f, "%s: cannot create the checkpoint: %s", tmp, errno ? strerror(errno) : "HDF5 error");
+    H5TRY(write_identity(f, r), "%s: writing attributes failed", tmp);
+    H5TRY(h5u_attr_str(f, "kind", "checkpoint"), "%s: attribute", tmp);
+    H5TRY(h5u_attr_str(f, "rng", "Philox4x32-10, counter-based: every draw is a function of (seed, stream, epoch, "
+                                 "index), so (epoch, step) is the whole generator state"), "%s: attribute", tmp);
+    H5TRY(write_state(f, state), "%s: writing the training state failed", tmp);
+    H5TRY(write_layers(f, "model", net, net->params, 0), "%s: writing the parameters failed", tmp);
+    H5TRY(write_best(f, r, net), "%s: writing the best parameters failed", tmp);
+    H5TRY(write_metrics(f, r), "%s: /metrics", tmp);
+    H5TRY(write_snapshots(f, r), "%s: /snapshots", tmp);
+out:
+    if (g >= 0) H5Gclose(g);
+    if (f >= 0 && H5Fclose(f) < 0 && st == NNDL_OK)
+        st = nndl_fail(err, NNDL_EIO, "%s: closing the checkpoint failed (disk full?)", tmp);
+    if (st == NNDL_OK) st = nndl_commit_file(tmp, path, err);
+    if (st != NNDL_OK) {
+        unlink(tmp);
+        return st;
+    }
+    return keep_newest(p, r, name, keep, err);
 }
 
 nndl_status nndl_runfile_open(const nndl_run_paths *p, char **config_json, char *ckpt, size_t cap, nndl_err *err)
@@ -340,69 +389,67 @@ static char *dup_attr(hid_t f, const char *name)
     return h5u_get_attr_str(f, name, &s) < 0 ? strdup("") : s;
 }
 
-static nndl_status load_checkpoint(const char *path, nndl_run *r, nndl_net *net, nndl_err *err)
+/* /best: the best epoch's parameters and attributes, if the run has one yet */
+static herr_t read_best(hid_t f, nndl_run *r, const nndl_net *net)
+{
+    if (H5Lexists(f, "best", H5P_DEFAULT) <= 0) return 0;
+    long long v = 0;
+    if (!(r->best_params = malloc(sizeof(float) * net->n_params))) return -1;
+    hid_t g = read_layers(f, "best", net, r->best_params) < 0 ? -1 : H5Gopen2(f, "best", H5P_DEFAULT);
+    herr_t rc = g < 0 ? -1 : h5u_get_attr_int(g, "epoch", &v);
+    r->best_epoch = (int)v;
+    if (rc >= 0) rc = h5u_get_attr_double(g, "val_accuracy", &r->best_val);
+    if (rc >= 0) rc = h5u_get_attr_double(g, "test_accuracy", &r->best_test);
+    if (g >= 0) H5Gclose(g);
+    return rc;
+}
+
+/* /metrics/NAME and /snapshots/epoch, appended to r */
+static nndl_status read_series(hid_t f, const char *path, nndl_run *r, nndl_err *err)
 {
     nndl_status st = NNDL_OK;
-    long long v = 0;
-    hid_t f = h5u_open_ro(path), g = -1;
     hsize_t dims[8];
-    herr_t rc;
-    H5TRY(f, "%s: cannot open the checkpoint", path);
-    H5TRY(h5u_get_attr_int(f, "epoch", &v), "%s: no epoch attribute", path);
-    r->epoch = (int)v;
-    H5TRY(h5u_get_attr_int(f, "step", &v), "%s: no step attribute", path);
-    r->step = (long)v;
-    H5TRY(h5u_get_attr_double(f, "cost_sum", &r->cost_sum), "%s: no cost_sum attribute", path);
-    r->command_line = dup_attr(f, "command_line"), r->host = dup_attr(f, "host");
-    r->start_time = dup_attr(f, "start_time"), r->dataset = dup_attr(f, "dataset");
-    r->dataset_sha256_json = dup_attr(f, "dataset_sha256");
-    if ((rc = read_layers(f, "model", net, net->params)) < 0) {
-        st = nndl_fail(err, rc == -2 ? NNDL_EARG : NNDL_EHDF5, "%s: %s", path,
-                       rc == -2 ? "its layer shapes differ from the configuration" : "cannot read /model");
-        goto out;
-    }
-    if (H5Lexists(f, "best", H5P_DEFAULT) > 0) {
-        H5TRY((r->best_params = malloc(sizeof(float) * net->n_params)) ? 0 : -1, "out of memory");
-        H5TRY(read_layers(f, "best", net, r->best_params), "%s: cannot read /best", path);
-        H5TRY(g = H5Gopen2(f, "best", H5P_DEFAULT), "%s: /best", path);
-        H5TRY(h5u_get_attr_int(g, "epoch", &v), "%s: /best epoch", path);
-        r->best_epoch = (int)v;
-        H5TRY(h5u_get_attr_double(g, "val_accuracy", &r->best_val), "%s: /best", path);
-        H5TRY(h5u_get_attr_double(g, "test_accuracy", &r->best_test), "%s: /best", path);
-        H5Gclose(g), g = -1;
-    }
-    if (r->optim_state) {
-        hsize_t n = r->n_optim;
-        H5TRY(h5u_read(f, "optim/state", H5T_NATIVE_FLOAT, 1, &n, r->optim_state), "%s: optimizer state", path);
-    }
-    nndl_schedule *sc = &r->sched;
-    H5TRY(h5u_get_attr_double(f, "eta", &sc->eta), "%s: no eta attribute", path);
-    H5TRY(h5u_get_attr_double(f, "schedule_best", &sc->best), "%s: schedule", path);
-    H5TRY(h5u_get_attr_int(f, "schedule_since_best", &v), "%s: schedule", path);
-    sc->since_best = (int)v;
-    H5TRY(h5u_get_attr_int(f, "schedule_since_change", &v), "%s: schedule", path);
-    sc->since_change = (int)v;
-    H5TRY(h5u_get_attr_int(f, "schedule_decays", &v), "%s: schedule", path);
-    sc->decays = (int)v;
-    H5TRY(h5u_get_attr_int(f, "schedule_stopped", &v), "%s: schedule", path);
-    sc->stopped = (int)v;
     H5TRY(h5u_shape(f, "metrics/epoch", dims) == 1 ? 0 : -1, "%s: no /metrics/epoch", path);
-    for (hsize_t e = 0; e < dims[0]; e++) {
+    for (hsize_t e = 0; e < dims[0] && st == NNDL_OK; e++) {
         double m[NNDL_N_METRICS];
         for (int i = 0; i < NNDL_N_METRICS; i++) m[i] = NAN;
-        if ((st = nndl_run_add_epoch(r, m, err)) != NNDL_OK) goto out;
+        st = nndl_run_add_epoch(r, m, err);
     }
+    if (st != NNDL_OK) goto out;
     for (int i = 0; i < NNDL_N_METRICS; i++) {
         char name[64];
         snprintf(name, sizeof name, "metrics/%s", nndl_metric_names[i]);
         H5TRY(h5u_read(f, name, H5T_NATIVE_DOUBLE, 1, dims, r->metrics[i]), "%s: /%s", path, name);
     }
     H5TRY(h5u_shape(f, "snapshots/epoch", dims) == 1 ? 0 : -1, "%s: no /snapshots/epoch", path);
-    for (hsize_t s = 0; s < dims[0]; s++)
-        if ((st = nndl_run_add_snapshot(r, 0, err)) != NNDL_OK) goto out;
+    for (hsize_t s = 0; s < dims[0] && st == NNDL_OK; s++) st = nndl_run_add_snapshot(r, 0, err);
+    if (st != NNDL_OK) goto out;
     H5TRY(h5u_read(f, "snapshots/epoch", H5T_NATIVE_INT, 1, dims, r->snap_epoch), "%s: snapshots", path);
 out:
-    if (g >= 0) H5Gclose(g);
+    return st;
+}
+
+static nndl_status load_checkpoint(const char *path, nndl_run *r, nndl_net *net, nndl_train_state *state,
+                                   nndl_err *err)
+{
+    nndl_status st = NNDL_OK;
+    hid_t f = h5u_open_ro(path);
+    herr_t rc;
+    H5TRY(f, "%s: cannot open the checkpoint", path);
+    H5TRY(read_state(f, state), "%s: the training state (epoch, step, schedule, velocity) cannot be read", path);
+    r->command_line = dup_attr(f, "command_line");
+    r->host = dup_attr(f, "host");
+    r->start_time = dup_attr(f, "start_time");
+    r->dataset = dup_attr(f, "dataset");
+    r->dataset_sha256_json = dup_attr(f, "dataset_sha256");
+    if ((rc = read_layers(f, "model", net, net->params)) < 0) {
+        st = nndl_fail(err, rc == -2 ? NNDL_EARG : NNDL_EHDF5, "%s: %s", path,
+                       rc == -2 ? "its layer shapes differ from the configuration" : "cannot read /model");
+        goto out;
+    }
+    H5TRY(read_best(f, r, net), "%s: cannot read /best", path);
+    st = read_series(f, path, r, err);
+out:
     if (f >= 0) H5Fclose(f);
     return st;
 }
@@ -411,23 +458,25 @@ typedef struct {
     const char *path;
     nndl_run *r;
     nndl_net *net;
+    nndl_train_state *state;
 } load_arg;
 
-/* In the isolated child: the whole load, on the child's copies of run and net (discarded). */
+/* In the isolated child: the whole load, on the child's copies of run, net and state (discarded). */
 static nndl_status probe_checkpoint(void *arg, void *out, size_t cap, nndl_err *err)
 {
     load_arg *a = arg;
     (void)out, (void)cap;
-    return load_checkpoint(a->path, a->r, a->net, err);
+    return load_checkpoint(a->path, a->r, a->net, a->state, err);
 }
 
-nndl_status nndl_runfile_load_checkpoint(const char *path, nndl_run *r, nndl_net *net, nndl_err *err)
+nndl_status nndl_runfile_load_checkpoint(const char *path, nndl_run *r, nndl_net *net, nndl_train_state *state,
+                                         nndl_err *err)
 {
     /* The SHA-256 in the manifest guards against damage, not against a file made to match it; and
      * HDF5 1.10 can crash or hang on some damaged files. So the same load runs first in a forked child
      * with a time limit: reading the same bytes the same way, the parent's load then goes through. */
     char one = 0;
-    load_arg a = {path, r, net};
+    load_arg a = {path, r, net, state};
     nndl_status st = nndl_isolated(probe_checkpoint, &a, &one, 1, 120.0, path, err);
-    return st == NNDL_OK ? load_checkpoint(path, r, net, err) : st;
+    return st == NNDL_OK ? load_checkpoint(path, r, net, state, err) : st;
 }

@@ -157,6 +157,15 @@ nndl_status nndl_dist_node_init(const nndl_dist *d, nndl_node_share *ns, nndl_er
     return NNDL_OK;
 }
 
+nndl_status nndl_dist_node_ranks(const nndl_dist *d, int *node_ranks, nndl_err *err)
+{
+    nndl_node_share ns;
+    nndl_status st = nndl_dist_node_init(d, &ns, err);
+    *node_ranks = st == NNDL_OK ? ns.node_size : 1;
+    nndl_dist_node_free(&ns);
+    return st;
+}
+
 nndl_status nndl_dist_share_images(nndl_node_share *ns, nndl_images *im, nndl_status st, nndl_err *err)
 {
     long long hdr[5] = {st, im->n, im->rows, im->cols, im->n_classes};

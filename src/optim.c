@@ -82,6 +82,17 @@ NNDL_HOT void nndl_sgd_step(nndl_sgd *o, nndl_net *net, int batch)
     }
 }
 
+/* the fused rule's decay factor without momentum (the same float arithmetic as nndl_sgd_fused) */
+static float fused_decay(double eta, double l2, long n_train)
+{
+    return 1.0f - (float)eta * (float)(l2 / (double)(n_train > 0 ? n_train : 1));
+}
+
+int nndl_sgd_fusable(double eta, double l2, double momentum, long n_train)
+{
+    return momentum > 0 || fused_decay(eta, l2, n_train) > 0.0f;
+}
+
 int nndl_sgd_fused(const nndl_sgd *o, int batch, nndl_fused *u)
 {
     const float eta = (float)o->eta, l2n = (float)(o->l2 / o->n_train), l1n = (float)(o->l1 / o->n_train);
@@ -90,31 +101,35 @@ int nndl_sgd_fused(const nndl_sgd *o, int batch, nndl_fused *u)
         u->decay = 1.0f, u->wd = eta * l2n, u->l1 = eta * l1n;
         return 1;
     }
-    u->decay = 1.0f - eta * l2n, u->wd = 0.0f;
+    u->decay = fused_decay(o->eta, o->l2, o->n_train);
+    u->wd = 0.0f;
     u->l1 = u->decay > 0.0f ? eta * l1n / u->decay : 0.0f;
     return u->decay > 0.0f;
 }
 
-void nndl_schedule_init(nndl_schedule *s, double eta0, int patience, double decay, double min_ratio, int early_stop)
+/* ---- the learning-rate schedule ---- */
+
+nndl_schedule_state nndl_schedule_start(const nndl_schedule *s)
 {
-    memset(s, 0, sizeof *s);
-    s->eta0 = s->eta = eta0, s->patience = patience, s->decay = decay, s->min_ratio = min_ratio;
-    s->early_stop = early_stop, s->best = -1.0;
+    return (nndl_schedule_state){.eta = s->eta0, .best = -1.0};
 }
 
-int nndl_schedule_update(nndl_schedule *s, double val)
+int nndl_schedule_update(const nndl_schedule *s, nndl_schedule_state *st, double val)
 {
-    if (s->stopped) return 1;
-    if (val > s->best) {
-        s->best = val, s->since_best = s->since_change = 0;
+    if (st->stopped) return 1;
+    if (val > st->best) {
+        st->best = val;
+        st->since_best = st->since_change = 0;
         return 0;
     }
-    s->since_best++, s->since_change++;
-    if (s->early_stop > 0 && s->since_best >= s->early_stop) return s->stopped = 1;
-    if (s->patience > 0 && s->since_change >= s->patience) {
-        s->eta /= s->decay, s->decays++;
-        s->since_change = 0; /* give the new rate its own patience */
-        if (s->eta < s->eta0 / s->min_ratio) return s->stopped = 1;
+    st->since_best++;
+    st->since_change++;
+    if (s->early_stop > 0 && st->since_best >= s->early_stop) return st->stopped = 1;
+    if (s->patience > 0 && st->since_change >= s->patience) {
+        st->eta /= s->decay;
+        st->decays++;
+        st->since_change = 0; /* give the new rate its own patience */
+        if (st->eta < s->eta0 / s->min_ratio) return st->stopped = 1;
     }
     return 0;
 }

@@ -191,7 +191,8 @@ static nndl_status record_main(const nndl_run_paths *p, const char *config_json,
     return st;
 }
 
-nndl_status nndl_runfile_write_main(const nndl_run_paths *p, const nndl_run *r, const nndl_net *net, nndl_err *err)
+nndl_status nndl_runfile_write_main(const nndl_run_paths *p, const nndl_run *r, const nndl_net *net,
+                                    const nndl_train_state *state, nndl_err *err)
 {
     nndl_status st = NNDL_OK;
     char tmp[4200], b1[4200], dirbase[4200];
@@ -212,8 +213,8 @@ nndl_status nndl_runfile_write_main(const nndl_run_paths *p, const nndl_run *r, 
     H5TRY(h5u_attr_str(f, "note", note), "%s: attribute", tmp);
     H5TRY(h5u_attr_int(f, "mpi_world_size", r->world_size), "%s: attribute", tmp);
     H5TRY(h5u_attr_int(f, "exit_status", r->exit_status), "%s: attribute", tmp);
-    H5TRY(h5u_attr_int(f, "epoch", r->epoch), "%s: attribute", tmp);
-    H5TRY(h5u_attr_int(f, "step", r->step), "%s: attribute", tmp);
+    H5TRY(h5u_attr_int(f, "epoch", state->epoch), "%s: attribute", tmp);
+    H5TRY(h5u_attr_int(f, "step", state->step), "%s: attribute", tmp);
     H5TRY(write_layers(f, "model", net, net->params, 0), "%s: /model", tmp);
     H5TRY(write_metrics(f, r), "%s: /metrics", tmp);
     H5TRY(write_best(f, r, net), "%s: /best", tmp);

@@ -41,11 +41,14 @@ expect 2 "--act: the output layer is softmax with --cost log-likelihood, found s
 expect 2 "--act: the output layer is sigmoid with --cost cross-entropy, found softmax" --sizes 784,30,10 --act relu,softmax --cost cross-entropy
 expect 2 "--act: softmax only as the output layer" --act softmax
 expect 2 "--monitor: expected train, test or both" --monitor validation
-expect 2 "--augment: expected shift or none" --augment rotate
+expect 2 "--augment: expected none or shift" --augment rotate
 expect 2 "--on-nan: expected stop or skip-batch, found 'ignore'" --on-nan ignore
 expect 2 "--overlap: expected auto, on or off, found 'maybe'" --overlap maybe
 expect 2 "--reduce: expected auto, mpi or shared, found 'nccl'" --reduce nccl
 expect 2 "--chunk 5: chunks are the --reproducible mode's" --chunk 5
+# flags that contradict each other (the step chooser names both)
+expect 2 "--reduce shared with --overlap on" --reduce shared --overlap on
+expect 2 "--reduce shared with --reproducible" --reproducible --reduce shared
 expect 2 "--probe-layers: layer 3 does not exist" --probe-layers 3
 
 # data problems: a copy of MNIST with one file spoiled at a time

@@ -92,7 +92,7 @@ U=("${S[@]}" --split units --dropout 0.2)
 t -n 3 "$NNDL_TRAIN" "${U[@]}" --out "$tmp/ufull.h5" || fail "split units reference: $(tail -3 "$tmp/out")"
 t -n 3 "$NNDL_TRAIN" "${U[@]}" --out "$tmp/u.h5" --stop-after-steps 290; rc1=$?
 t -n 3 "$NNDL_TRAIN" --resume "$tmp/u.h5"; rc2=$?
-t -n 1 "$NNDL_TRAIN" "${U[@]}" --reduce mpi --out "$tmp/u1.h5" || fail "np 1 reference for split units"
+t -n 1 "$NNDL_TRAIN" "${S[@]}" --dropout 0.2 --reduce mpi --out "$tmp/u1.h5" || fail "np 1 reference for split units"
 [ $rc1 -eq 75 ] && [ $rc2 -eq 0 ] && $SAME "$tmp/ufull.h5" "$tmp/u.h5" >"$tmp/cmp" && $SAME "$tmp/u1.h5" "$tmp/u.h5" 1e-5 >>"$tmp/cmp" \
   && pass "--reduce shared --split units (dropout): resumed = uninterrupted bit for bit; within 1e-5 of np 1: $(tail -1 "$tmp/cmp")" \
   || fail "--split units resume: $rc1 $rc2 $(cat "$tmp/cmp")"

@@ -372,36 +372,36 @@ Test(dropout, backprop_matches_finite_differences_of_the_masked_net)
 
 Test(schedule, decays_after_patience_and_stops_at_the_min_ratio)
 {
-    nndl_schedule s;
-    nndl_schedule_init(&s, 1.0, 2, 4.0, 16.0, 0);
+    nndl_schedule c = {.eta0 = 1.0, .patience = 2, .decay = 4.0, .min_ratio = 16.0, .early_stop = 0};
+    nndl_schedule_state s = nndl_schedule_start(&c);
     /* improve, improve, flat x2 -> /4, improve, flat x2 -> /4 = 1/16 (not below 1/16), flat x2 -> 1/64 < 1/16: stop */
     double val[] = {0.5, 0.6, 0.6, 0.55, 0.7, 0.7, 0.69, 0.1, 0.2};
     double eta_after[] = {1, 1, 1, 0.25, 0.25, 0.25, 0.0625, 0.0625, 0.015625};
     int stop_after[] = {0, 0, 0, 0, 0, 0, 0, 0, 1};
     for (int e = 0; e < 9; e++) {
-        int stop = nndl_schedule_update(&s, val[e]);
+        int stop = nndl_schedule_update(&c, &s, val[e]);
         cr_expect(eq(dbl, s.eta, eta_after[e]), "epoch %d: eta %g, expected %g", e + 1, s.eta, eta_after[e]);
         cr_expect(eq(int, stop, stop_after[e]), "epoch %d", e + 1);
     }
     cr_expect(eq(int, s.decays, 3));
-    cr_expect(eq(int, nndl_schedule_update(&s, 0.99), 1), "once stopped, stays stopped");
+    cr_expect(eq(int, nndl_schedule_update(&c, &s, 0.99), 1), "once stopped, stays stopped");
 }
 
 Test(schedule, early_stop_and_resume_midway)
 {
-    nndl_schedule a, b;
-    nndl_schedule_init(&a, 0.5, 0, 2.0, 128.0, 3);
+    nndl_schedule c = {.eta0 = 0.5, .patience = 0, .decay = 2.0, .min_ratio = 128.0, .early_stop = 3};
+    nndl_schedule_state a = nndl_schedule_start(&c), b;
     double val[] = {0.9, 0.91, 0.905, 0.91, 0.909, 0.95, 0.94};
     int stops = -1;
     for (int e = 0; e < 7 && stops < 0; e++) {
         if (e == 3) b = a; /* a checkpoint: the state is plain numbers */
-        if (nndl_schedule_update(&a, val[e])) stops = e + 1;
+        if (nndl_schedule_update(&c, &a, val[e])) stops = e + 1;
     }
     cr_expect(eq(int, stops, 5), "three epochs without improvement after 0.91 stop after epoch 5");
     cr_expect(eq(dbl, a.eta, 0.5), "early stop alone leaves eta alone");
     int stops_b = -1;
     for (int e = 3; e < 7 && stops_b < 0; e++)
-        if (nndl_schedule_update(&b, val[e])) stops_b = e + 1;
+        if (nndl_schedule_update(&c, &b, val[e])) stops_b = e + 1;
     cr_expect(eq(int, stops_b, 5), "the resumed schedule stops at the same epoch");
 }
 

@@ -25,7 +25,7 @@ Test(options, defaults_are_chapter_one)
     cr_expect(eq(int, o.cfg.epochs, 30));
     cr_expect(eq(int, o.cfg.cost, NNDL_COST_QUADRATIC));
     cr_expect(eq(int, o.cfg.init, NNDL_INIT_STANDARD));
-    cr_expect(eq(str, (char *)o.dataset, "mnist"));
+    cr_expect(eq(str, (char *)nndl_datasets[o.dataset], "mnist"));
 }
 
 Test(options, all_flags_parse)
@@ -45,7 +45,7 @@ Test(options, all_flags_parse)
     cr_expect(eq(int, o.cfg.init, NNDL_INIT_NIELSEN));
     cr_expect(eq(u64, o.cfg.seed, 18446744));
     cr_expect(eq(str, o.data_dir, "/x"));
-    cr_expect(eq(str, (char *)o.dataset, "fashion-mnist"));
+    cr_expect(eq(str, (char *)nndl_datasets[o.dataset], "fashion-mnist"));
     cr_expect(eq(int, o.train_samples, 2000));
     cr_expect(eq(int, o.val_samples, 500));
     cr_expect(eq(int, o.val_random, 1));
@@ -72,7 +72,7 @@ Test(options, bad_values_name_the_flag)
     BAD("--epochs: expected a whole number from 1", "--epochs", "-2");
     BAD("--sizes: expected positive whole numbers", "--sizes", "784,,10");
     BAD("--sizes: expected positive whole numbers", "--sizes", "784,0,10");
-    BAD("--sizes: expected at least two sizes", "--sizes", "784");
+    BAD("--sizes: expected at least 2 values", "--sizes", "784");
     BAD("ends with a comma", "--sizes", "784,30,");
     BAD("--cost: expected quadratic, cross-entropy or log-likelihood, found 'mse'", "--cost", "mse");
     BAD("--init: expected standard or nielsen", "--init", "xavier");

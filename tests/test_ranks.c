@@ -15,17 +15,20 @@ static nndl_status train(MPI_Comm comm, const nndl_config *cfg, const nndl_split
                          nndl_net **out, nndl_err *err)
 {
     nndl_dist d;
-    nndl_trainer t;
+    nndl_trainer *t;
+    nndl_step_plan plan;
     nndl_status st = nndl_dist_init(&d, comm, err);
     if (st == NNDL_OK) st = nndl_net_create(out, cfg->sizes, cfg->n_sizes, cfg->act, cfg->cost, err);
     if (st != NNDL_OK) return st;
     nndl_net_init(*out, cfg->init, cfg->seed);
-    if ((st = nndl_trainer_init(&t, *out, cfg, tr, va, &d, err)) != NNDL_OK) return st;
+    if ((st = nndl_trainer_plan(cfg, *out, tr->n, &d, &plan, err)) != NNDL_OK) return st;
+    nndl_trainer_setup s = {*out, cfg, &plan, tr, va, &d, NULL, {0}};
+    if ((st = nndl_trainer_create(&t, &s, err)) != NNDL_OK) return st;
     for (int e = 0; e < cfg->epochs && st == NNDL_OK; e++) {
         nndl_epoch_metrics m;
-        st = nndl_trainer_epoch(&t, NULL, &m, err);
+        st = nndl_trainer_epoch(t, &m, err);
     }
-    nndl_trainer_free(&t);
+    nndl_trainer_free(t);
     return st;
 }
 
@@ -57,11 +60,15 @@ int main(int argc, char **argv)
         cfg.epochs = 2;
     }
     if (getenv("NNDL_TEST_OVERLAP")) { /* the reduction in buckets (--overlap on): a net with several */
-        cfg.overlap = atoi(getenv("NNDL_TEST_OVERLAP")), cfg.sizes[1] = 600, cfg.eta = 0.1;
+        cfg.overlap = NNDL_OVERLAP_ON;
+        cfg.sizes[1] = 600;
+        cfg.eta = 0.1;
     }
-    if (getenv("NNDL_TEST_SHARED")) /* --reduce shared (the fused step), with L2 (its decay factor) */
-        cfg.reduce = 1, cfg.l2 = argc == 8 ? cfg.l2 : 5.0;
-    if (getenv("NNDL_TEST_SPLIT")) cfg.split = atoi(getenv("NNDL_TEST_SPLIT")); /* 2: --split units */
+    if (getenv("NNDL_TEST_SHARED")) { /* --reduce shared (the fused step), with L2 (its decay factor) */
+        cfg.reduce = NNDL_REDUCE_SHARED;
+        cfg.l2 = argc == 8 ? cfg.l2 : 5.0;
+    }
+    if (getenv("NNDL_TEST_SPLIT")) cfg.split = NNDL_SPLIT_UNITS; /* --split units */
     nndl_net *np = NULL, *n1 = NULL;
     if (st == NNDL_OK) st = train(MPI_COMM_WORLD, &cfg, &tr, &va, &np, &err);
     if (st == NNDL_OK && rank == 0) st = train(MPI_COMM_SELF, &cfg, &tr, &va, &n1, &err);
@@ -91,8 +98,10 @@ int main(int argc, char **argv)
         }
         printf("test_ranks np=%d batch=%s%s%s: %s\n%d passed, %d failed\n", size, argv[3],
                argc == 8 ? " with dropout/momentum/L2/augment" : "",
-               cfg.overlap == 1 ? " with --overlap on" : cfg.split == 2 ? " with --reduce shared --split units"
-                                     : cfg.reduce == 1 ? " with --reduce shared and L2" : "",
+               cfg.overlap == NNDL_OVERLAP_ON   ? " with --overlap on"
+               : cfg.split == NNDL_SPLIT_UNITS  ? " with --reduce shared --split units"
+               : cfg.reduce == NNDL_REDUCE_SHARED ? " with --reduce shared and L2"
+                                                  : "",
                ok ? "PASS" : "FAIL", ok, !ok);
     }
     MPI_Bcast(&ok, 1, MPI_INT, 0, MPI_COMM_WORLD);

@@ -12,6 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "nndl/config.h"
 #include "nndl/data.h"
 #include "nndl/err.h"
 
@@ -70,6 +71,9 @@ typedef struct {
 
 nndl_status nndl_dist_node_init(const nndl_dist *d, nndl_node_share *ns, nndl_err *err);
 
+/* How many ranks of d share this node (as nndl_dist_node_init counts them). COLLECTIVE. */
+nndl_status nndl_dist_node_ranks(const nndl_dist *d, int *node_ranks, nndl_err *err);
+
 /* Collective over the node: node rank 0 has loaded *im (with status st); afterwards every rank of the
  * node has the same header and labels and points at one shared copy of the pixels. A failure on
  * node rank 0 is returned on every rank of the node (its message stays on node rank 0). */
@@ -84,7 +88,6 @@ void nndl_dist_node_free(nndl_node_share *ns);
  * rank writes its rows, then updates its part of every layer from the whole batch (the fused step of
  * nndl/net.h), so no gradient is ever reduced or copied and the update is split P ways. The riders
  * (cost, stop flag, bound) are each rank's slot of a small window, read by all. */
-#define NNDL_MAX_SHARED_RANKS 256
 typedef struct {
     nndl_node_share ns; /* the node communicator (honours NNDL_PSEUDO_NODES) */
     MPI_Win wp, wg, wb;

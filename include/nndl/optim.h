@@ -27,6 +27,10 @@ double nndl_sgd_penalty(const nndl_sgd *o, const nndl_net *net);
  * ((l2/n) w + (l1/n) sgn w on weights; biases are not regularised). out: [n_params]. */
 void nndl_sgd_gradient(const nndl_sgd *o, const nndl_net *net, int batch, float *out);
 
+/* 1 if the rule can run inside the GEMM (nndl_sgd_fused): always with momentum; without it the L2
+ * decay factor 1 - eta l2/n must be > 0. n_train as in nndl_sgd_init. */
+int nndl_sgd_fusable(double eta, double l2, double momentum, long n_train);
+
 /* The coefficients of the fused update (nndl_net_update_part) for a global batch of batch samples:
  * the same rule as nndl_sgd_step. Plain: w <- (1 - eta l2/n) w - eta (l1/n) sgn w - (eta/B) Σ gradient,
  * with the L1 term applied first and scaled by 1/decay; momentum: into o->velocity. 0 if the rule
@@ -41,21 +45,27 @@ void nndl_sgd_step(nndl_sgd *o, nndl_net *net, int batch);
 /* ---- the learning-rate schedule ---- */
 
 typedef struct {
-    double eta0, eta;   /* initial and current learning rate */
-    int patience;       /* epochs without improvement before eta /= decay (0 = constant eta) */
-    double decay;       /* > 1 */
-    double min_ratio;   /* stop when eta < eta0 / min_ratio */
-    int early_stop;     /* stop after this many epochs without improvement (0 = off) */
-    double best;        /* best validation accuracy so far (-1 before the first epoch) */
-    int since_best;     /* epochs since it last improved (early stop counts these) */
-    int since_change;   /* epochs since it improved or eta decayed (the patience counts these) */
-    int stopped;        /* 1: the schedule has ended training */
-    int decays;         /* how many times eta was divided */
+    double eta0;      /* initial learning rate */
+    int patience;     /* epochs without improvement before eta /= decay (0 = constant eta) */
+    double decay;     /* > 1 */
+    double min_ratio; /* stop when eta < eta0 / min_ratio */
+    int early_stop;   /* stop after this many epochs without improvement (0 = off) */
 } nndl_schedule;
 
-void nndl_schedule_init(nndl_schedule *s, double eta0, int patience, double decay, double min_ratio, int early_stop);
+/* Where the schedule stands: part of the training state a checkpoint keeps. */
+typedef struct {
+    double eta;       /* current learning rate */
+    double best;      /* best validation accuracy so far (-1 before the first epoch) */
+    int since_best;   /* epochs since it last improved (early stop counts these) */
+    int since_change; /* epochs since it improved or eta decayed (the patience counts these) */
+    int decays;       /* how many times eta was divided */
+    int stopped;      /* 1: the schedule has ended training */
+} nndl_schedule_state;
 
-/* After an epoch with validation accuracy val: improve, wait, decay or stop. Returns s->stopped. */
-int nndl_schedule_update(nndl_schedule *s, double val);
+/* The state at the start: eta = s->eta0, no best yet. */
+nndl_schedule_state nndl_schedule_start(const nndl_schedule *s);
+
+/* After an epoch with validation accuracy val: improve, wait, decay or stop. Returns st->stopped. */
+int nndl_schedule_update(const nndl_schedule *s, nndl_schedule_state *st, double val);
 
 #endif

@@ -18,8 +18,8 @@
 #include <stdint.h>
 
 #include "nndl/net.h"
-#include "nndl/optim.h"
 #include "nndl/safeio.h"
+#include "nndl/train.h"
 
 #define NNDL_FORMAT_VERSION 1
 
@@ -30,16 +30,13 @@ enum {
 };
 extern const char *const nndl_metric_names[NNDL_N_METRICS];
 
-/* Everything a run records besides the network's parameters: enough, with them, to resume. */
+/* Everything a run records besides the network's parameters and the training state (nndl_train_state):
+ * enough, with them, to resume. */
 typedef struct {
     /* identity: fixed for the run (strings are malloc'ed) */
     char *config_json;   /* keys = nndl-train's long flag names without the dashes */
     char *command_line, *host, *start_time, *dataset, *dataset_sha256_json;
     int world_size;      /* ranks of the run's latest launch */
-    /* progress: where training stands */
-    int epoch;           /* epochs completed */
-    long step;           /* steps done in epoch + 1 (mid-epoch checkpoint) */
-    double cost_sum;     /* sum of the mini-batch costs of those steps */
     /* per-epoch metrics, NaN where not measured */
     int n_epochs, cap_epochs;
     double *metrics[NNDL_N_METRICS];
@@ -56,11 +53,6 @@ typedef struct {
     int best_epoch;
     double best_val, best_test;
     float *best_params;   /* [n_params], NULL until an epoch completes */
-    /* optimizer state that must survive a resume (e.g. momentum velocity); NULL if none. Not owned:
-     * it points at the trainer's buffer. */
-    float *optim_state;
-    size_t n_optim;
-    nndl_schedule sched;  /* the learning-rate schedule's state */
     /* how the run ended */
     const char *status;   /* "running", "completed", "stopped", "failed" */
     int exit_status;
@@ -79,10 +71,10 @@ void nndl_run_paths_of(nndl_run_paths *p, const char *main);
 
 /* ---- writing (rank 0 unless said) ---- */
 
-/* Write the checkpoint of run + net as dir/ckpt-E-S.h5 (atomically) and record it in the manifest,
- * keeping the newest keep checkpoints. */
-nndl_status nndl_runfile_checkpoint(const nndl_run_paths *p, const nndl_run *r, const nndl_net *net, int keep,
-                                    nndl_err *err);
+/* Write the checkpoint of run + net + the training state as dir/ckpt-E-S.h5 (atomically) and record it
+ * in the manifest, keeping the newest keep checkpoints. */
+nndl_status nndl_runfile_checkpoint(const nndl_run_paths *p, const nndl_run *r, const nndl_net *net,
+                                    const nndl_train_state *state, int keep, nndl_err *err);
 
 /* Write the weight snapshot of epoch E as dir/hist-E.h5 (gzip level 0-9, 0 = none). */
 nndl_status nndl_runfile_history(const nndl_run_paths *p, int epoch, const nndl_net *net, int gzip, nndl_err *err);
@@ -93,8 +85,9 @@ nndl_status nndl_runfile_activations(MPI_Comm comm, const nndl_run_paths *p, int
                                      const nndl_net *net, float *const *act, int first, int rows, nndl_err *err);
 
 /* Rewrite the main file from run + net (atomically), keeping any /eval results it had, and record
- * its SHA-256 in the manifest. */
-nndl_status nndl_runfile_write_main(const nndl_run_paths *p, const nndl_run *r, const nndl_net *net, nndl_err *err);
+ * its SHA-256 in the manifest. state gives the epoch and step it was written at. */
+nndl_status nndl_runfile_write_main(const nndl_run_paths *p, const nndl_run *r, const nndl_net *net,
+                                    const nndl_train_state *state, nndl_err *err);
 
 /* ---- reading ---- */
 
@@ -103,8 +96,11 @@ nndl_status nndl_runfile_write_main(const nndl_run_paths *p, const nndl_run *r, 
  * when there is none: the run was killed before its first checkpoint). */
 nndl_status nndl_runfile_open(const nndl_run_paths *p, char **config_json, char *ckpt, size_t cap, nndl_err *err);
 
-/* Load a checkpoint (already verified) into run and net (created by the caller from the config). */
-nndl_status nndl_runfile_load_checkpoint(const char *path, nndl_run *r, nndl_net *net, nndl_err *err);
+/* Load a checkpoint (already verified) into run, net (created by the caller from the config) and state:
+ * state->velocity is the caller's buffer of state->n_velocity floats (NULL and 0 without momentum); the
+ * checkpoint's velocity must then be that long. */
+nndl_status nndl_runfile_load_checkpoint(const char *path, nndl_run *r, nndl_net *net, nndl_train_state *state,
+                                         nndl_err *err);
 
 /* Load /model/layer_K/{weights,biases} of any HDF5 file into net, reading it in an isolated child
  * (HDF5 may crash on damaged files); shapes must match net. */

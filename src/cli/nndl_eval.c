@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "nndl/dist.h"
+#include "nndl/eval.h"
 #include "nndl/runfile.h"
 #include "nndl/version.h"
 #include "session.h"
@@ -27,41 +28,41 @@ static nndl_status eval(const char *run, const char *split, int best, const char
                         nndl_err *err)
 {
     nndl_options o;
-    char *argv0[] = {(char *)"nndl-eval"}, *cfg = NULL, ckpt[4400] = "";
+    char *cfg = NULL, ckpt[4400] = "";
     nndl_run_paths p;
     nndl_run r;
     nndl_dataset ds;
     nndl_net *net = NULL;
-    nndl_trainer t;
-    memset(&r, 0, sizeof r), memset(&ds, 0, sizeof ds), memset(&t, 0, sizeof t);
+    nndl_train_state z = {0}; /* the position only: the velocity is not needed to evaluate */
+    memset(&r, 0, sizeof r);
+    memset(&ds, 0, sizeof ds);
     nndl_run_paths_of(&p, run);
-    nndl_status st = nndl_options_parse(&o, 1, argv0, err);
+    nndl_options_init(&o);
+    nndl_status st = data ? nndl_options_set(&o, "data", data, err) : NNDL_OK; /* where the data are now */
     if (st == NNDL_OK && d->rank == 0) st = nndl_runfile_open(&p, &cfg, ckpt, sizeof ckpt, err);
     if (st == NNDL_OK && d->rank == 0 && !ckpt[0])
         st = nndl_fail(err, NNDL_EARG, "%s: no checkpoint yet (the run stopped before its first); nothing to evaluate",
                        run);
     if ((st = nndl_dist_agree(d, st, err, NULL)) != NNDL_OK) goto out;
     if ((st = nndl_dist_bcast_str(d, &cfg, err)) != NNDL_OK) goto out;
-    if (data) snprintf(o.data_dir, sizeof o.data_dir, "%s", data), o.given[OPT_DATA - OPT_SIZES] = 1;
     st = nndl_options_merge_stored(&o, cfg, run, err);
     if (st == NNDL_OK) st = nndl_dataset_load(&ds, &o, d, err);
     if (st == NNDL_OK) st = nndl_net_create(&net, o.cfg.sizes, o.cfg.n_sizes, o.cfg.act, o.cfg.cost, err);
-    if (st == NNDL_OK) st = nndl_trainer_init(&t, net, &o.cfg, &ds.train, &ds.val, d, err);
-    if (st == NNDL_OK && d->rank == 0) st = nndl_runfile_load_checkpoint(ckpt, &r, net, err);
+    if (st == NNDL_OK && d->rank == 0) st = nndl_runfile_load_checkpoint(ckpt, &r, net, &z, err);
     if (st == NNDL_OK && d->rank == 0 && best) {
         if (!r.best_params) st = nndl_fail(err, NNDL_EARG, "%s: no best model recorded yet; use --model latest", run);
         else memcpy(net->params, r.best_params, sizeof(float) * net->n_params);
     }
     if ((st = nndl_dist_agree(d, st, err, NULL)) != NNDL_OK) goto out;
-    int epoch = best ? r.best_epoch : r.epoch;
+    int epoch = best ? r.best_epoch : z.epoch;
     if ((st = nndl_dist_bcast(d, net->params, sizeof(float) * net->n_params, err)) != NNDL_OK) goto out;
     if ((st = nndl_dist_bcast(d, &epoch, sizeof epoch, err)) != NNDL_OK) goto out;
     const nndl_split *s = !strcmp(split, "test") ? &ds.test : !strcmp(split, "val") ? &ds.val : &ds.train;
     double acc, cost, conf[NNDL_MAX_SIZES * NNDL_MAX_SIZES];
     int m = net->sizes[net->n_layers];
     if (m > NNDL_MAX_SIZES) st = nndl_fail(err, NNDL_EARG, "%d classes: at most %d supported", m, NNDL_MAX_SIZES);
-    if (st == NNDL_OK) st = nndl_trainer_evaluate(&t, s, &acc, &cost, err);
-    if (st == NNDL_OK) st = nndl_trainer_confusion(&t, s, conf, err);
+    if (st == NNDL_OK) st = nndl_eval_split(net, s, d, &acc, &cost, err);
+    if (st == NNDL_OK) st = nndl_eval_confusion(net, s, d, conf, err);
     if (st == NNDL_OK && d->rank == 0) {
         printf("%s: %s model (epoch %d) on %s (%d samples): accuracy %.4f, cost %.4f\n", run, best ? "best" : "latest",
                epoch, split, s->n, acc, cost);
@@ -80,7 +81,6 @@ static nndl_status eval(const char *run, const char *split, int best, const char
     st = nndl_dist_agree(d, st, err, NULL);
 out:
     free(cfg);
-    nndl_trainer_free(&t);
     nndl_net_free(net);
     nndl_run_free(&r);
     nndl_dataset_free(&ds);

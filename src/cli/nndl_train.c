@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "nndl/dist.h"
+#include "nndl/eval.h"
 #include "nndl/safeio.h"
 #include "nndl/topo.h"
 #include "nndl/train.h"
@@ -54,25 +55,26 @@ static void on_epoch(void *ctx, const nndl_epoch_metrics *m)
     report *r = ctx;
     if (!r->rank0) return;
     const double *row = r->session->last_row;
-    const nndl_schedule *sc = &r->session->tr.sched;
+    const nndl_config *c = &r->o->cfg;
+    const nndl_schedule_state *sc = &nndl_trainer_state(r->session->tr)->sched;
     static const int extra[] = {NNDL_M_TRAIN_ACCURACY, NNDL_M_TRAIN_FULL_COST, NNDL_M_TEST_ACCURACY, NNDL_M_TEST_COST};
     if (r->bar) fprintf(stderr, "\r%60s\r", "");
     if (r->human) {
         char more[256] = "";
-        if (r->o->cfg.monitor_train)
+        if (r->o->monitor & NNDL_MONITOR_TRAIN)
             snprintf(more + strlen(more), sizeof more - strlen(more), "  train_acc %.4f", row[NNDL_M_TRAIN_ACCURACY]);
-        if (r->o->cfg.monitor_test)
+        if (r->o->monitor & NNDL_MONITOR_TEST)
             snprintf(more + strlen(more), sizeof more - strlen(more), "  test_acc %.4f", row[NNDL_M_TEST_ACCURACY]);
-        if (sc->patience > 0) snprintf(more + strlen(more), sizeof more - strlen(more), "  eta %g", m->learning_rate);
+        if (c->patience > 0) snprintf(more + strlen(more), sizeof more - strlen(more), "  eta %g", m->learning_rate);
         printf("epoch %3d/%d  train_cost %.4f  val_acc %.4f  val_cost %.4f%s  %6.2f s  %8.0f samples/s\n", m->epoch,
                r->o->cfg.epochs, m->train_cost, m->val_accuracy, m->val_cost, more, m->seconds, m->samples_per_s);
         if (m->skipped)
             printf("  %ld batch%s skipped: non-finite cost (--on-nan skip-batch)\n", m->skipped, m->skipped > 1 ? "es" : "");
         if (sc->eta != m->learning_rate && !sc->stopped)
-            printf("  no better validation accuracy for %d epochs: eta %g -> %g\n", sc->patience, m->learning_rate,
+            printf("  no better validation accuracy for %d epochs: eta %g -> %g\n", c->patience, m->learning_rate,
                    sc->eta);
         if (sc->stopped)
-            printf("  stopping: %s\n", sc->early_stop > 0 && sc->since_best >= sc->early_stop
+            printf("  stopping: %s\n", c->early_stop > 0 && sc->since_best >= c->early_stop
                    ? "no better validation accuracy for --early-stop epochs" : "eta fell below eta0 / --lr-min-ratio");
         fflush(stdout);
     }
@@ -112,9 +114,9 @@ static int on_terminal(void)
     return strncmp(target, "/dev/pts/", 9) == 0 || strncmp(target, "/dev/tty", 8) == 0;
 }
 
-static nndl_status on_step(void *ctx, nndl_trainer *t, nndl_err *err)
+static nndl_status on_step(void *ctx, nndl_err *err)
 {
-    return nndl_session_on_step(((report *)ctx)->session, t, err);
+    return nndl_session_on_step(((report *)ctx)->session, err);
 }
 
 /* ---- signals: stop at the next step, checkpoint, exit 75; a second one aborts ---- */
@@ -187,11 +189,15 @@ static void print_header(const nndl_session *s, const nndl_dist *d)
                "augment %s\n", c->l1, c->l2, c->dropout, c->momentum, c->patience, c->lr_decay, c->lr_min_ratio,
                c->early_stop, c->augment ? "shift" : "none");
     printf("data: %s from %s: %d training, %d validation (%s), %d test samples; one copy per node, shared by "
-           "%d rank%s\n", o->dataset, o->data_dir, s->ds.train.n, s->ds.val.n,
+           "%d rank%s\n", nndl_datasets[o->dataset], o->data_dir, s->ds.train.n, s->ds.val.n,
            o->val_random ? "random" : "last of the training file", s->ds.test.n, s->ds.share.node_size,
            s->ds.share.node_size > 1 ? "s" : "");
+    char step[256];
+    nndl_step_plan_name(&s->plan, step, sizeof step);
+    printf("step: %s (%s)\n", step, s->plan.why);
+    const nndl_train_state *z = nndl_trainer_state(s->tr);
     if (s->resumed)
-        printf("run file: %s (resumed after epoch %d, step %ld)\n", o->out, s->tr.epoch, s->tr.step);
+        printf("run file: %s (resumed after epoch %d, step %ld)\n", o->out, z->epoch, z->step);
     else
         printf("run file: %s\n", o->out);
     fflush(stdout);
@@ -201,25 +207,24 @@ static nndl_status run(nndl_options *o, const nndl_dist *d, report *rep, int arg
 {
     nndl_session s;
     nndl_status st = NNDL_OK;
-    if (d->rank == 0 && o->log_path && strcmp(o->log_path, "-") != 0 && !(rep->json = fopen(o->log_path, "a")))
+    if (d->rank == 0 && o->log[0] && strcmp(o->log, "-") != 0 && !(rep->json = fopen(o->log, "a")))
         st = nndl_fail(err, NNDL_EARG, "--log %s: cannot open for writing: %s; check the directory exists and is "
-                       "writable", o->log_path, strerror(errno));
+                       "writable", o->log, strerror(errno));
     if ((st = nndl_dist_agree(d, st, err, NULL)) != NNDL_OK) return st;
-    st = nndl_session_start(&s, o, d, argc, argv, err);
-    if (st == NNDL_OK && rep->rank0 && rep->human) print_header(&s, d);
-    nndl_train_hooks hooks = {rep, NULL, on_progress, on_step};
+    nndl_train_hooks hooks = {.ctx = rep, .on_progress = on_progress, .on_step = on_step,
+                              .stop_request = &stop_requested, .stop_after_steps = o->stop_after_steps};
     rep->session = &s;
-    s.tr.stop_request = &stop_requested;
-    s.tr.stop_after_steps = o->stop_after_steps;
+    st = nndl_session_start(&s, o, d, argc, argv, &hooks, err);
+    if (st == NNDL_OK && rep->rank0 && rep->human) print_header(&s, d);
     double t0 = wall();
-    while (st == NNDL_OK && s.tr.epoch < o->cfg.epochs && !s.tr.sched.stopped) {
+    while (st == NNDL_OK && nndl_session_more(&s)) {
         nndl_epoch_metrics m;
-        st = nndl_trainer_epoch(&s.tr, &hooks, &m, err);
+        st = nndl_trainer_epoch(s.tr, &m, err);
         if (st == NNDL_OK) st = nndl_session_epoch_end(&s, &m, err);
         if (st == NNDL_OK) on_epoch(rep, &m);
     }
     double acc = 0, cost = 0;
-    if (st == NNDL_OK) st = nndl_trainer_evaluate(&s.tr, &s.ds.test, &acc, &cost, err);
+    if (st == NNDL_OK) st = nndl_eval_split(s.net, &s.ds.test, d, &acc, &cost, err);
     st = nndl_dist_agree(d, st, err, NULL);
     st = nndl_session_finish(&s, st, err);
     double total = wall() - t0;
@@ -235,7 +240,7 @@ static nndl_status run(nndl_options *o, const nndl_dist *d, report *rep, int arg
         cJSON_AddNumberToObject(j, "test_cost", cost);
         cJSON_AddNumberToObject(j, "best_val_accuracy", s.run.best_val);
         cJSON_AddNumberToObject(j, "best_epoch", s.run.best_epoch);
-        cJSON_AddNumberToObject(j, "epochs", s.tr.epoch);
+        cJSON_AddNumberToObject(j, "epochs", nndl_trainer_state(s.tr)->epoch);
         cJSON_AddNumberToObject(j, "total_seconds", total);
         cJSON_AddNumberToObject(j, "ranks", d->size);
         cJSON_AddStringToObject(j, "run_file", o->out);
@@ -260,13 +265,15 @@ int main(int argc, char **argv)
     nndl_status st = nndl_dist_init(&d, MPI_COMM_WORLD, &err);
     if (st == NNDL_OK) st = nndl_options_parse(&o, argc, argv, &err);
     int parsed = st == NNDL_OK; /* every rank parsed the same argv: rank 0 speaks for all */
-    if (st == NNDL_OK && (o.help || o.version)) {
-        if (d.rank == 0) o.help ? nndl_options_usage(stdout) : (void)printf("nndl-train %s\n", NNDL_VERSION);
+    if (st == NNDL_OK && (o.help || o.help_markdown || o.version)) {
+        if (d.rank == 0 && o.help) nndl_options_usage(stdout);
+        else if (d.rank == 0 && o.help_markdown) nndl_options_markdown(stdout);
+        else if (d.rank == 0) printf("nndl-train %s\n", NNDL_VERSION);
     } else if (st == NNDL_OK) {
         openblas_set_num_threads(o.threads);
         st = place_rank(&d, &o, yielding, &err);
         report rep = {&o, d.rank == 0, NULL, 1, 0, 0.0, NULL};
-        if (o.log_path && strcmp(o.log_path, "-") == 0) rep.json = stdout, rep.human = 0;
+        if (strcmp(o.log, "-") == 0) rep.json = stdout, rep.human = 0;
         rep.bar = d.rank == 0 && rep.human && (o.progress == 1 || (o.progress == -1 && on_terminal()));
         if (st == NNDL_OK) st = run(&o, &d, &rep, argc, argv, &err);
         if (rep.json && rep.json != stdout) fclose(rep.json);

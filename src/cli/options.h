@@ -1,32 +1,33 @@
-/* options.h: nndl-train's command line -> configuration, and the configuration as the JSON the
- * run file stores (keys = the long flag names without the leading dashes). Parsing never prints
- * or exits, so the programs, the tests and the fuzzers share it. */
+/* options.h: nndl-train's flags. One table (flags.c) says, for every flag, its name, kind, where it is
+ * stored, its range, default and help text, and whether a resume must agree with it; the parser, --help,
+ * the configuration the run file stores (keys = the flag names), the resume merge and docs/flags.md
+ * are all made from it. Parsing never prints or exits, so the programs, the tests and the fuzzers share
+ * it. */
 #ifndef NNDL_CLI_OPTIONS_H
 #define NNDL_CLI_OPTIONS_H
 
 #include <cjson/cJSON.h>
+#include <stddef.h>
 #include <stdio.h>
 
-#include "nndl/train.h"
+#include "nndl/config.h"
 
-enum {
-    OPT_SIZES = 256, OPT_ETA, OPT_BATCH, OPT_EPOCHS, OPT_COST, OPT_INIT, OPT_SEED, OPT_DATA, OPT_DATASET, OPT_LOG,
-    OPT_TRAIN_SAMPLES, OPT_VAL_SAMPLES, OPT_VAL_SPLIT, OPT_NO_SHUFFLE, OPT_THREADS, OPT_PROGRESS, OPT_NO_PROGRESS,
-    OPT_OUT, OPT_FORCE, OPT_RESUME, OPT_CKPT_EVERY, OPT_CKPT_EVERY_STEPS, OPT_KEEP, OPT_HISTORY_EVERY, OPT_PROBE,
-    OPT_PROBE_LAYERS, OPT_COMPRESS, OPT_INIT_FROM, OPT_STOP_AFTER_STEPS, OPT_ACT, OPT_L1, OPT_L2, OPT_DROPOUT,
-    OPT_MOMENTUM, OPT_PATIENCE, OPT_LR_DECAY, OPT_LR_MIN_RATIO, OPT_EARLY_STOP, OPT_MONITOR, OPT_AUGMENT, OPT_VERBOSE, OPT_ON_NAN, OPT_REPRODUCIBLE, OPT_CHUNK, OPT_OVERLAP, OPT_REDUCE, OPT_SPLIT, OPT_HELP, OPT_VERSION, OPT_END
-};
+enum { NNDL_MONITOR_TRAIN = 1, NNDL_MONITOR_TEST = 2 }; /* bits of --monitor */
+enum { NNDL_PROGRESS_AUTO = -1, NNDL_PROGRESS_OFF, NNDL_PROGRESS_ON };
+
+#define NNDL_MAX_FLAGS 64
 
 typedef struct {
     nndl_config cfg;
+    int monitor;           /* NNDL_MONITOR_* bits */
+    int dataset;           /* index into nndl_datasets */
     char data_dir[4096];   /* directory of the dataset's IDX files */
-    const char *dataset;   /* "mnist" or "fashion-mnist" */
-    const char *log_path;  /* NULL, a file, or "-" (JSON lines on stdout instead of the human lines) */
+    char log[4096];        /* "", a file, or "-" (JSON lines on stdout instead of the human lines) */
     int train_samples;     /* 0 = all the training split can take */
     int val_samples;
     int val_random;        /* 1: seeded random validation split */
     int threads;           /* BLAS threads per rank */
-    int progress;          /* -1 auto (on a terminal), 0 never, 1 always */
+    int progress;          /* NNDL_PROGRESS_* */
     /* the run file */
     char out[4096];        /* "" = runs/run-DATE-TIME.h5 */
     int force;             /* replace an existing run at --out */
@@ -44,18 +45,29 @@ typedef struct {
     int n_act;             /* --act entries as given (resolved into cfg.act at the end of parsing) */
     nndl_act act_list[NNDL_MAX_SIZES];
     int verbose;           /* --verbose: each rank's binding */
-    int help, version;     /* asked for --help / --version */
-    char given[OPT_END - OPT_SIZES]; /* which flags the command line gave */
+    int help, help_markdown, version;
+    char given[NNDL_MAX_FLAGS]; /* which flags the command line gave, by their row in the table */
 } nndl_options;
 
-/* Fill o from argv. On a usage error return NNDL_EARG with a one-line message naming the flag,
- * what was expected, what was found and how to fix it. */
+extern const char *const nndl_datasets[]; /* "mnist", "fashion-mnist" */
+
+/* The defaults (the book's chapter-1 network). */
+void nndl_options_init(nndl_options *o);
+
+/* Fill o from argv (after nndl_options_init's defaults). On a usage error return NNDL_EARG with a
+ * one-line message naming the flag, what was expected, what was found and how to fix it. */
 nndl_status nndl_options_parse(nndl_options *o, int argc, char **argv, nndl_err *err);
+
+/* Set one flag as if the command line gave --name value (value NULL for a switch). */
+nndl_status nndl_options_set(nndl_options *o, const char *name, const char *value, nndl_err *err);
+
+/* 1 if the command line (or nndl_options_set) gave --name. */
+int nndl_options_given(const nndl_options *o, const char *name);
 
 /* Checks that need the network's depth (e.g. --probe-layers within 1..L). */
 nndl_status nndl_options_check(const nndl_options *o, nndl_err *err);
 
-/* The configuration as JSON (caller deletes). */
+/* The configuration as JSON: every flag a run stores (caller deletes). */
 cJSON *nndl_options_to_json(const nndl_options *o);
 
 /* Resume: take the stored configuration (JSON text from a run file) for every flag the command
@@ -65,6 +77,9 @@ nndl_status nndl_options_merge_stored(nndl_options *o, const char *stored_json, 
 
 /* --help text: every flag, its default and an example. */
 void nndl_options_usage(FILE *out);
+
+/* docs/flags.md: every flag as Markdown tables (nndl-train --help-markdown). */
+void nndl_options_markdown(FILE *out);
 
 /* "784-30-10" with sep '-', "784,30,10" with ',' */
 void nndl_options_sizes_str(const nndl_config *c, char *buf, size_t cap, char sep);

@@ -11,6 +11,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "nndl/eval.h"
+
 /* ---- data ---- */
 
 nndl_status nndl_dataset_load(nndl_dataset *ds, const nndl_options *o, const nndl_dist *d, nndl_err *err)
@@ -20,7 +22,7 @@ nndl_status nndl_dataset_load(nndl_dataset *ds, const nndl_options *o, const nnd
     const char *names[4] = {"train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
                             "t10k-labels-idx1-ubyte"};
     snprintf(hint, sizeof hint, "the %s files were looked for in %s; fetch them with: tools/fetch-data %s --dir %s "
-             "(or point --data / NNDL_DATA at them)", o->dataset, dir, o->dataset, dir);
+             "(or point --data / NNDL_DATA at them)", nndl_datasets[o->dataset], dir, nndl_datasets[o->dataset], dir);
     for (int i = 0; i < 4; i++) nndl_data_find(ds->paths[i], sizeof ds->paths[i], dir, names[i]);
     nndl_status st = nndl_dist_node_init(d, &ds->share, err);
     if (st != NNDL_OK) return st;
@@ -36,7 +38,7 @@ nndl_status nndl_dataset_load(nndl_dataset *ds, const nndl_options *o, const nnd
     if (o->train_samples > avail)
         return nndl_fail(err, NNDL_EARG, "--train-samples %d: only %d samples are left for training after "
                          "--val-samples %d (%s has %d); use --train-samples %d or less", o->train_samples, avail,
-                         o->val_samples, o->dataset, ds->train_file.n, avail);
+                         o->val_samples, nndl_datasets[o->dataset], ds->train_file.n, avail);
     int n_train = o->train_samples ? o->train_samples : avail;
     st = nndl_split_train_val(&ds->train, &ds->val, &ds->train_file, n_train, o->val_samples, o->val_random,
                               o->cfg.seed, err);
@@ -48,7 +50,7 @@ nndl_status nndl_dataset_load(nndl_dataset *ds, const nndl_options *o, const nnd
     nndl_options_sizes_str(c, s, sizeof s, ',');
     if (c->sizes[0] != in || c->sizes[c->n_sizes - 1] != out)
         return nndl_fail(err, NNDL_EARG, "--sizes %s: %s has %d inputs (%dx%d pixels) and %d classes, so the first "
-                         "size must be %d and the last %d (e.g. --sizes %d,30,%d)", s, o->dataset, in,
+                         "size must be %d and the last %d (e.g. --sizes %d,30,%d)", s, nndl_datasets[o->dataset], in,
                          ds->train_file.rows, ds->train_file.cols, out, in, out, in, out);
     return NNDL_OK;
 }
@@ -170,30 +172,24 @@ static nndl_status probes_setup(nndl_session *s, nndl_err *err)
     return NNDL_OK;
 }
 
-static void probe_forward(nndl_session *s)
+static const nndl_train_state *state_of(const nndl_session *s)
 {
-    nndl_trainer *t = &s->tr;
-    const nndl_run *r = &s->run;
-    for (int i = 0; i < s->probe_rows; i += t->rows) {
-        int k = s->probe_rows - i < t->rows ? s->probe_rows - i : t->rows;
-        nndl_split_gather_range(&s->ds.val, s->probe_first + i, k, t->x, t->y);
-        nndl_net_forward(s->net, t->x, k);
-        for (int j = 0; j < r->n_probe_layers; j++) {
-            int l = r->probe_layers[j], w = s->net->sizes[l];
-            memcpy(s->act[j] + (size_t)i * w, s->net->a[l], sizeof(float) * (size_t)k * w);
-        }
-    }
+    static const nndl_train_state none; /* before the trainer exists */
+    return s->tr ? nndl_trainer_state(s->tr) : &none;
 }
 
 static nndl_status snapshot(nndl_session *s, int epoch, nndl_err *err)
 {
     nndl_status st = NNDL_OK;
+    const nndl_run *r = &s->run;
     if (s->d->rank == 0) st = nndl_runfile_history(&s->paths, epoch, s->net, s->o->compress, err);
-    if (s->run.n_probe > 0) { /* collective: every rank writes its rows */
-        probe_forward(s);
+    if (r->n_probe > 0) { /* collective: every rank writes its rows */
         nndl_err e2;
-        nndl_status st2 = nndl_runfile_activations(s->d->comm, &s->paths, epoch, &s->run, s->net, s->act,
-                                                   s->probe_first, s->probe_rows, st == NNDL_OK ? err : &e2);
+        nndl_status st2 = nndl_eval_activations(s->net, &s->ds.val, s->probe_first, s->probe_rows, r->probe_layers,
+                                                r->n_probe_layers, s->act, st == NNDL_OK ? err : &e2);
+        if (st2 == NNDL_OK)
+            st2 = nndl_runfile_activations(s->d->comm, &s->paths, epoch, r, s->net, s->act, s->probe_first,
+                                           s->probe_rows, st == NNDL_OK ? err : &e2);
         if (st == NNDL_OK) st = st2;
     }
     if (st == NNDL_OK && s->d->rank == 0) st = nndl_run_add_snapshot(&s->run, epoch, err);
@@ -203,18 +199,16 @@ static nndl_status snapshot(nndl_session *s, int epoch, nndl_err *err)
 /* Rank 0: a checkpoint of where training stands. */
 static nndl_status checkpoint(nndl_session *s, nndl_err *err)
 {
-    s->run.epoch = s->tr.epoch, s->run.step = s->tr.step, s->run.cost_sum = s->tr.cost_sum;
-    s->run.sched = s->tr.sched;
-    s->run.optim_state = s->tr.sgd.velocity; /* node-shared once the fused step has set up */
-    s->last_ckpt_epoch = s->tr.epoch, s->last_ckpt_step = s->tr.step;
+    const nndl_train_state *z = state_of(s);
+    s->last_ckpt_epoch = z->epoch;
+    s->last_ckpt_step = z->step;
     if (s->d->rank != 0) return NNDL_OK;
-    return nndl_runfile_checkpoint(&s->paths, &s->run, s->net, s->o->keep, err);
+    return nndl_runfile_checkpoint(&s->paths, &s->run, s->net, z, s->o->keep, err);
 }
 
 static nndl_status write_main(nndl_session *s, nndl_err *err)
 {
-    s->run.epoch = s->tr.epoch, s->run.step = s->tr.step, s->run.cost_sum = s->tr.cost_sum;
-    return s->d->rank == 0 ? nndl_runfile_write_main(&s->paths, &s->run, s->net, err) : NNDL_OK;
+    return s->d->rank == 0 ? nndl_runfile_write_main(&s->paths, &s->run, s->net, state_of(s), err) : NNDL_OK;
 }
 
 /* ---- start ---- */
@@ -225,8 +219,9 @@ static char *join_args(int argc, char **argv)
     for (int i = 0; i < argc; i++) n += strlen(argv[i]) + 3;
     char *s = calloc(n, 1);
     for (int i = 0; s && i < argc; i++) {
-        int q = strpbrk(argv[i], " \t'\"") != NULL;
-        strcat(s, i ? " " : ""), strcat(s, q ? "'" : ""), strcat(s, argv[i]), strcat(s, q ? "'" : "");
+        const char *q = strpbrk(argv[i], " \t'\"") ? "'" : "";
+        size_t used = strlen(s);
+        snprintf(s + used, n - used, "%s%s%s%s", i ? " " : "", q, argv[i], q);
     }
     return s;
 }
@@ -248,43 +243,42 @@ static nndl_status resume_config(nndl_session *s, char **ckpt, nndl_err *err)
     return st;
 }
 
-/* Resume, step 2: rank 0 loads the checkpoint; every rank gets the parameters and the position. */
-static nndl_status resume_state(nndl_session *s, const char *ckpt, nndl_err *err)
+/* Rank 0: load the checkpoint into the run, the net and *z, and check it belongs to this data. */
+static nndl_status load_resumed(nndl_session *s, const char *ckpt, nndl_train_state *z, nndl_err *err)
 {
-    nndl_status st = NNDL_OK;
+    nndl_run *r = &s->run;
     char *sha_now = NULL;
-    if (s->d->rank == 0) {
-        free(s->run.command_line), free(s->run.host), free(s->run.start_time), free(s->run.dataset);
-        free(s->run.dataset_sha256_json);
-        s->run.command_line = s->run.host = s->run.start_time = s->run.dataset = s->run.dataset_sha256_json = NULL;
-        st = nndl_runfile_load_checkpoint(ckpt, &s->run, s->net, err);
-        if (st == NNDL_OK) st = dataset_sha(&s->ds, &sha_now, err);
-        if (st == NNDL_OK && s->run.dataset_sha256_json[0] && strcmp(sha_now, s->run.dataset_sha256_json) != 0)
-            st = nndl_fail(err, NNDL_EARG, "--resume %s: the data files in %s are not the ones the run trained on "
-                           "(SHA-256 differs); point --data at the run's data", s->o->resume, s->o->data_dir);
-        free(sha_now);
-        if (s->o->cfg.epochs < s->run.epoch && st == NNDL_OK)
-            st = nndl_fail(err, NNDL_EARG, "--epochs %d: the run has already trained %d epochs; --epochs is the total "
-                           "(e.g. --epochs %d)", s->o->cfg.epochs, s->run.epoch, s->run.epoch + 10);
-    }
+    free(r->command_line), free(r->host), free(r->start_time), free(r->dataset), free(r->dataset_sha256_json);
+    r->command_line = r->host = r->start_time = r->dataset = r->dataset_sha256_json = NULL;
+    nndl_status st = nndl_runfile_load_checkpoint(ckpt, r, s->net, z, err);
+    if (st == NNDL_OK) st = dataset_sha(&s->ds, &sha_now, err);
+    if (st == NNDL_OK && r->dataset_sha256_json[0] && strcmp(sha_now, r->dataset_sha256_json) != 0)
+        st = nndl_fail(err, NNDL_EARG, "--resume %s: the data files in %s are not the ones the run trained on "
+                                       "(SHA-256 differs); point --data at the run's data", s->o->resume, s->o->data_dir);
+    free(sha_now);
+    if (st == NNDL_OK && s->o->cfg.epochs < z->epoch)
+        st = nndl_fail(err, NNDL_EARG, "--epochs %d: the run has already trained %d epochs; --epochs is the total "
+                                       "(e.g. --epochs %d)", s->o->cfg.epochs, z->epoch, z->epoch + 10);
+    return st;
+}
+
+/* Resume, step 2: rank 0 loads the checkpoint; every rank gets the parameters and the state. */
+static nndl_status resume_state(nndl_session *s, const char *ckpt, nndl_train_state *z, nndl_err *err)
+{
+    nndl_status st = s->d->rank == 0 ? load_resumed(s, ckpt, z, err) : NNDL_OK;
     if ((st = nndl_dist_agree(s->d, st, err, NULL)) != NNDL_OK) return st;
     /* every rank decides the same things from this state (e.g. a better epoch -> a test pass) */
-    struct { int epoch, best_epoch; long step; double cost_sum, best_val, best_test; } pos = {
-        s->run.epoch, s->run.best_epoch, s->run.step, s->run.cost_sum, s->run.best_val, s->run.best_test};
-    st = nndl_dist_bcast(s->d, &pos, sizeof pos, err);
-    s->run.best_epoch = pos.best_epoch, s->run.best_val = pos.best_val, s->run.best_test = pos.best_test;
-    if (s->d->rank == 0) { /* the schedule's state from the checkpoint; its settings from the configuration */
-        nndl_schedule *t = &s->tr.sched, *c = &s->run.sched;
-        t->eta = c->eta, t->best = c->best, t->since_best = c->since_best, t->since_change = c->since_change;
-        t->decays = c->decays, t->stopped = c->stopped;
-    }
-    if (st == NNDL_OK) st = nndl_dist_bcast(s->d, &s->tr.sched, sizeof s->tr.sched, err);
-    if (st == NNDL_OK && s->tr.sgd.velocity)
-        st = nndl_dist_bcast(s->d, s->tr.sgd.velocity, sizeof(float) * s->net->n_params, err);
-    s->run.sched = s->tr.sched;
+    struct { int best_epoch; double best_val, best_test; } best = {s->run.best_epoch, s->run.best_val,
+                                                                   s->run.best_test};
+    float *velocity = z->velocity;
+    st = nndl_dist_bcast(s->d, &best, sizeof best, err);
+    if (st == NNDL_OK) st = nndl_dist_bcast(s->d, z, sizeof *z, err);
+    z->velocity = velocity; /* the pointer is this rank's */
+    if (st == NNDL_OK && velocity) st = nndl_dist_bcast(s->d, velocity, sizeof(float) * z->n_velocity, err);
     if (st == NNDL_OK) st = nndl_dist_bcast(s->d, s->net->params, sizeof(float) * s->net->n_params, err);
-    s->tr.epoch = pos.epoch, s->tr.step = pos.step, s->tr.cost_sum = pos.cost_sum;
-    s->last_ckpt_epoch = pos.epoch, s->last_ckpt_step = pos.step;
+    s->run.best_epoch = best.best_epoch;
+    s->run.best_val = best.best_val;
+    s->run.best_test = best.best_test;
     s->resumed = 1;
     return st;
 }
@@ -304,66 +298,112 @@ static nndl_status identity(nndl_session *s, int argc, char **argv, nndl_err *er
     gethostname(host, sizeof host - 1);
     gmtime_r(&now, &tm);
     strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%SZ", &tm);
-    r->command_line = join_args(argc, argv), r->host = strdup(host), r->start_time = strdup(stamp);
-    r->dataset = strdup(s->o->dataset);
+    r->command_line = join_args(argc, argv);
+    r->host = strdup(host);
+    r->start_time = strdup(stamp);
+    r->dataset = strdup(nndl_datasets[s->o->dataset]);
     return dataset_sha(&s->ds, &r->dataset_sha256_json, err);
 }
 
+/* The options, the data, the network, the plan, the run's record. Collective. */
+static nndl_status prepare(nndl_session *s, int argc, char **argv, char **ckpt, nndl_err *err)
+{
+    nndl_options *o = s->o;
+    const nndl_dist *d = s->d;
+    nndl_status st = o->resume[0] ? resume_config(s, ckpt, err) : NNDL_OK;
+    if (st == NNDL_OK) st = nndl_options_check(o, err);
+    if (st == NNDL_OK) st = nndl_dataset_load(&s->ds, o, d, err);
+    if (st == NNDL_OK) st = nndl_net_create(&s->net, o->cfg.sizes, o->cfg.n_sizes, o->cfg.act, o->cfg.cost, err);
+    if ((st = nndl_dist_agree(d, st, err, NULL)) != NNDL_OK) return st;
+    if ((st = nndl_trainer_plan(&o->cfg, s->net, s->ds.train.n, d, &s->plan, err)) != NNDL_OK) return st;
+    st = identity(s, argc, argv, err);
+    if (st == NNDL_OK) st = probes_setup(s, err);
+    return nndl_dist_agree(d, st, err, NULL);
+}
+
+/* A new run's file: its place chosen and checked by rank 0, told to all. Collective. */
+static nndl_status place_run(nndl_session *s, nndl_err *err)
+{
+    nndl_options *o = s->o;
+    nndl_status st = s->d->rank == 0 && !o->resume[0] ? prepare_out(o, err) : NNDL_OK;
+    if ((st = nndl_dist_agree(s->d, st, err, NULL)) != NNDL_OK) return st;
+    if ((st = nndl_dist_bcast(s->d, o->out, sizeof o->out, err)) != NNDL_OK) return st;
+    nndl_run_paths_of(&s->paths, o->out);
+    return NNDL_OK;
+}
+
+/* The parameters and the state to start from: the checkpoint's, --init-from's, or drawn. Collective. */
+static nndl_status parameters(nndl_session *s, const char *ckpt, nndl_train_state *z, nndl_err *err)
+{
+    const nndl_options *o = s->o;
+    nndl_status st = NNDL_OK;
+    if (ckpt && ckpt[0]) return resume_state(s, ckpt, z, err); /* a resume: the checkpoint has them */
+    if (o->init_from[0]) {
+        if (s->d->rank == 0) st = nndl_runfile_load_model(o->init_from, s->net, err);
+        if ((st = nndl_dist_agree(s->d, st, err, NULL)) == NNDL_OK)
+            st = nndl_dist_bcast(s->d, s->net->params, sizeof(float) * s->net->n_params, err);
+        return st;
+    }
+    nndl_net_init(s->net, o->cfg.init, o->cfg.seed);
+    return NNDL_OK;
+}
+
 nndl_status nndl_session_start(nndl_session *s, nndl_options *o, const nndl_dist *d, int argc, char **argv,
-                               nndl_err *err)
+                               const nndl_train_hooks *hooks, nndl_err *err)
 {
     memset(s, 0, sizeof *s);
     s->o = o, s->d = d;
     s->run.best_val = -1.0;
     char *ckpt = NULL;
-    nndl_status st = NNDL_OK;
-    if (o->resume[0]) st = resume_config(s, &ckpt, err);
-    if (st == NNDL_OK) st = nndl_options_check(o, err);
-    if (st == NNDL_OK) st = nndl_dataset_load(&s->ds, o, d, err);
-    o->cfg.step_hook_every = o->checkpoint_every_steps;
-    /* --overlap auto: only where the reduction crosses nodes. Within a node the reduction's copies and
-     * sums need the same cores as backprop, and measured on 2 cores it gained nothing (0.94x on
-     * 784-1024-1024-10, 0.74-0.82x on the batch-10 nets: tools/bench/run); between nodes the network
-     * can move data while the cores compute. */
-    nndl_config run_cfg = o->cfg;
-    if (run_cfg.overlap < 0) run_cfg.overlap = s->ds.share.node_size < d->size ? -1 : 0;
-    if (st == NNDL_OK) st = nndl_net_create(&s->net, o->cfg.sizes, o->cfg.n_sizes, o->cfg.act, o->cfg.cost, err);
-    if (st == NNDL_OK) st = nndl_trainer_init(&s->tr, s->net, &run_cfg, &s->ds.train, &s->ds.val, d, err);
-    if (st == NNDL_OK) {
-        s->run.optim_state = s->tr.sgd.velocity, s->run.n_optim = s->tr.sgd.velocity ? s->net->n_params : 0;
-        s->run.sched = s->tr.sched;
+    nndl_train_state z = {0}, *from = NULL;
+    nndl_status st = prepare(s, argc, argv, &ckpt, err);
+    if (st == NNDL_OK && ckpt && ckpt[0]) { /* the checkpoint's velocity goes here, then into the trainer */
+        from = &z;
+        z.n_velocity = o->cfg.momentum > 0 ? s->net->n_params : 0;
+        if (z.n_velocity && !(z.velocity = calloc(z.n_velocity, sizeof(float))))
+            st = nndl_fail(err, NNDL_ENOMEM, "out of memory for the velocity");
     }
-    if (st == NNDL_OK && d->rank == 0 && !o->resume[0]) st = prepare_out(o, err);
-    if ((st = nndl_dist_agree(d, st, err, NULL)) != NNDL_OK) goto out;
-    if ((st = nndl_dist_bcast(d, o->out, sizeof o->out, err)) != NNDL_OK) goto out;
-    nndl_run_paths_of(&s->paths, o->out);
-    st = identity(s, argc, argv, err);
-    if (st == NNDL_OK) st = probes_setup(s, err);
-    if ((st = nndl_dist_agree(d, st, err, NULL)) != NNDL_OK) goto out;
-    if (ckpt && ckpt[0]) { /* a resume: the checkpoint has the parameters */
-        st = resume_state(s, ckpt, err);
-        if (st == NNDL_OK) st = nndl_dist_agree(d, write_main(s, err), err, NULL);
-        goto out;
-    }
-    if (o->init_from[0]) {
-        if (d->rank == 0) st = nndl_runfile_load_model(o->init_from, s->net, err);
-        if ((st = nndl_dist_agree(d, st, err, NULL)) == NNDL_OK)
-            st = nndl_dist_bcast(d, s->net->params, sizeof(float) * s->net->n_params, err);
-    } else {
-        nndl_net_init(s->net, o->cfg.init, o->cfg.seed);
-    }
+    if ((st = nndl_dist_agree(d, st, err, NULL)) == NNDL_OK) st = parameters(s, ckpt, &z, err);
+    nndl_trainer_setup ts = {s->net, &o->cfg, &s->plan, &s->ds.train, &s->ds.val, d, from, *hooks};
+    ts.hooks.step_every = o->checkpoint_every_steps;
+    if ((st = nndl_dist_agree(d, st, err, NULL)) == NNDL_OK) st = nndl_trainer_create(&s->tr, &ts, err);
+    free(z.velocity);
+    if (st == NNDL_OK) st = place_run(s, err);
+    s->last_ckpt_epoch = z.epoch;
+    s->last_ckpt_step = z.step;
     /* the main file first: it creates the manifest with the configuration, so a run killed at any later
      * instant has both (a resume then starts over if no checkpoint exists yet) */
-    if (st == NNDL_OK) st = write_main(s, err);
-    if (st == NNDL_OK && o->history_every > 0) st = snapshot(s, 0, err); /* the starting point: frame 0 */
-    if (st == NNDL_OK && o->history_every > 0) st = write_main(s, err);
-    st = nndl_dist_agree(d, st, err, NULL);
-out:
+    if (st == NNDL_OK) st = nndl_dist_agree(d, write_main(s, err), err, NULL);
+    if (st == NNDL_OK && !from && o->history_every > 0) { /* the starting point: frame 0 */
+        st = snapshot(s, 0, err);
+        if (st == NNDL_OK) st = write_main(s, err);
+        st = nndl_dist_agree(d, st, err, NULL);
+    }
     free(ckpt);
     return st;
 }
 
+int nndl_session_more(const nndl_session *s)
+{
+    const nndl_train_state *z = state_of(s);
+    return z->epoch < s->o->cfg.epochs && !z->sched.stopped;
+}
+
 /* ---- epochs ---- */
+
+/* The book's monitors and the test pass of a better epoch, into row. Collective. */
+static nndl_status extra_passes(nndl_session *s, int better, double *row, nndl_err *err)
+{
+    nndl_status st = NNDL_OK;
+    if (s->o->monitor & NNDL_MONITOR_TRAIN) { /* the whole training set, with the regularisation term */
+        st = nndl_eval_split(s->net, &s->ds.train, s->d, &row[NNDL_M_TRAIN_ACCURACY], &row[NNDL_M_TRAIN_FULL_COST],
+                             err);
+        row[NNDL_M_TRAIN_FULL_COST] += nndl_trainer_penalty(s->tr);
+    }
+    if (st == NNDL_OK && ((s->o->monitor & NNDL_MONITOR_TEST) || better))
+        st = nndl_eval_split(s->net, &s->ds.test, s->d, &row[NNDL_M_TEST_ACCURACY], &row[NNDL_M_TEST_COST], err);
+    return st;
+}
 
 nndl_status nndl_session_epoch_end(nndl_session *s, const nndl_epoch_metrics *m, nndl_err *err)
 {
@@ -371,38 +411,29 @@ nndl_status nndl_session_epoch_end(nndl_session *s, const nndl_epoch_metrics *m,
     const nndl_options *o = s->o;
     double row[NNDL_N_METRICS] = {m->epoch, m->train_cost, m->val_accuracy, m->val_cost, m->learning_rate, m->seconds,
                                   m->samples_per_s, m->eval_seconds, NAN, NAN, NAN, NAN};
-    nndl_status st = NNDL_OK;
     int better = m->val_accuracy > r->best_val;
-    if (o->cfg.monitor_train) { /* the book's monitor: the whole training set, with the regularisation term */
-        st = nndl_trainer_evaluate(&s->tr, s->tr.train, &row[NNDL_M_TRAIN_ACCURACY], &row[NNDL_M_TRAIN_FULL_COST], err);
-        row[NNDL_M_TRAIN_FULL_COST] += nndl_sgd_penalty(&s->tr.sgd, s->net);
-    }
-    if (st == NNDL_OK && (o->cfg.monitor_test || better))
-        st = nndl_trainer_evaluate(&s->tr, &s->ds.test, &row[NNDL_M_TEST_ACCURACY], &row[NNDL_M_TEST_COST], err);
+    nndl_status st = extra_passes(s, better, row, err);
     if (st == NNDL_OK && better) { /* the best model so far, and its test accuracy */
-        r->best_val = m->val_accuracy, r->best_epoch = m->epoch, r->best_test = row[NNDL_M_TEST_ACCURACY];
-        if (s->d->rank == 0) {
-            if (!r->best_params && !(r->best_params = malloc(sizeof(float) * s->net->n_params)))
-                st = nndl_fail(err, NNDL_ENOMEM, "out of memory for the best parameters");
-            else
-                memcpy(r->best_params, s->net->params, sizeof(float) * s->net->n_params);
-        }
+        r->best_val = m->val_accuracy;
+        r->best_epoch = m->epoch;
+        r->best_test = row[NNDL_M_TEST_ACCURACY];
+        if (s->d->rank == 0 && !r->best_params && !(r->best_params = malloc(sizeof(float) * s->net->n_params)))
+            st = nndl_fail(err, NNDL_ENOMEM, "out of memory for the best parameters");
+        if (st == NNDL_OK && s->d->rank == 0) memcpy(r->best_params, s->net->params, sizeof(float) * s->net->n_params);
     }
     memcpy(s->last_row, row, sizeof row);
     if (st == NNDL_OK && s->d->rank == 0) st = nndl_run_add_epoch(r, row, err);
-    nndl_schedule_update(&s->tr.sched, m->val_accuracy); /* every rank: the same numbers, the same decision */
-    int last = m->epoch == o->cfg.epochs || s->tr.sched.stopped;
-    if (st == NNDL_OK && o->history_every > 0 && (m->epoch % o->history_every == 0 || last)) st = snapshot(s, m->epoch, err);
+    int last = m->epoch == o->cfg.epochs || state_of(s)->sched.stopped;
+    if (st == NNDL_OK && o->history_every > 0 && (m->epoch % o->history_every == 0 || last))
+        st = snapshot(s, m->epoch, err);
     if (st == NNDL_OK && ((o->checkpoint_every > 0 && m->epoch % o->checkpoint_every == 0) || last))
         st = checkpoint(s, err);
     if (st == NNDL_OK) st = write_main(s, err);
     return nndl_dist_agree(s->d, st, err, NULL);
 }
 
-nndl_status nndl_session_on_step(void *ctx, nndl_trainer *t, nndl_err *err)
+nndl_status nndl_session_on_step(nndl_session *s, nndl_err *err)
 {
-    nndl_session *s = ctx;
-    (void)t;
     nndl_status st = checkpoint(s, err);
     if (st == NNDL_OK) st = write_main(s, err);
     return nndl_dist_agree(s->d, st, err, NULL);
@@ -410,15 +441,16 @@ nndl_status nndl_session_on_step(void *ctx, nndl_trainer *t, nndl_err *err)
 
 nndl_status nndl_session_finish(nndl_session *s, nndl_status st, nndl_err *err)
 {
-    if (!s->net || !s->paths.main[0] || !s->run.config_json) return st;
+    if (!s->net || !s->tr || !s->paths.main[0] || !s->run.config_json) return st;
+    const nndl_train_state *z = state_of(s);
     s->run.status = st == NNDL_OK ? "completed" : st == NNDL_ESTOP ? "stopped" : "failed";
     s->run.exit_status = nndl_exit_status(st);
     nndl_err e2;
     nndl_status st2 = NNDL_OK;
     int keep_going = st == NNDL_OK || st == NNDL_ESTOP; /* a stop is orderly: all ranks are at one step */
-    if (keep_going && (s->last_ckpt_epoch != s->tr.epoch || s->last_ckpt_step != s->tr.step))
+    if (keep_going && (s->last_ckpt_epoch != z->epoch || s->last_ckpt_step != z->step))
         st2 = checkpoint(s, st == NNDL_OK ? err : &e2);
-    if (st2 == NNDL_OK && s->d->rank == 0 && (st != NNDL_OK || s->tr.epoch > 0 || s->resumed))
+    if (st2 == NNDL_OK && s->d->rank == 0 && (st != NNDL_OK || z->epoch > 0 || s->resumed))
         st2 = write_main(s, st == NNDL_OK ? err : &e2); /* a failed run still says so, if it can */
     if (keep_going) {
         nndl_status agreed = nndl_dist_agree(s->d, st2, st == NNDL_OK ? err : &e2, NULL);
@@ -433,7 +465,7 @@ nndl_status nndl_session_finish(nndl_session *s, nndl_status st, nndl_err *err)
 void nndl_session_free(nndl_session *s)
 {
     for (int k = 0; k < NNDL_MAX_SIZES; k++) free(s->act[k]);
-    nndl_trainer_free(&s->tr);
+    nndl_trainer_free(s->tr);
     nndl_net_free(s->net);
     nndl_run_free(&s->run);
     nndl_dataset_free(&s->ds);

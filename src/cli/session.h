@@ -24,7 +24,8 @@ typedef struct {
     const nndl_dist *d;
     nndl_dataset ds;
     nndl_net *net;
-    nndl_trainer tr;
+    nndl_step_plan plan;     /* the step the trainer runs, resolved once (nndl_trainer_plan) */
+    nndl_trainer *tr;
     nndl_run run;            /* rank 0's record; the others keep only progress */
     nndl_run_paths paths;
     float *act[NNDL_MAX_SIZES]; /* this rank's probe activations, per probe layer */
@@ -35,16 +36,20 @@ typedef struct {
     long last_ckpt_step;
 } nndl_session;
 
-/* Everything before the first epoch: options merged with a resumed run's, data, network,
- * parameters (initialised, --init-from or the checkpoint's), run file started. Collective. */
+/* Everything before the first epoch: options merged with a resumed run's, data, network, the step
+ * plan, parameters (initialised, --init-from or the checkpoint's), the trainer (with hooks), run file
+ * started. Collective. */
 nndl_status nndl_session_start(nndl_session *s, nndl_options *o, const nndl_dist *d, int argc, char **argv,
-                               nndl_err *err);
+                               const nndl_train_hooks *hooks, nndl_err *err);
+
+/* 1 while epochs remain: fewer than --epochs done and the schedule has not stopped training. */
+int nndl_session_more(const nndl_session *s);
 
 /* After each epoch: best model, metrics, snapshot, checkpoint, main file. Collective. */
 nndl_status nndl_session_epoch_end(nndl_session *s, const nndl_epoch_metrics *m, nndl_err *err);
 
 /* The on_step hook: a mid-epoch checkpoint. Collective. */
-nndl_status nndl_session_on_step(void *ctx, nndl_trainer *t, nndl_err *err);
+nndl_status nndl_session_on_step(nndl_session *s, nndl_err *err);
 
 /* The end: last checkpoint if needed, status in the run file. Collective. */
 nndl_status nndl_session_finish(nndl_session *s, nndl_status st, nndl_err *err);

@@ -22,8 +22,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     for (int k = 0; k < 2; k++) {
         nndl_err err = {0};
         nndl_run r;
+        nndl_train_state z = {0};
         memset(&r, 0, sizeof r);
-        nndl_status st = k ? nndl_runfile_load_checkpoint(path, &r, net, &err) : nndl_runfile_load_model(path, net, &err);
+        nndl_status st = k ? nndl_runfile_load_checkpoint(path, &r, net, &z, &err) : nndl_runfile_load_model(path, net, &err);
         if (st != NNDL_OK && !err.msg[0]) abort();
         ok += st == NNDL_OK;
         contained += strstr(err.msg, "crashed the reader") || strstr(err.msg, "did not finish within");

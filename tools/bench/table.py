@@ -74,7 +74,7 @@ if steps:
     print("2 ranks, blocking MPI_Allreduce vs buckets overlapping backprop (--overlap), alternating in one process, "
           "us per step (medians of launches): " + ", ".join(
               f"{c} {st.median(x['blocking_us_per_step'] for x in v):.4g} vs {st.median(x['overlap_us_per_step'] for x in v):.4g}"
-              f" ({st.median(x['overlap_speedup'] for x in v):.2f}x, {v[0]['buckets']} bucket(s))" for c, v in sorted(steps.items())))
+              f" ({st.median(x['overlap_speedup'] for x in v):.2f}x)" for c, v in sorted(steps.items())))
 hdr = f"{'cfg':3} {'implementation':18} {'samples/s':>10} {'[min-max]':>21} {'x torch best':>12} {'x torch 1t':>10} " \
       f"{'GFLOP/s':>8} {'% peak':>7} {'% GEMM limit':>12} {'allreduce':>9} {'RSS MB':>7}"
 print(hdr)
