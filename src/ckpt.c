@@ -22,10 +22,17 @@ void nndl_run_paths_of(nndl_run_paths *p, const char *main)
 
 void nndl_run_free(nndl_run *r)
 {
-    free(r->config_json), free(r->command_line), free(r->host), free(r->start_time), free(r->dataset);
+    free(r->config_json);
+    free(r->command_line);
+    free(r->host);
+    free(r->start_time);
+    free(r->dataset);
     free(r->dataset_sha256_json);
     for (int i = 0; i < NNDL_N_METRICS; i++) free(r->metrics[i]);
-    free(r->snap_epoch), free(r->probe_index), free(r->probe_label), free(r->best_params);
+    free(r->snap_epoch);
+    free(r->probe_index);
+    free(r->probe_label);
+    free(r->best_params);
     memset(r, 0, sizeof *r);
 }
 
@@ -50,7 +57,8 @@ nndl_status nndl_run_add_snapshot(nndl_run *r, int epoch, nndl_err *err)
     if (r->n_snaps == r->cap_snaps) {
         int cap = r->cap_snaps ? 2 * r->cap_snaps : 64, *p = realloc(r->snap_epoch, sizeof *p * cap);
         if (!p) return nndl_fail(err, NNDL_ENOMEM, "out of memory for snapshots");
-        r->snap_epoch = p, r->cap_snaps = cap;
+        r->snap_epoch = p;
+        r->cap_snaps = cap;
     }
     r->snap_epoch[r->n_snaps++] = epoch;
     return NNDL_OK;
@@ -79,12 +87,14 @@ nndl_status manifest_load(const nndl_run_paths *p, int create, cJSON **out, nndl
     cJSON *v = *out ? cJSON_GetObjectItem(*out, "nndl_format_version") : NULL;
     if (!*out || !cJSON_IsNumber(v) || !cJSON_IsObject(cJSON_GetObjectItem(*out, "files")) ||
         !cJSON_IsArray(cJSON_GetObjectItem(*out, "checkpoints"))) {
-        cJSON_Delete(*out), *out = NULL;
+        cJSON_Delete(*out);
+        *out = NULL;
         return nndl_fail(err, NNDL_EFORMAT, "%s: damaged manifest %s (not the JSON nndl writes)", p->main, path);
     }
     if (!(v->valuedouble >= 1 && v->valuedouble <= NNDL_FORMAT_VERSION)) { /* NaN-proof, and no int overflow */
         double ver = v->valuedouble;
-        cJSON_Delete(*out), *out = NULL;
+        cJSON_Delete(*out);
+        *out = NULL;
         if (ver > NNDL_FORMAT_VERSION)
             return nndl_fail(err, NNDL_EFORMAT, "%s: written in run-file format %.0f by a newer nndl; this nndl reads up "
                              "to format %d: upgrade nndl", p->main, ver, NNDL_FORMAT_VERSION);
@@ -465,7 +475,8 @@ typedef struct {
 static nndl_status probe_checkpoint(void *arg, void *out, size_t cap, nndl_err *err)
 {
     load_arg *a = arg;
-    (void)out, (void)cap;
+    (void)out;
+    (void)cap;
     return load_checkpoint(a->path, a->r, a->net, a->state, err);
 }
 

@@ -49,7 +49,10 @@ static nndl_status idx_open(gzFile *out, const char *path, uint32_t magic, int n
     gzbuffer(f, 1 << 18);
     unsigned char h[4 + 4 * 3];
     nndl_status s = read_exact(f, path, h, 4, "the IDX magic number", err);
-    if (s != NNDL_OK) return gzclose(f), s;
+    if (s != NNDL_OK) {
+        gzclose(f);
+        return s;
+    }
     uint32_t m = (uint32_t)h[0] << 24 | (uint32_t)h[1] << 16 | (uint32_t)h[2] << 8 | h[3];
     if (m != magic) {
         gzclose(f);
@@ -58,7 +61,10 @@ static nndl_status idx_open(gzFile *out, const char *path, uint32_t magic, int n
                          magic == NNDL_IDX_MAGIC_IMAGES ? "ubyte images, 3 dimensions" : "ubyte labels, 1 dimension");
     }
     s = read_exact(f, path, h + 4, 4 * (size_t)ndim, "the IDX header", err);
-    if (s != NNDL_OK) return gzclose(f), s;
+    if (s != NNDL_OK) {
+        gzclose(f);
+        return s;
+    }
     for (int i = 0; i < ndim; i++) {
         const unsigned char *p = h + 4 + 4 * i;
         dims[i] = (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
@@ -118,10 +124,18 @@ static nndl_status load_images(nndl_images *im, const char *path, const char *hi
                          path, d[0], d[1], d[2]);
     }
     size_t bytes = (size_t)d[0] * d[1] * d[2];
-    if ((s = check_size(f, path, size, 16, bytes, "the pixel data", err)) != NNDL_OK) return gzclose(f), s;
+    if ((s = check_size(f, path, size, 16, bytes, "the pixel data", err)) != NNDL_OK) {
+        gzclose(f);
+        return s;
+    }
     im->pixels = malloc(bytes);
-    if (!im->pixels) return gzclose(f), nndl_fail(err, NNDL_ENOMEM, "%s: out of memory for %zu bytes", path, bytes);
-    im->n = (int)d[0], im->rows = (int)d[1], im->cols = (int)d[2];
+    if (!im->pixels) {
+        gzclose(f);
+        return nndl_fail(err, NNDL_ENOMEM, "%s: out of memory for %zu bytes", path, bytes);
+    }
+    im->n = (int)d[0];
+    im->rows = (int)d[1];
+    im->cols = (int)d[2];
     s = read_exact(f, path, im->pixels, bytes, "the pixel data", err);
     if (s == NNDL_OK) s = expect_end(f, path, err);
     gzclose(f);
@@ -140,9 +154,15 @@ static nndl_status load_labels(nndl_images *im, const char *path, const char *hi
         return nndl_fail(err, NNDL_EFORMAT, "%s: %u labels, but the image file has %d images; "
                          "the two files do not belong together", path, n, im->n);
     }
-    if ((s = check_size(f, path, size, 8, n, "the labels", err)) != NNDL_OK) return gzclose(f), s;
+    if ((s = check_size(f, path, size, 8, n, "the labels", err)) != NNDL_OK) {
+        gzclose(f);
+        return s;
+    }
     im->labels = malloc(n ? n : 1);
-    if (!im->labels) return gzclose(f), nndl_fail(err, NNDL_ENOMEM, "%s: out of memory", path);
+    if (!im->labels) {
+        gzclose(f);
+        return nndl_fail(err, NNDL_ENOMEM, "%s: out of memory", path);
+    }
     s = read_exact(f, path, im->labels, n, "the labels", err);
     if (s == NNDL_OK) s = expect_end(f, path, err);
     gzclose(f);
@@ -177,7 +197,8 @@ int nndl_data_find(char *path, size_t cap, const char *dir, const char *base)
 
 nndl_status nndl_split_range(nndl_split *s, const nndl_images *src, int first, int n, nndl_err *err)
 {
-    s->src = src, s->n = n;
+    s->src = src;
+    s->n = n;
     s->idx = malloc(sizeof *s->idx * (n > 0 ? n : 1));
     if (!s->idx) return nndl_fail(err, NNDL_ENOMEM, "out of memory for a split of %d rows", n);
     for (int i = 0; i < n; i++) s->idx[i] = first + i;
@@ -187,14 +208,18 @@ nndl_status nndl_split_range(nndl_split *s, const nndl_images *src, int first, i
 nndl_status nndl_split_train_val(nndl_split *train, nndl_split *val, const nndl_images *src, int n_train,
                                  int n_val, int random, uint64_t seed, nndl_err *err)
 {
-    memset(train, 0, sizeof *train), memset(val, 0, sizeof *val);
+    memset(train, 0, sizeof *train);
+    memset(val, 0, sizeof *val);
     if (n_train < 1 || n_val < 0 || n_train > src->n - n_val)
         return nndl_fail(err, NNDL_EARG, "cannot take %d training and %d validation samples from %d", n_train, n_val,
                          src->n);
     if (!random) { /* the book: the last n_val rows validate, training takes rows from the start */
         nndl_status s = nndl_split_range(train, src, 0, n_train, err);
         if (s == NNDL_OK) s = nndl_split_range(val, src, src->n - n_val, n_val, err);
-        if (s != NNDL_OK) nndl_split_free(train), nndl_split_free(val);
+        if (s != NNDL_OK) {
+            nndl_split_free(train);
+            nndl_split_free(val);
+        }
         return s;
     }
     int *perm = malloc(sizeof *perm * src->n);
@@ -206,7 +231,8 @@ nndl_status nndl_split_train_val(nndl_split *train, nndl_split *val, const nndl_
         memcpy(val->idx, perm, sizeof *perm * n_val);
         memcpy(train->idx, perm + n_val, sizeof *perm * n_train);
     } else {
-        nndl_split_free(train), nndl_split_free(val);
+        nndl_split_free(train);
+        nndl_split_free(val);
     }
     free(perm);
     return s;
@@ -215,7 +241,8 @@ nndl_status nndl_split_train_val(nndl_split *train, nndl_split *val, const nndl_
 void nndl_split_free(nndl_split *s)
 {
     free(s->idx);
-    s->idx = NULL, s->n = 0;
+    s->idx = NULL;
+    s->n = 0;
 }
 
 /* ---- gather ---- */
@@ -261,7 +288,8 @@ void nndl_augment_shift_of(const nndl_augment *a, int sample, int *dx, int *dy)
     uint32_t w[4];
     nndl_rng_block(a->seed, NNDL_STREAM_AUGMENT, a->epoch, (uint64_t)(uint32_t)sample, w);
     int k = (int)(((uint64_t)w[0] * 9) >> 32); /* uniform over the 9 moves, (0, 0) included */
-    *dx = k % 3 - 1, *dy = k / 3 - 1;
+    *dx = k % 3 - 1;
+    *dy = k / 3 - 1;
 }
 
 NNDL_HOT void nndl_split_gather_aug(const nndl_split *s, const int *order, int n, float *x, uint8_t *y, const nndl_augment *a)

@@ -71,7 +71,8 @@ nndl_status nndl_dist_wait(nndl_dist_pending *p, nndl_err *err)
         int w = MPI_Waitall(p->n, p->req, MPI_STATUSES_IGNORE);
         if (rc == MPI_SUCCESS) rc = w;
     }
-    p->n = 0, p->rc = MPI_SUCCESS;
+    p->n = 0;
+    p->rc = MPI_SUCCESS;
     return rc == MPI_SUCCESS ? NNDL_OK : mpi_fail(err, rc, "MPI_Iallreduce of a gradient bucket");
 }
 
@@ -151,7 +152,8 @@ nndl_status nndl_dist_node_init(const nndl_dist *d, nndl_node_share *ns, nndl_er
         node = split;
     }
     MPI_Comm_set_errhandler(node, MPI_ERRORS_RETURN);
-    ns->node = node, ns->ready = 1;
+    ns->node = node;
+    ns->ready = 1;
     MPI_Comm_rank(node, &ns->node_rank);
     MPI_Comm_size(node, &ns->node_size);
     return NNDL_OK;
@@ -178,7 +180,10 @@ nndl_status nndl_dist_share_images(nndl_node_share *ns, nndl_images *im, nndl_st
     size_t bytes = (size_t)hdr[1] * (size_t)hdr[2] * (size_t)hdr[3];
     if (ns->node_rank != 0) {
         memset(im, 0, sizeof *im);
-        im->n = (int)hdr[1], im->rows = (int)hdr[2], im->cols = (int)hdr[3], im->n_classes = (int)hdr[4];
+        im->n = (int)hdr[1];
+        im->rows = (int)hdr[2];
+        im->cols = (int)hdr[3];
+        im->n_classes = (int)hdr[4];
         if (!(im->labels = malloc((size_t)im->n))) return nndl_fail(err, NNDL_ENOMEM, "out of memory for labels");
     }
     if ((rc = MPI_Bcast(im->labels, im->n, MPI_UNSIGNED_CHAR, 0, ns->node)) != MPI_SUCCESS)
@@ -197,7 +202,8 @@ nndl_status nndl_dist_share_images(nndl_node_share *ns, nndl_images *im, nndl_st
         memcpy(shared, im->pixels, bytes);
         free(im->pixels);
     }
-    im->pixels = shared, im->shared_pixels = 1;
+    im->pixels = shared;
+    im->shared_pixels = 1;
     rc = MPI_Barrier(ns->node); /* the copy is complete before anyone reads it */
     return rc == MPI_SUCCESS ? NNDL_OK : mpi_fail(err, rc, "MPI_Barrier after sharing the data set");
 }
@@ -207,7 +213,8 @@ void nndl_dist_node_free(nndl_node_share *ns)
     if (!ns->ready) return;
     for (int i = 0; i < ns->n_win; i++) MPI_Win_free(&ns->win[i]);
     MPI_Comm_free(&ns->node);
-    ns->n_win = 0, ns->ready = 0;
+    ns->n_win = 0;
+    ns->ready = 0;
 }
 
 /* ---- the node-shared reduction ---- */
@@ -250,23 +257,32 @@ nndl_status nndl_dist_shared_init(const nndl_dist *d, nndl_dist_shared *s, const
     s->velocity = velocity0 ? s->params + n_params : NULL;
     if (r == 0) memcpy(s->params, params0, sizeof(float) * n_params);
     if (r == 0 && velocity0) memcpy(s->velocity, velocity0, sizeof(float) * n_params);
-    s->ready = 1, *usable = 1;
+    s->ready = 1;
+    *usable = 1;
     return nndl_dist_shared_sync(s, err);
 }
 
 nndl_status nndl_dist_shared_sync(nndl_dist_shared *s, nndl_err *err)
 {
-    MPI_Win_sync(s->wp), MPI_Win_sync(s->wg), MPI_Win_sync(s->wb);
+    MPI_Win_sync(s->wp);
+    MPI_Win_sync(s->wg);
+    MPI_Win_sync(s->wb);
     int rc = MPI_Barrier(s->ns.node);
-    MPI_Win_sync(s->wp), MPI_Win_sync(s->wg), MPI_Win_sync(s->wb);
+    MPI_Win_sync(s->wp);
+    MPI_Win_sync(s->wg);
+    MPI_Win_sync(s->wb);
     return rc == MPI_SUCCESS ? NNDL_OK : mpi_fail(err, rc, "MPI_Barrier of the node-shared reduction");
 }
 
 void nndl_dist_shared_free(nndl_dist_shared *s)
 {
     if (!s->ready) return;
-    MPI_Win_unlock_all(s->wp), MPI_Win_unlock_all(s->wg), MPI_Win_unlock_all(s->wb);
-    MPI_Win_free(&s->wp), MPI_Win_free(&s->wg), MPI_Win_free(&s->wb);
+    MPI_Win_unlock_all(s->wp);
+    MPI_Win_unlock_all(s->wg);
+    MPI_Win_unlock_all(s->wb);
+    MPI_Win_free(&s->wp);
+    MPI_Win_free(&s->wg);
+    MPI_Win_free(&s->wb);
     nndl_dist_node_free(&s->ns);
     s->ready = 0;
 }

@@ -8,7 +8,10 @@
 void h5u_quiet(void)
 {
     static int done;
-    if (!done) H5Eset_auto2(H5E_DEFAULT, NULL, NULL), done = 1;
+    if (!done) {
+        H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+        done = 1;
+    }
 }
 
 hid_t h5u_fapl(void)
@@ -101,7 +104,10 @@ herr_t h5u_get_attr_str(hid_t loc, const char *name, char **v)
         H5Tset_size(mt, n);
         H5Tset_strpad(mt, H5T_STR_NULLPAD);
         *v = n < (64u << 20) ? calloc(n + 1, 1) : NULL;
-        if (*v && (rc = H5Aread(a, mt, *v)) < 0) free(*v), *v = NULL;
+        if (*v && (rc = H5Aread(a, mt, *v)) < 0) {
+            free(*v);
+            *v = NULL;
+        }
         H5Tclose(mt);
     }
     H5Tclose(ft);
@@ -116,7 +122,10 @@ herr_t h5u_write(hid_t loc, const char *name, hid_t type, int rank, const hsize_
     hid_t sp = H5Screate_simple(rank, dims, NULL), dcpl = H5Pcreate(H5P_DATASET_CREATE);
     if (n > 0) {
         H5Pset_chunk(dcpl, rank, dims); /* one chunk: each of nndl's datasets is read whole */
-        if (gzip > 0) H5Pset_shuffle(dcpl), H5Pset_deflate(dcpl, (unsigned)gzip);
+        if (gzip > 0) {
+            H5Pset_shuffle(dcpl);
+            H5Pset_deflate(dcpl, (unsigned)gzip);
+        }
         H5Pset_fletcher32(dcpl);
     }
     hid_t ftype = type == H5T_NATIVE_FLOAT ? H5T_IEEE_F32LE : type == H5T_NATIVE_DOUBLE ? H5T_IEEE_F64LE

@@ -86,7 +86,8 @@ void nndl_net_rebind(nndl_net *net, float *params, float *grads, float **old_par
 {
     if (old_params) *old_params = net->params;
     if (old_grads) *old_grads = net->grads;
-    net->params = params, net->grads = grads;
+    net->params = params;
+    net->grads = grads;
     point_views(net->layer, net->params, net->sizes, net->n_layers);
     point_views(net->dlayer, net->grads, net->sizes, net->n_layers);
 }
@@ -94,10 +95,16 @@ void nndl_net_rebind(nndl_net *net, float *params, float *grads, float **old_par
 static void free_workspace(nndl_net *net)
 {
     for (int l = 0; l <= net->n_layers; l++) {
-        free(net->a[l]), net->a[l] = NULL;
-        if (net->mask) free(net->mask[l]), net->mask[l] = NULL;
+        free(net->a[l]);
+        net->a[l] = NULL;
+        if (net->mask) {
+            free(net->mask[l]);
+            net->mask[l] = NULL;
+        }
     }
-    free(net->delta[0]), free(net->delta[1]), free(net->zout);
+    free(net->delta[0]);
+    free(net->delta[1]);
+    free(net->zout);
     net->delta[0] = net->delta[1] = net->zout = NULL;
     net->cap = 0;
 }
@@ -106,8 +113,15 @@ void nndl_net_free(nndl_net *net)
 {
     if (!net) return;
     if (net->a) free_workspace(net);
-    free(net->a), free(net->mask), free(net->sizes), free(net->act), free(net->params), free(net->grads);
-    free(net->layer), free(net->dlayer), free(net);
+    free(net->a);
+    free(net->mask);
+    free(net->sizes);
+    free(net->act);
+    free(net->params);
+    free(net->grads);
+    free(net->layer);
+    free(net->dlayer);
+    free(net);
 }
 
 nndl_status nndl_net_reserve(nndl_net *net, int rows, nndl_err *err)
@@ -232,17 +246,17 @@ const float *nndl_net_forward(nndl_net *net, const float *x, int n) { return for
 
 /* ---- cost ---- */
 
-double nndl_net_cost(const nndl_net *net, const float *out, const uint8_t *y, int n)
+double nndl_net_cost(const nndl_net *net, const float *out, const float *z, const uint8_t *y, int n)
 {
     int m = net->sizes[net->n_layers];
     double c = 0.0;
     if (net->cost == NNDL_COST_LOG_LIKELIHOOD) { /* -log softmax(z)_y = log-sum-exp(z) - z_y: no log(0) */
         for (int r = 0; r < n; r++) {
-            const float *z = net->zout + (size_t)r * m;
-            double zmax = z[0], s = 0.0;
-            for (int j = 1; j < m; j++) zmax = fmax(zmax, z[j]);
-            for (int j = 0; j < m; j++) s += exp((double)z[j] - zmax);
-            c += zmax + log(s) - z[y[r]];
+            const float *zr = z + (size_t)r * m;
+            double zmax = zr[0], s = 0.0;
+            for (int j = 1; j < m; j++) zmax = fmax(zmax, zr[j]);
+            for (int j = 0; j < m; j++) s += exp((double)zr[j] - zmax);
+            c += zmax + log(s) - zr[y[r]];
         }
         return c;
     }
@@ -350,7 +364,7 @@ double nndl_net_backprop(nndl_net *net, const float *x, const uint8_t *y, int n,
     }
     if (drop && !(drop->p > 0)) drop = NULL;
     const float *out = forward(net, x, n, drop, net->a);
-    double cost = nndl_net_cost(net, out, y, n);
+    double cost = nndl_net_cost(net, out, net->zout, y, n);
     float *d = net->delta[0], *dprev = net->delta[1];
     output_delta(net, d, out, y, n);
     net->grads[net->n_params + NNDL_EXTRA_COST] = (float)cost;
@@ -374,7 +388,8 @@ double nndl_net_backprop(nndl_net *net, const float *x, const uint8_t *y, int n,
         if (l == 0) break;
         delta_prev(net, l, d, dprev, net->a[l], n, 0, W->n_in, drop, panel, h);
         float *t = d;
-        d = dprev, dprev = t;
+        d = dprev;
+        dprev = t;
     }
     net->grads[net->n_params + NNDL_EXTRA_BOUND] = bound;
     net->grads[net->n_params + NNDL_EXTRA_COST] = (float)cost;
@@ -386,7 +401,8 @@ double nndl_net_backprop(nndl_net *net, const float *x, const uint8_t *y, int n,
 /* Output units [*j0, *j1) of a layer of n_out that part `part` of `parts` owns. */
 static void part_units(int n_out, int part, int parts, int *j0, int *j1)
 {
-    *j0 = (int)((long long)n_out * part / parts), *j1 = (int)((long long)n_out * (part + 1) / parts);
+    *j0 = (int)((long long)n_out * part / parts);
+    *j1 = (int)((long long)n_out * (part + 1) / parts);
 }
 
 double nndl_net_deltas(nndl_net *net, const nndl_batch *b, const uint8_t *y, int n, const nndl_dropout *drop,
@@ -397,7 +413,7 @@ double nndl_net_deltas(nndl_net *net, const nndl_batch *b, const uint8_t *y, int
     if (drop && !(drop->p > 0)) drop = NULL;
     int L = net->n_layers;
     const float *out = forward(net, b->act[0], n, drop, b->act);
-    double cost = nndl_net_cost(net, out, y, n);
+    double cost = nndl_net_cost(net, out, net->zout, y, n);
     output_delta(net, b->delta[L - 1], out, y, n);
     for (int l = L - 1; l > 0; l--)
         delta_prev(net, l, b->delta[l], b->delta[l - 1], b->act[l], n, 0, net->sizes[l], drop, 1 << 30, NULL);
@@ -421,7 +437,7 @@ double nndl_net_output_rows(nndl_net *net, const nndl_batch *b, const uint8_t *y
     if (n == 0) return 0.0;
     float *z = b->act[L] + (size_t)r0 * m;
     layer_forward(net, L - 1, b->act[L - 1] + (size_t)r0 * net->sizes[L - 1], z, n, 0, m, NULL);
-    double cost = nndl_net_cost(net, z, y, n);
+    double cost = nndl_net_cost(net, z, net->zout, y, n);
     output_delta(net, b->delta[L - 1] + (size_t)r0 * m, z, y, n);
     return cost;
 }
@@ -522,7 +538,7 @@ void nndl_net_evaluate(nndl_net *net, const float *x, const uint8_t *y, int n, d
     if (n <= 0) return;
     const float *out = nndl_net_forward(net, x, n);
     int m = net->sizes[net->n_layers];
-    *cost += nndl_net_cost(net, out, y, n);
+    *cost += nndl_net_cost(net, out, net->zout, y, n);
     for (int r = 0; r < n; r++) *correct += argmax(out + (size_t)r * m, m) == y[r];
 }
 

@@ -12,7 +12,11 @@ nndl_status nndl_sgd_init(nndl_sgd *o, const nndl_net *net, double eta, double l
                           long n_train, nndl_err *err)
 {
     memset(o, 0, sizeof *o);
-    o->eta = eta, o->l1 = l1, o->l2 = l2, o->momentum = momentum, o->n_train = n_train > 0 ? n_train : 1;
+    o->eta = eta;
+    o->l1 = l1;
+    o->l2 = l2;
+    o->momentum = momentum;
+    o->n_train = n_train > 0 ? n_train : 1;
     o->n_params = net->n_params;
     if (momentum > 0 && !(o->velocity = calloc(net->n_params, sizeof *o->velocity)))
         return nndl_fail(err, NNDL_ENOMEM, "out of memory for the momentum velocity");
@@ -30,7 +34,10 @@ double nndl_sgd_penalty(const nndl_sgd *o, const nndl_net *net)
     double s2 = 0.0, s1 = 0.0;
     for (int l = 0; l < net->n_layers; l++) {
         const nndl_layer *L = &net->layer[l];
-        for (size_t i = 0; i < (size_t)L->n_out * L->n_in; i++) s2 += (double)L->w[i] * L->w[i], s1 += fabs(L->w[i]);
+        for (size_t i = 0; i < (size_t)L->n_out * L->n_in; i++) {
+            s2 += (double)L->w[i] * L->w[i];
+            s1 += fabs(L->w[i]);
+        }
     }
     return o->l2 / (2.0 * o->n_train) * s2 + o->l1 / o->n_train * s1;
 }
@@ -96,9 +103,13 @@ int nndl_sgd_fusable(double eta, double l2, double momentum, long n_train)
 int nndl_sgd_fused(const nndl_sgd *o, int batch, nndl_fused *u)
 {
     const float eta = (float)o->eta, l2n = (float)(o->l2 / o->n_train), l1n = (float)(o->l1 / o->n_train);
-    u->step = eta * (1.0f / (float)batch), u->velocity = o->velocity, u->mu = (float)o->momentum;
+    u->step = eta * (1.0f / (float)batch);
+    u->velocity = o->velocity;
+    u->mu = (float)o->momentum;
     if (o->velocity) {
-        u->decay = 1.0f, u->wd = eta * l2n, u->l1 = eta * l1n;
+        u->decay = 1.0f;
+        u->wd = eta * l2n;
+        u->l1 = eta * l1n;
         return 1;
     }
     u->decay = fused_decay(o->eta, o->l2, o->n_train);

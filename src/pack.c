@@ -32,7 +32,10 @@ static herr_t copy_attrs(hid_t src, hid_t dst)
             rc = b < 0 ? -1 : H5Awrite(b, t, buf);
             if (b >= 0) H5Aclose(b);
         }
-        free(buf), H5Tclose(t), H5Sclose(sp), H5Aclose(a);
+        free(buf);
+        H5Tclose(t);
+        H5Sclose(sp);
+        H5Aclose(a);
         if (rc < 0) return rc;
     }
     return 0;

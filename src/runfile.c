@@ -33,7 +33,10 @@ nndl_status nndl_runfile_history(const nndl_run_paths *p, int epoch, const nndl_
 out:
     if (f >= 0 && H5Fclose(f) < 0 && st == NNDL_OK) st = nndl_fail(err, NNDL_EIO, "%s: close failed (disk full?)", tmp);
     if (st == NNDL_OK) st = nndl_commit_file(tmp, path, err);
-    if (st != NNDL_OK) return unlink(tmp), st;
+    if (st != NNDL_OK) {
+        unlink(tmp);
+        return st;
+    }
     return manifest_add_file(p, NULL, name, err);
 }
 
@@ -68,9 +71,14 @@ nndl_status nndl_runfile_activations(MPI_Comm comm, const nndl_run_paths *p, int
         H5TRY(d = H5Dcreate2(g, dname, H5T_IEEE_F32LE, fs, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), "%s: %s", tmp, dname);
         H5TRY(ms = H5Screate_simple(2, count, NULL), "dataspace");
         if (rows > 0) H5TRY(H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, count, NULL), "hyperslab");
-        else H5Sselect_none(fs), H5Sselect_none(ms);
+        else {
+            H5Sselect_none(fs);
+            H5Sselect_none(ms);
+        }
         H5TRY(H5Dwrite(d, H5T_NATIVE_FLOAT, ms, fs, dxpl, act[k]), "%s: collective write of %s", tmp, dname);
-        H5Sclose(ms), H5Sclose(fs), H5Dclose(d);
+        H5Sclose(ms);
+        H5Sclose(fs);
+        H5Dclose(d);
         ms = fs = d = -1;
     }
 out:
@@ -79,10 +87,14 @@ out:
     if (d >= 0) H5Dclose(d);
     if (g >= 0) H5Gclose(g);
     if (f >= 0 && H5Fclose(f) < 0 && st == NNDL_OK) st = nndl_fail(err, NNDL_EIO, "%s: close failed (disk full?)", tmp);
-    H5Pclose(fapl), H5Pclose(dxpl);
+    H5Pclose(fapl);
+    H5Pclose(dxpl);
     if (rank != 0) return st; /* rank 0 commits; the caller agrees on the status */
     if (st == NNDL_OK) st = nndl_commit_file(tmp, path, err);
-    if (st != NNDL_OK) return unlink(tmp), st;
+    if (st != NNDL_OK) {
+        unlink(tmp);
+        return st;
+    }
     return manifest_add_file(p, NULL, name, err);
 }
 
@@ -110,7 +122,9 @@ static herr_t write_vds(hid_t loc, const char *name, const char *dirbase, const 
     herr_t rc = d < 0 ? -1 : h5u_attr_str(d, "note", "virtual: reads the snapshot files in the run's companion "
                                                       "directory; NaN where one is missing");
     if (d >= 0) H5Dclose(d);
-    H5Pclose(dcpl), H5Sclose(vs), H5Sclose(ss);
+    H5Pclose(dcpl);
+    H5Sclose(vs);
+    H5Sclose(ss);
     return rc;
 }
 
@@ -224,6 +238,9 @@ nndl_status nndl_runfile_write_main(const nndl_run_paths *p, const nndl_run *r, 
 out:
     if (f >= 0 && H5Fclose(f) < 0 && st == NNDL_OK) st = nndl_fail(err, NNDL_EIO, "%s: close failed (disk full?)", tmp);
     if (st == NNDL_OK) st = nndl_commit_file(tmp, p->main, err);
-    if (st != NNDL_OK) return unlink(tmp), st;
+    if (st != NNDL_OK) {
+        unlink(tmp);
+        return st;
+    }
     return record_main(p, r->config_json, err);
 }

@@ -106,7 +106,10 @@ static nndl_status link_eval(const nndl_run_paths *p, cJSON *m, nndl_err *err)
         st = nndl_fail(err, NNDL_EHDF5, "%s: cannot add the /eval link", tmp);
     if (f >= 0 && H5Fclose(f) < 0 && st == NNDL_OK) st = nndl_fail(err, NNDL_EIO, "%s: close failed", tmp);
     if (st == NNDL_OK) st = nndl_commit_file(tmp, p->main, err);
-    if (st != NNDL_OK) return unlink(tmp), st;
+    if (st != NNDL_OK) {
+        unlink(tmp);
+        return st;
+    }
     if ((st = nndl_sha256_file(p->main, sha, err)) != NNDL_OK) return st;
     cJSON_DeleteItemFromObject(m, "main_sha256");
     cJSON_AddStringToObject(m, "main_sha256", sha);

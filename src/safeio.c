@@ -84,7 +84,8 @@ nndl_status nndl_write_file_atomic(const char *path, const void *data, size_t le
         if (n < 0 && errno == EINTR) continue;
         if (n < 0) {
             int e = errno;
-            close(fd), unlink(tmp);
+            close(fd);
+            unlink(tmp);
             return nndl_fail(err, NNDL_EIO, "%s: write failed: %s", tmp, strerror(e));
         }
         done += (size_t)n;
@@ -113,13 +114,23 @@ nndl_status nndl_read_file(const char *path, size_t max, char **out, size_t *len
         size_t next = cap * 2 > max + 1 ? max + 1 : cap * 2;
         char *b = realloc(buf, next + 1);
         if (!b) free(buf);
-        buf = b, cap = next;
+        buf = b;
+        cap = next;
     }
-    if (!buf) return fclose(f), nndl_fail(err, NNDL_ENOMEM, "out of memory reading %s", path);
+    if (!buf) {
+        fclose(f);
+        return nndl_fail(err, NNDL_ENOMEM, "out of memory reading %s", path);
+    }
     int bad = ferror(f);
     fclose(f);
-    if (bad) return free(buf), nndl_fail(err, NNDL_EIO, "%s: read failed", path);
-    if (n > max) return free(buf), nndl_fail(err, NNDL_EFORMAT, "%s: larger than %zu bytes: not the expected file", path, max);
+    if (bad) {
+        free(buf);
+        return nndl_fail(err, NNDL_EIO, "%s: read failed", path);
+    }
+    if (n > max) {
+        free(buf);
+        return nndl_fail(err, NNDL_EFORMAT, "%s: larger than %zu bytes: not the expected file", path, max);
+    }
     buf[n] = 0;
     *out = buf;
     if (len) *len = n;
@@ -190,7 +201,8 @@ nndl_status nndl_isolated(nndl_isolated_fn fn, void *arg, void *out, size_t cap,
     fflush(NULL);
     pid_t pid = fork();
     if (pid < 0) {
-        close(fds[0]), close(fds[1]);
+        close(fds[0]);
+        close(fds[1]);
         return nndl_fail(err, NNDL_EIO, "fork failed: %s", strerror(errno));
     }
     if (pid == 0) { /* child: the risky read; send the error record then the result; no atexit handlers */

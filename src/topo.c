@@ -32,7 +32,8 @@ int nndl_topo_prepare(void)
 nndl_status nndl_topo_init(nndl_topo *t, int local_rank, int local_size, nndl_err *err)
 {
     memset(t, 0, sizeof *t);
-    t->local_rank = local_rank, t->local_size = local_size;
+    t->local_rank = local_rank;
+    t->local_size = local_size;
     hwloc_topology_t topo;
     if (hwloc_topology_init(&topo) != 0 || hwloc_topology_load(topo) != 0)
         return nndl_fail(err, NNDL_EIO, "hwloc could not read the machine's topology");

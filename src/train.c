@@ -67,8 +67,14 @@ nndl_status nndl_trainer_create(nndl_trainer **out, const nndl_trainer_setup *s,
     nndl_trainer *t = calloc(1, sizeof *t);
     *out = NULL;
     if (!t) return nndl_fail(err, NNDL_ENOMEM, "out of memory for the trainer");
-    t->net = s->net, t->cfg = *cfg, t->plan = *s->plan, t->train = s->train, t->val = s->val;
-    t->dist = s->dist, t->hooks = s->hooks, t->ops = ops_of(s->plan->kind);
+    t->net = s->net;
+    t->cfg = *cfg;
+    t->plan = *s->plan;
+    t->train = s->train;
+    t->val = s->val;
+    t->dist = s->dist;
+    t->hooks = s->hooks;
+    t->ops = ops_of(s->plan->kind);
     t->sched = (nndl_schedule){cfg->eta, cfg->patience, cfg->lr_decay, cfg->lr_min_ratio, cfg->early_stop};
     int shard = (cfg->batch + t->dist->size - 1) / t->dist->size;
     t->perm = malloc(sizeof *t->perm * (t->train->n > 0 ? t->train->n : 1));

@@ -19,7 +19,10 @@ static void teardown(void)
     cr_expect(eq(int, system(cmd), 0));
 }
 
-static void be32(unsigned char *p, uint32_t v) { p[0] = v >> 24, p[1] = v >> 16, p[2] = v >> 8, p[3] = v; }
+static void be32(unsigned char *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++) p[i] = (unsigned char)(v >> (24 - 8 * i));
+}
 
 /* An IDX image file of n images of r x c pixels (pixel k of image i = (i + k) % 256), with
  * magic, count and extra/missing bytes adjustable; gzip = 1 writes it compressed. */
@@ -31,7 +34,10 @@ static const char *write_images(const char *name, uint32_t magic, int n, int r, 
     snprintf(p, 512, "%s/%s", dir, name);
     size_t bytes = 16 + (size_t)n * r * c + extra;
     unsigned char *buf = calloc(1, bytes + 16);
-    be32(buf, magic), be32(buf + 4, n), be32(buf + 8, r), be32(buf + 12, c);
+    be32(buf, magic);
+    be32(buf + 4, n);
+    be32(buf + 8, r);
+    be32(buf + 12, c);
     for (size_t k = 16; k < bytes; k++) buf[k] = (unsigned char)(((k - 16) / (r * c) + (k - 16) % (r * c)) % 256);
     if (gzip) {
         gzFile f = gzopen(p, "wb");
@@ -53,7 +59,8 @@ static const char *write_labels(const char *name, uint32_t magic, int n, int cou
     char *p = path[turn++ % 2];
     snprintf(p, 512, "%s/%s", dir, name);
     unsigned char *buf = calloc(1, 8 + (size_t)count);
-    be32(buf, magic), be32(buf + 4, n);
+    be32(buf, magic);
+    be32(buf + 4, n);
     for (int i = 0; i < count; i++) buf[8 + i] = (unsigned char)(i % 10);
     if (bad_at >= 0) buf[8 + bad_at] = 10;
     if (gzip) {
@@ -200,7 +207,8 @@ Test(split, book_split_random_split_and_gather)
     uint8_t px[20], lab[10];
     for (int i = 0; i < 20; i++) px[i] = (uint8_t)(i * 10);
     for (int i = 0; i < 10; i++) lab[i] = (uint8_t)i;
-    im.pixels = px, im.labels = lab;
+    im.pixels = px;
+    im.labels = lab;
     nndl_split tr, va;
     nndl_err err;
     cr_assert(eq(int, nndl_split_train_val(&tr, &va, &im, 6, 3, 0, 1, &err), NNDL_OK));
@@ -212,12 +220,14 @@ Test(split, book_split_random_split_and_gather)
     nndl_split_gather(&va, order, 2, x, y);
     cr_expect(eq(u8, y[0], 9));
     cr_expect(eq(flt, x[1], 190.0f / 255.0f));
-    nndl_split_free(&tr), nndl_split_free(&va);
+    nndl_split_free(&tr);
+    nndl_split_free(&va);
     cr_assert(eq(int, nndl_split_train_val(&tr, &va, &im, 7, 3, 1, 5, &err), NNDL_OK));
     int seen[10] = {0};
     for (int i = 0; i < 7; i++) seen[tr.idx[i]]++;
     for (int i = 0; i < 3; i++) seen[va.idx[i]]++;
     for (int i = 0; i < 10; i++) cr_expect(eq(int, seen[i], 1), "row %d used once", i);
-    nndl_split_free(&tr), nndl_split_free(&va);
+    nndl_split_free(&tr);
+    nndl_split_free(&va);
     cr_expect(eq(int, nndl_split_train_val(&tr, &va, &im, 8, 3, 0, 1, &err), NNDL_EARG));
 }

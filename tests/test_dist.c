@@ -15,7 +15,8 @@ Test(dist, shards_cover_the_batch)
                 nndl_dist_shard(B, P, r, &first, &len);
                 cr_assert(eq(int, first, next), "B=%d P=%d r=%d: shard starts at %d, expected %d", B, P, r, first, next);
                 next = first + len;
-                lo = len < lo ? len : lo, hi = len > hi ? len : hi;
+                lo = len < lo ? len : lo;
+                hi = len > hi ? len : hi;
             }
             cr_assert(eq(int, next, B), "B=%d P=%d: shards end at %d", B, P, next);
             cr_assert(le(int, hi - lo, 1), "B=%d P=%d: shard sizes %d..%d", B, P, lo, hi);

@@ -69,7 +69,8 @@ static void gradcheck(const int *sizes, int n_sizes, nndl_act act, nndl_cost cos
     for (int i = 0; i < ROWS * sizes[0]; i += 2) {
         double u[2];
         nndl_rng_uniform2(seed, 99, 0, (uint64_t)i, u);
-        x[i] = (float)u[0], x[i + 1] = (float)u[1];
+        x[i] = (float)u[0];
+        x[i + 1] = (float)u[1];
     }
     for (int r = 0; r < ROWS; r++) y[r] = (uint8_t)((r * 7 + seed) % sizes[n_sizes - 1]);
     double c = nndl_net_backprop(net, x, y, ROWS, NULL);
@@ -138,7 +139,7 @@ Test(net, quadratic_cost_is_half_squared_error)
     float out[] = {0.5f, 0.25f, 1.0f, 0.0f, 1.0f, 0.0f};
     uint8_t y[] = {1, 0};
     /* row 0: (0.25 + 0.5625 + 1)/2 ; row 1: (1 + 1 + 0)/2 */
-    cr_expect(ieee_ulp_eq(dbl, nndl_net_cost(net, out, y, 2), (0.25 + 0.5625 + 1.0) / 2 + 1.0, 4));
+    cr_expect(ieee_ulp_eq(dbl, nndl_net_cost(net, out, net->zout, y, 2), (0.25 + 0.5625 + 1.0) / 2 + 1.0, 4));
     nndl_net_free(net);
 }
 
@@ -152,7 +153,10 @@ Test(net, init_statistics_follow_the_scheme)
         nndl_net_init(net, (nndl_init)scheme, 7);
         const nndl_layer *L = &net->layer[0];
         double s = 0, s2 = 0, n = (double)L->n_in * L->n_out;
-        for (size_t i = 0; i < (size_t)n; i++) s += L->w[i], s2 += (double)L->w[i] * L->w[i];
+        for (size_t i = 0; i < (size_t)n; i++) {
+            s += L->w[i];
+            s2 += (double)L->w[i] * L->w[i];
+        }
         double var = s2 / n - (s / n) * (s / n), want = scheme == NNDL_INIT_NIELSEN ? 1.0 / 400 : 1.0;
         cr_expect(lt(dbl, fabs(var / want - 1.0), 0.02), "%s: weight variance %g, expected %g",
                   nndl_init_name((nndl_init)scheme), var, want);
@@ -182,7 +186,10 @@ static double penalty_ref(const nndl_net *net, const double *p, double l1, doubl
     const double *q = p;
     for (int l = 0; l < net->n_layers; l++) {
         size_t nw = (size_t)net->sizes[l + 1] * net->sizes[l];
-        for (size_t i = 0; i < nw; i++) s1 += fabs(q[i]), s2 += q[i] * q[i];
+        for (size_t i = 0; i < nw; i++) {
+            s1 += fabs(q[i]);
+            s2 += q[i] * q[i];
+        }
         q += nw + net->sizes[l + 1];
     }
     return l2 / (2.0 * n) * s2 + l1 / n * s1;
@@ -235,7 +242,9 @@ static void gradcheck_reg(const int *sizes, int n_sizes, nndl_act act, nndl_cost
     for (size_t i = 0; i < net->n_params; i++)
         off += fabs((before[i] - net->params[i]) - 0.1 * g[i]) > 4 * FLT_EPSILON * fabs(before[i]) + 1e-5 * fabs(0.1 * g[i]);
     cr_expect(eq(int, off, 0), "the step is w - eta g: %d parameters are not", off);
-    free(g), free(p), free(before);
+    free(g);
+    free(p);
+    free(before);
     nndl_sgd_free(&o);
     nndl_net_free(net);
 }
@@ -451,7 +460,10 @@ static void fused_matches(const int *sizes, int n_sizes, nndl_act act, nndl_cost
     nndl_batch b = {act_b, delta_b};
     uint8_t y[N];
     for (int i = 0; i < N * sizes[0]; i++) act_b[0][i] = (float)((i * 37 % 101) / 101.0);
-    for (int r = 0; r < N; r++) y[r] = (uint8_t)(r % sizes[L]), sample[r] = 100 + 3 * r;
+    for (int r = 0; r < N; r++) {
+        y[r] = (uint8_t)(r % sizes[L]);
+        sample[r] = 100 + 3 * r;
+    }
     nndl_dropout drop = {p_drop, 8, 1, sample};
     nndl_sgd o;
     cr_assert(eq(int, nndl_sgd_init(&o, net, 0.3, 0.2, 0.7, mu, 5, &err), NNDL_OK));
@@ -525,7 +537,9 @@ static void fused_matches(const int *sizes, int n_sizes, nndl_act act, nndl_cost
     for (int k = 0; k < 2; k++) cr_expect(eq(int, nndl_net_part_nonfinite(net, &b, N, k, 2), 1));
     for (int l = 0; l <= L; l++) free(act_b[l]);
     for (int l = 0; l < L; l++) free(delta_b[l]);
-    free(p0), free(ref), free(vref);
+    free(p0);
+    free(ref);
+    free(vref);
     nndl_sgd_free(&o);
     nndl_net_free(net);
 }

@@ -97,7 +97,10 @@ static void round_trip(int argc, char **argv)
     cJSON *jb = nndl_options_to_json(&b);
     char *sb = cJSON_PrintUnformatted(jb);
     cr_expect(eq(str, sa, sb));
-    free(sa), free(sb), cJSON_Delete(ja), cJSON_Delete(jb);
+    free(sa);
+    free(sb);
+    cJSON_Delete(ja);
+    cJSON_Delete(jb);
 }
 
 Test(options, stored_configuration_round_trips)

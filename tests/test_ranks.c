@@ -55,7 +55,10 @@ int main(int argc, char **argv)
                        .eta = 0.5, .batch = atoi(argv[3]), .epochs = 1, .seed = 3, .shuffle = 1,
                        .lr_decay = 2, .lr_min_ratio = 128};
     if (argc == 8) {
-        cfg.dropout = atof(argv[4]), cfg.momentum = atof(argv[5]), cfg.l2 = atof(argv[6]), cfg.augment = atoi(argv[7]);
+        cfg.dropout = atof(argv[4]);
+        cfg.momentum = atof(argv[5]);
+        cfg.l2 = atof(argv[6]);
+        cfg.augment = atoi(argv[7]);
         cfg.eta = 0.1; /* with momentum 0.9: still not chaotic */
         cfg.epochs = 2;
     }
@@ -80,8 +83,10 @@ int main(int argc, char **argv)
             for (int l = 0; l < np->n_layers; l++) {
                 const nndl_layer *a = &np->layer[l], *b = &n1->layer[l];
                 double d2 = 0, n2 = 0;
-                for (size_t i = 0; i < (size_t)a->n_in * a->n_out; i++)
-                    d2 += pow((double)a->w[i] - b->w[i], 2), n2 += pow((double)b->w[i], 2);
+                for (size_t i = 0; i < (size_t)a->n_in * a->n_out; i++) {
+                    d2 += pow((double)a->w[i] - b->w[i], 2);
+                    n2 += pow((double)b->w[i], 2);
+                }
                 double rel = sqrt(d2 / n2);
                 printf("layer %d: ||W_%d - W_1|| / ||W_1|| = %.3g (limit 1e-5)\n", l + 1, size, rel);
                 ok &= rel <= 1e-5 && n2 > 0;
@@ -105,7 +110,8 @@ int main(int argc, char **argv)
                ok ? "PASS" : "FAIL", ok, !ok);
     }
     MPI_Bcast(&ok, 1, MPI_INT, 0, MPI_COMM_WORLD);
-    nndl_net_free(np), nndl_net_free(n1);
+    nndl_net_free(np);
+    nndl_net_free(n1);
     MPI_Finalize();
     return ok ? 0 : 1;
 }

@@ -38,8 +38,12 @@ Test(rng, uniform_and_normal_moments)
         nndl_rng_uniform2(7, 1, 0, (uint64_t)i, u);
         nndl_rng_normal2(7, 2, 0, (uint64_t)i, z);
         for (int k = 0; k < 2; k++) {
-            s += u[k], s2 += u[k] * u[k], zs += z[k], zs2 += z[k] * z[k];
-            umin = fmin(umin, u[k]), umax = fmax(umax, u[k]);
+            s += u[k];
+            s2 += u[k] * u[k];
+            zs += z[k];
+            zs2 += z[k] * z[k];
+            umin = fmin(umin, u[k]);
+            umax = fmax(umax, u[k]);
         }
     }
     cr_expect(ge(dbl, umin, 0.0));
@@ -66,5 +70,7 @@ Test(rng, permutation_is_a_repeatable_permutation)
     nndl_rng_permutation(5, 2, 2, q, n); /* next epoch */
     for (int i = 0; i < n; i++) differs += p[i] != q[i];
     cr_expect(gt(int, differs, 900));
-    free(p), free(q), free(seen);
+    free(p);
+    free(q);
+    free(seen);
 }

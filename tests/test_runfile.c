@@ -32,7 +32,8 @@ static int shape(const char *name, hsize_t *dims)
     hid_t sp = H5Dget_space(d);
     int r = H5Sget_simple_extent_ndims(sp);
     H5Sget_simple_extent_dims(sp, dims, NULL);
-    H5Sclose(sp), H5Dclose(d);
+    H5Sclose(sp);
+    H5Dclose(d);
     return r;
 }
 
@@ -65,7 +66,8 @@ static char *str_attr(hid_t loc, const char *name)
     size_t n = H5Tget_size(t);
     char *s = calloc(n + 1, 1);
     H5Aread(a, t, s);
-    H5Tclose(t), H5Aclose(a);
+    H5Tclose(t);
+    H5Aclose(a);
     return s;
 }
 
@@ -119,7 +121,10 @@ Test(runfile, root_attributes)
         cr_expect(gt(sz, strlen(v), 0), "%s is empty", names[i]);
         free(v);
     }
-    free(cfg), free(sha), free(ds), free(status);
+    free(cfg);
+    free(sha);
+    free(ds);
+    free(status);
 }
 
 Test(runfile, model_metrics_best)
@@ -154,7 +159,8 @@ Test(runfile, model_metrics_best)
     double t = dbl_attr(g, "test_accuracy");
     cr_expect(gt(dbl, t, 0.5));
     H5Gclose(g);
-    free(acc), free(ep);
+    free(acc);
+    free(ep);
 }
 
 Test(runfile, history_ends_with_the_model)
@@ -167,10 +173,15 @@ Test(runfile, history_ends_with_the_model)
     float *h = read_all("/history/layer_1/weights", H5T_NATIVE_FLOAT, 4), *w = read_all("/model/layer_1/weights",
                                                                                         H5T_NATIVE_FLOAT, 4);
     size_t n = 20 * 784, same = 0, moved = 0;
-    for (size_t i = 0; i < n; i++) same += h[3 * n + i] == w[i], moved += h[i] != w[i];
+    for (size_t i = 0; i < n; i++) {
+        same += h[3 * n + i] == w[i];
+        moved += h[i] != w[i];
+    }
     cr_expect(eq(sz, same, n), "the last snapshot is the final model");
     cr_expect(gt(sz, moved, n / 2), "the first snapshot (epoch 0) is the initialisation, not the model");
-    free(e), free(h), free(w);
+    free(e);
+    free(h);
+    free(w);
 }
 
 Test(runfile, activations_are_the_hidden_layer_of_the_probes)
@@ -195,7 +206,8 @@ Test(runfile, activations_are_the_hidden_layer_of_the_probes)
     nndl_net_reserve(net, 300, &err);
     float *w = read_all("/model/layer_1/weights", H5T_NATIVE_FLOAT, 4), *b = read_all("/model/layer_1/biases",
                                                                                       H5T_NATIVE_FLOAT, 4);
-    memcpy(net->layer[0].w, w, sizeof(float) * 20 * 784), memcpy(net->layer[0].b, b, sizeof(float) * 20);
+    memcpy(net->layer[0].w, w, sizeof(float) * 20 * 784);
+    memcpy(net->layer[0].b, b, sizeof(float) * 20);
     float *x = malloc(sizeof(float) * 300 * 784);
     for (int r = 0; r < 300; r++) {
         cr_expect(eq(u8, lab[r], im.labels[idx[r]]));
@@ -205,7 +217,12 @@ Test(runfile, activations_are_the_hidden_layer_of_the_probes)
     double maxdiff = 0;
     for (int i = 0; i < 300 * 20; i++) maxdiff = fmax(maxdiff, fabs(net->a[1][i] - act[3 * 300 * 20 + i]));
     cr_expect(lt(dbl, maxdiff, 1e-5), "stored activations differ from the model's by %g", maxdiff);
-    free(idx), free(lab), free(act), free(w), free(b), free(x);
+    free(idx);
+    free(lab);
+    free(act);
+    free(w);
+    free(b);
+    free(x);
     nndl_net_free(net);
     nndl_images_free(&im);
 }

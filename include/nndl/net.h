@@ -109,9 +109,10 @@ nndl_status nndl_net_reserve(nndl_net *net, int rows, nndl_err *err);
 /* Forward x [n x sizes[0]] (n <= cap); return the output activations [n x sizes[L]] (workspace). */
 const float *nndl_net_forward(nndl_net *net, const float *x, int n);
 
-/* Cost of output rows out [n x sizes[L]] against class labels y [n], SUMMED over the rows. out must
- * be the last forward's output (log-likelihood uses its pre-activations: log-softmax by log-sum-exp). */
-double nndl_net_cost(const nndl_net *net, const float *out, const uint8_t *y, int n);
+/* Cost of output rows out [n x sizes[L]] against class labels y [n], SUMMED over the rows. z [n x sizes[L]]:
+ * the output layer's pre-activations, which log-likelihood uses (log-softmax by log-sum-exp: no log 0;
+ * net->zout after a forward); the other costs read out only (z may be NULL). */
+double nndl_net_cost(const nndl_net *net, const float *out, const float *z, const uint8_t *y, int n);
 
 /* Forward and backward over x [n x sizes[0]] with labels y [n]: grads = the SUM over the n rows
  * of each row's gradient (not the mean: ranks sum shards, then divide by the global batch).

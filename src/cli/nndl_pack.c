@@ -15,7 +15,10 @@ int main(int argc, char **argv)
              "Example: nndl-pack runs/ch1.h5 ch1-packed.h5");
         return 0;
     }
-    if (argc == 2 && !strcmp(argv[1], "--version")) return printf("nndl-pack %s\n", NNDL_VERSION), 0;
+    if (argc == 2 && !strcmp(argv[1], "--version")) {
+        printf("nndl-pack %s\n", NNDL_VERSION);
+        return 0;
+    }
     if (argc != 3) {
         fprintf(stderr, "nndl-pack: error: expected RUN.h5 OUT.h5 (e.g. nndl-pack runs/ch1.h5 ch1-packed.h5), "
                         "found %d arguments\n", argc - 1);

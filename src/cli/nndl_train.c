@@ -93,7 +93,10 @@ static void on_epoch(void *ctx, const nndl_epoch_metrics *m)
         if (sc->stopped) cJSON_AddBoolToObject(j, "schedule_stop", 1);
         if (m->skipped) cJSON_AddNumberToObject(j, "skipped_batches", (double)m->skipped);
         char *s = cJSON_PrintUnformatted(j);
-        if (s) fprintf(r->json, "%s\n", s), fflush(r->json);
+        if (s) {
+            fprintf(r->json, "%s\n", s);
+            fflush(r->json);
+        }
         free(s);
         cJSON_Delete(j);
     }
@@ -151,7 +154,8 @@ static nndl_status place_rank(const nndl_dist *d, const nndl_options *o, int yie
     MPI_Comm node;
     int lr = 0, ls = 1;
     if (MPI_Comm_split_type(d->comm, MPI_COMM_TYPE_SHARED, d->rank, MPI_INFO_NULL, &node) == MPI_SUCCESS) {
-        MPI_Comm_rank(node, &lr), MPI_Comm_size(node, &ls);
+        MPI_Comm_rank(node, &lr);
+        MPI_Comm_size(node, &ls);
         MPI_Comm_free(&node);
     }
     nndl_topo t;
@@ -273,7 +277,10 @@ int main(int argc, char **argv)
         openblas_set_num_threads(o.threads);
         st = place_rank(&d, &o, yielding, &err);
         report rep = {&o, d.rank == 0, NULL, 1, 0, 0.0, NULL};
-        if (strcmp(o.log, "-") == 0) rep.json = stdout, rep.human = 0;
+        if (strcmp(o.log, "-") == 0) {
+            rep.json = stdout;
+            rep.human = 0;
+        }
         rep.bar = d.rank == 0 && rep.human && (o.progress == 1 || (o.progress == -1 && on_terminal()));
         if (st == NNDL_OK) st = run(&o, &d, &rep, argc, argv, &err);
         if (rep.json && rep.json != stdout) fclose(rep.json);

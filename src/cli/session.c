@@ -57,8 +57,11 @@ nndl_status nndl_dataset_load(nndl_dataset *ds, const nndl_options *o, const nnd
 
 void nndl_dataset_free(nndl_dataset *ds)
 {
-    nndl_split_free(&ds->train), nndl_split_free(&ds->val), nndl_split_free(&ds->test);
-    nndl_images_free(&ds->train_file), nndl_images_free(&ds->test_file);
+    nndl_split_free(&ds->train);
+    nndl_split_free(&ds->val);
+    nndl_split_free(&ds->test);
+    nndl_images_free(&ds->train_file);
+    nndl_images_free(&ds->test_file);
     nndl_dist_node_free(&ds->share); /* collective over the node: every rank frees its dataset */
 }
 
@@ -69,7 +72,10 @@ static nndl_status dataset_sha(const nndl_dataset *ds, char **out, nndl_err *err
     for (int i = 0; i < 4; i++) {
         char sha[NNDL_SHA256_HEX], b[4200];
         nndl_status st = nndl_sha256_file(ds->paths[i], sha, err);
-        if (st != NNDL_OK) return cJSON_Delete(j), st;
+        if (st != NNDL_OK) {
+            cJSON_Delete(j);
+            return st;
+        }
         snprintf(b, sizeof b, "%s", strrchr(ds->paths[i], '/') ? strrchr(ds->paths[i], '/') + 1 : ds->paths[i]);
         char *dot = strstr(b, ".gz");
         if (dot) *dot = 0; /* the same data, raw or gzipped, has the same name (not the same sum) */
@@ -248,7 +254,11 @@ static nndl_status load_resumed(nndl_session *s, const char *ckpt, nndl_train_st
 {
     nndl_run *r = &s->run;
     char *sha_now = NULL;
-    free(r->command_line), free(r->host), free(r->start_time), free(r->dataset), free(r->dataset_sha256_json);
+    free(r->command_line);
+    free(r->host);
+    free(r->start_time);
+    free(r->dataset);
+    free(r->dataset_sha256_json);
     r->command_line = r->host = r->start_time = r->dataset = r->dataset_sha256_json = NULL;
     nndl_status st = nndl_runfile_load_checkpoint(ckpt, r, s->net, z, err);
     if (st == NNDL_OK) st = dataset_sha(&s->ds, &sha_now, err);
@@ -352,7 +362,8 @@ nndl_status nndl_session_start(nndl_session *s, nndl_options *o, const nndl_dist
                                const nndl_train_hooks *hooks, nndl_err *err)
 {
     memset(s, 0, sizeof *s);
-    s->o = o, s->d = d;
+    s->o = o;
+    s->d = d;
     s->run.best_val = -1.0;
     char *ckpt = NULL;
     nndl_train_state z = {0}, *from = NULL;

@@ -9,7 +9,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (size < 4) return 0;
     uint32_t cut;
     memcpy(&cut, data, 4);
-    data += 4, size -= 4;
+    data += 4;
+    size -= 4;
     cut = size ? cut % (uint32_t)(size + 1) : 0;
     char ip[300], lp[300];
     snprintf(ip, sizeof ip, "%s/images", fuzz_dir());

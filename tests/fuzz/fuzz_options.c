@@ -38,14 +38,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             abort();
         }
         cJSON *j2 = nndl_options_to_json(&o2);
-        cJSON_DeleteItemFromObject(j, "epochs"), cJSON_DeleteItemFromObject(j2, "epochs");
+        cJSON_DeleteItemFromObject(j, "epochs");
+        cJSON_DeleteItemFromObject(j2, "epochs");
         if (!cJSON_Compare(j, j2, 1)) {
             char *s2 = cJSON_PrintUnformatted(j2);
             fprintf(stderr, "round trip differs:\n%s\n%s\n", s, s2);
             abort();
         }
         free(s);
-        cJSON_Delete(j), cJSON_Delete(j2);
+        cJSON_Delete(j);
+        cJSON_Delete(j2);
     } else if (!err.msg[0]) {
         abort();
     }

@@ -33,7 +33,8 @@ int main(int argc, char **argv)
             return 1;
         }
         if (!S_ISDIR(st.st_mode)) {
-            bad += run_file(argv[i]), files++;
+            bad += run_file(argv[i]);
+            files++;
             continue;
         }
         DIR *d = opendir(argv[i]);
@@ -42,7 +43,8 @@ int main(int argc, char **argv)
             if (e->d_name[0] == '.') continue;
             char p[4096];
             snprintf(p, sizeof p, "%s/%s", argv[i], e->d_name);
-            bad += run_file(p), files++;
+            bad += run_file(p);
+            files++;
         }
         if (d) closedir(d);
     }

@@ -67,9 +67,13 @@ static int gemms(const char *sizes_s, int batch, int reps)
     }
     float *w[64], *a[64], *d[64], *dw[64];
     double flops = 0;
-    for (int l = 0; l < n; l++) a[l] = rnd((size_t)batch * sizes[l]), d[l] = rnd((size_t)batch * sizes[l]);
+    for (int l = 0; l < n; l++) {
+        a[l] = rnd((size_t)batch * sizes[l]);
+        d[l] = rnd((size_t)batch * sizes[l]);
+    }
     for (int l = 0; l + 1 < n; l++) {
-        w[l] = rnd((size_t)sizes[l + 1] * sizes[l]), dw[l] = rnd((size_t)sizes[l + 1] * sizes[l]);
+        w[l] = rnd((size_t)sizes[l + 1] * sizes[l]);
+        dw[l] = rnd((size_t)sizes[l + 1] * sizes[l]);
         flops += 2.0 * batch * sizes[l] * sizes[l + 1] * (l == 0 ? 2 : 3);
     }
     double *t = malloc(sizeof(double) * reps);
@@ -131,14 +135,19 @@ static int steps(int argc, char **argv, const char *sizes_s, int batch, int roun
         if (*p) p++;
     }
     for (int i = 0; i < NNDL_MAX_SIZES; i++) c.act[i] = NNDL_ACT_RELU;
-    c.cost = NNDL_COST_LOG_LIKELIHOOD, c.eta = 0.001, c.batch = batch, c.seed = 1, c.shuffle = 1;
+    c.cost = NNDL_COST_LOG_LIKELIHOOD;
+    c.eta = 0.001;
+    c.batch = batch;
+    c.seed = 1;
+    c.shuffle = 1;
     int per_round = 20, n = batch * per_round, px = c.sizes[0];
     nndl_images im = {n + batch, 1, px, c.sizes[c.n_sizes - 1], malloc((size_t)(n + batch) * px),
                       malloc((size_t)(n + batch)), 0};
     for (size_t i = 0; i < (size_t)(n + batch) * px; i++) im.pixels[i] = (uint8_t)((i * 2654435761u) >> 24);
     for (int i = 0; i < n + batch; i++) im.labels[i] = (uint8_t)(i % im.n_classes);
     nndl_split tr, va;
-    nndl_split_range(&tr, &im, 0, n, &err), nndl_split_range(&va, &im, n, batch, &err);
+    nndl_split_range(&tr, &im, 0, n, &err);
+    nndl_split_range(&va, &im, n, batch, &err);
     nndl_net *net;
     nndl_net_create(&net, c.sizes, c.n_sizes, c.act, c.cost, &err);
     nndl_net_init(net, NNDL_INIT_NIELSEN, 1);
@@ -150,14 +159,19 @@ static int steps(int argc, char **argv, const char *sizes_s, int batch, int roun
         c.reduce = NNDL_REDUCE_MPI;
         nndl_trainer_setup s = {net, &c, &plan[mode], &tr, &va, &d, NULL, {0}};
         if (nndl_trainer_plan(&c, net, tr.n, &d, &plan[mode], &err) != NNDL_OK ||
-            nndl_trainer_create(&t[mode], &s, &err) != NNDL_OK)
-            return fprintf(stderr, "%s\n", err.msg), 1;
+            nndl_trainer_create(&t[mode], &s, &err) != NNDL_OK) {
+            fprintf(stderr, "%s\n", err.msg);
+            return 1;
+        }
     }
     double *ts[2] = {malloc(sizeof(double) * rounds), malloc(sizeof(double) * rounds)};
     for (int r = -2; r < rounds; r++)
         for (int mode = 0; mode < 2; mode++) {
             nndl_epoch_metrics m;
-            if (nndl_trainer_epoch(t[mode], &m, &err) != NNDL_OK) return fprintf(stderr, "%s\n", err.msg), 1;
+            if (nndl_trainer_epoch(t[mode], &m, &err) != NNDL_OK) {
+                fprintf(stderr, "%s\n", err.msg);
+                return 1;
+            }
             if (r >= 0) ts[mode][r] = m.seconds / per_round;
         }
     double b = median(ts[0], rounds), o = median(ts[1], rounds);
