@@ -9,7 +9,8 @@
 #include "runfile_int.h"
 
 const char *const nndl_metric_names[NNDL_N_METRICS] = {
-    "epoch", "train_cost", "val_accuracy", "val_cost", "learning_rate", "seconds", "samples_per_s", "eval_seconds",
+    "epoch",          "train_cost",      "val_accuracy",  "val_cost",
+    "learning_rate",  "seconds",         "samples_per_s", "eval_seconds",
     "train_accuracy", "train_full_cost", "test_accuracy", "test_cost"};
 
 /* ---- the run record in memory ---- */
@@ -55,7 +56,8 @@ nndl_status nndl_run_add_epoch(nndl_run *r, const double *m, nndl_err *err)
 nndl_status nndl_run_add_snapshot(nndl_run *r, int epoch, nndl_err *err)
 {
     if (r->n_snaps == r->cap_snaps) {
-        int cap = r->cap_snaps ? 2 * r->cap_snaps : 64, *p = realloc(r->snap_epoch, sizeof *p * cap);
+        int cap = r->cap_snaps ? 2 * r->cap_snaps : 64,
+            *p = realloc(r->snap_epoch, sizeof *p * cap);
         if (!p) return nndl_fail(err, NNDL_ENOMEM, "out of memory for snapshots");
         r->snap_epoch = p;
         r->cap_snaps = cap;
@@ -80,8 +82,9 @@ nndl_status manifest_load(const nndl_run_paths *p, int create, cJSON **out, nndl
         return *out ? NNDL_OK : nndl_fail(err, NNDL_ENOMEM, "out of memory");
     }
     if (st != NNDL_OK)
-        return nndl_fail(err, NNDL_EARG, "%s is not an nndl run file: %s has no readable MANIFEST.json (%s)", p->main,
-                         p->dir, strerror(errno));
+        return nndl_fail(err, NNDL_EARG,
+                         "%s is not an nndl run file: %s has no readable MANIFEST.json (%s)",
+                         p->main, p->dir, strerror(errno));
     *out = cJSON_Parse(text);
     free(text);
     cJSON *v = *out ? cJSON_GetObjectItem(*out, "nndl_format_version") : NULL;
@@ -89,16 +92,22 @@ nndl_status manifest_load(const nndl_run_paths *p, int create, cJSON **out, nndl
         !cJSON_IsArray(cJSON_GetObjectItem(*out, "checkpoints"))) {
         cJSON_Delete(*out);
         *out = NULL;
-        return nndl_fail(err, NNDL_EFORMAT, "%s: damaged manifest %s (not the JSON nndl writes)", p->main, path);
+        return nndl_fail(err, NNDL_EFORMAT, "%s: damaged manifest %s (not the JSON nndl writes)",
+                         p->main, path);
     }
-    if (!(v->valuedouble >= 1 && v->valuedouble <= NNDL_FORMAT_VERSION)) { /* NaN-proof, and no int overflow */
+    /* NaN-proof, and no int overflow */
+    if (!(v->valuedouble >= 1 && v->valuedouble <= NNDL_FORMAT_VERSION)) {
         double ver = v->valuedouble;
         cJSON_Delete(*out);
         *out = NULL;
         if (ver > NNDL_FORMAT_VERSION)
-            return nndl_fail(err, NNDL_EFORMAT, "%s: written in run-file format %.0f by a newer nndl; this nndl reads up "
-                             "to format %d: upgrade nndl", p->main, ver, NNDL_FORMAT_VERSION);
-        return nndl_fail(err, NNDL_EFORMAT, "%s: damaged manifest %s (format version %g)", p->main, path, ver);
+            return nndl_fail(
+                err, NNDL_EFORMAT,
+                "%s: written in run-file format %.0f by a newer nndl; this nndl reads up "
+                "to format %d: upgrade nndl",
+                p->main, ver, NNDL_FORMAT_VERSION);
+        return nndl_fail(err, NNDL_EFORMAT, "%s: damaged manifest %s (format version %g)", p->main,
+                         path, ver);
     }
     return NNDL_OK;
 }
@@ -120,7 +129,8 @@ void manifest_set_config(cJSON *m, const char *config_json)
     if (c) cJSON_AddItemToObject(m, "config", c);
 }
 
-nndl_status manifest_add_file(const nndl_run_paths *p, const char *config_json, const char *name, nndl_err *err)
+nndl_status manifest_add_file(const nndl_run_paths *p, const char *config_json, const char *name,
+                              nndl_err *err)
 {
     char path[4500], sha[NNDL_SHA256_HEX];
     snprintf(path, sizeof path, "%s/%s", p->dir, name);
@@ -140,17 +150,21 @@ nndl_status manifest_add_file(const nndl_run_paths *p, const char *config_json, 
 nndl_status manifest_verify(const nndl_run_paths *p, cJSON *m, const char *name, nndl_err *err)
 {
     char path[4500], sha[NNDL_SHA256_HEX];
-    /* names nndl writes are plain file names in the run's directory: nothing else is read through it */
+    /* names nndl writes are plain file names in the run's directory: nothing else is read through
+     * it */
     if (!name[0] || name[0] == '.' || strchr(name, '/') || strlen(name) > 255)
-        return nndl_fail(err, NNDL_EFORMAT, "%s: the manifest names '%.60s', not a file of the run's directory",
+        return nndl_fail(err, NNDL_EFORMAT,
+                         "%s: the manifest names '%.60s', not a file of the run's directory",
                          p->main, name);
     snprintf(path, sizeof path, "%s/%s", p->dir, name);
     cJSON *want = cJSON_GetObjectItem(cJSON_GetObjectItem(m, "files"), name);
-    if (!cJSON_IsString(want)) return nndl_fail(err, NNDL_EFORMAT, "%s: not listed in the run's manifest", path);
+    if (!cJSON_IsString(want))
+        return nndl_fail(err, NNDL_EFORMAT, "%s: not listed in the run's manifest", path);
     nndl_status st = nndl_sha256_file(path, sha, err);
     if (st != NNDL_OK) return st;
     if (strcmp(sha, want->valuestring) != 0)
-        return nndl_fail(err, NNDL_EFORMAT, "%s: SHA-256 %.12s..., the manifest says %.12s...: the file is damaged",
+        return nndl_fail(err, NNDL_EFORMAT,
+                         "%s: SHA-256 %.12s..., the manifest says %.12s...: the file is damaged",
                          path, sha, want->valuestring);
     return NNDL_OK;
 }
@@ -164,8 +178,11 @@ nndl_status manifest_verify_main(const nndl_run_paths *p, nndl_err *err)
     cJSON *want = cJSON_GetObjectItem(m, "main_sha256");
     st = nndl_sha256_file(p->main, sha, err);
     if (st == NNDL_OK && (!cJSON_IsString(want) || strcmp(sha, want->valuestring) != 0))
-        st = nndl_fail(err, NNDL_EFORMAT, "%s changed since nndl wrote it (SHA-256 differs from the manifest's): "
-                       "damaged or edited? nndl-train --resume %s rewrites it from the last checkpoint", p->main, p->main);
+        st = nndl_fail(
+            err, NNDL_EFORMAT,
+            "%s changed since nndl wrote it (SHA-256 differs from the manifest's): "
+            "damaged or edited? nndl-train --resume %s rewrites it from the last checkpoint",
+            p->main, p->main);
     cJSON_Delete(m);
     return st;
 }
@@ -226,20 +243,28 @@ herr_t read_layers(hid_t f, const char *group, const nndl_net *net, float *buf)
         herr_t rc = h5u_read(f, name, H5T_NATIVE_FLOAT, 2, dw, buf + (L->w - net->params));
         if (rc < 0) return rc;
         snprintf(name, sizeof name, "%s/layer_%d/biases", group, l + 1);
-        if ((rc = h5u_read(f, name, H5T_NATIVE_FLOAT, 1, db, buf + (L->b - net->params))) < 0) return rc;
+        if ((rc = h5u_read(f, name, H5T_NATIVE_FLOAT, 1, db, buf + (L->b - net->params))) < 0)
+            return rc;
     }
     return 0;
 }
 
 /* ---- the training state: written and read here, whole ---- */
 
-/* Attributes epoch, step, cost_sum, skipped, eta and schedule_*, and /optim/state (the velocity). */
+/* Attributes epoch, step, cost_sum, skipped, eta and schedule_*, and /optim/state (the velocity).
+ */
 static herr_t write_state(hid_t f, const nndl_train_state *s)
 {
     const nndl_schedule_state *sc = &s->sched;
-    const char *ints[] = {"epoch", "step", "skipped", "schedule_since_best", "schedule_since_change",
-                          "schedule_decays", "schedule_stopped"};
-    long long iv[] = {s->epoch, s->step, s->skipped, sc->since_best, sc->since_change, sc->decays, sc->stopped};
+    const char *ints[] = {"epoch",
+                          "step",
+                          "skipped",
+                          "schedule_since_best",
+                          "schedule_since_change",
+                          "schedule_decays",
+                          "schedule_stopped"};
+    long long iv[] = {s->epoch,         s->step,    s->skipped, sc->since_best,
+                      sc->since_change, sc->decays, sc->stopped};
     herr_t rc = 0;
     for (int i = 0; i < 7 && rc >= 0; i++) rc = h5u_attr_int(f, ints[i], iv[i]);
     if (rc >= 0) rc = h5u_attr_double(f, "cost_sum", s->cost_sum);
@@ -257,7 +282,11 @@ static herr_t write_state(hid_t f, const nndl_train_state *s)
 static herr_t read_state(hid_t f, nndl_train_state *s)
 {
     nndl_schedule_state *sc = &s->sched;
-    const char *ints[] = {"epoch", "step", "schedule_since_best", "schedule_since_change", "schedule_decays",
+    const char *ints[] = {"epoch",
+                          "step",
+                          "schedule_since_best",
+                          "schedule_since_change",
+                          "schedule_decays",
                           "schedule_stopped"};
     long long iv[6];
     herr_t rc = 0;
@@ -269,10 +298,12 @@ static herr_t read_state(hid_t f, nndl_train_state *s)
     sc->since_change = (int)iv[3];
     sc->decays = (int)iv[4];
     sc->stopped = (int)iv[5];
-    long long skipped = 0; /* since format 1's later files: older checkpoints count no skipped batch */
+    /* since format 1's later files: older checkpoints count no skipped batch */
+    long long skipped = 0;
     if (H5Aexists(f, "skipped") > 0 && h5u_get_attr_int(f, "skipped", &skipped) < 0) return -1;
     s->skipped = (long)skipped;
-    if (h5u_get_attr_double(f, "cost_sum", &s->cost_sum) < 0 || h5u_get_attr_double(f, "eta", &sc->eta) < 0 ||
+    if (h5u_get_attr_double(f, "cost_sum", &s->cost_sum) < 0 ||
+        h5u_get_attr_double(f, "eta", &sc->eta) < 0 ||
         h5u_get_attr_double(f, "schedule_best", &sc->best) < 0)
         return -1;
     hsize_t n = s->n_velocity;
@@ -284,8 +315,10 @@ static herr_t read_state(hid_t f, nndl_train_state *s)
 static herr_t write_identity(hid_t f, const nndl_run *r)
 {
     herr_t rc = h5u_attr_int(f, "nndl_format_version", NNDL_FORMAT_VERSION);
-    const char *keys[] = {"config", "command_line", "host", "start_time", "dataset", "dataset_sha256"};
-    const char *vals[] = {r->config_json, r->command_line, r->host, r->start_time, r->dataset, r->dataset_sha256_json};
+    const char *keys[] = {"config",     "command_line", "host",
+                          "start_time", "dataset",      "dataset_sha256"};
+    const char *vals[] = {r->config_json, r->command_line, r->host,
+                          r->start_time,  r->dataset,      r->dataset_sha256_json};
     for (int i = 0; i < 6 && rc >= 0; i++) rc = h5u_attr_str(f, keys[i], vals[i] ? vals[i] : "");
     if (rc >= 0) rc = h5u_attr_int(f, "mpi_world_size", r->world_size);
     return rc;
@@ -304,10 +337,10 @@ static herr_t write_snapshots(hid_t f, const nndl_run *r)
     return rc;
 }
 
-/* Record a new checkpoint in the manifest, then drop the oldest beyond keep (a crash in between leaves
- * a harmless orphan). */
-static nndl_status keep_newest(const nndl_run_paths *p, const nndl_run *r, const char *name, int keep,
-                               nndl_err *err)
+/* Record a new checkpoint in the manifest, then drop the oldest beyond keep (a crash in between
+ * leaves a harmless orphan). */
+static nndl_status keep_newest(const nndl_run_paths *p, const nndl_run *r, const char *name,
+                               int keep, nndl_err *err)
 {
     nndl_status st = manifest_add_file(p, r->config_json, name, err);
     cJSON *m;
@@ -319,7 +352,8 @@ static nndl_status keep_newest(const nndl_run_paths *p, const nndl_run *r, const
     while (cJSON_GetArraySize(list) > (keep > 0 ? keep : 1) && n_drop < 64) {
         cJSON *old = cJSON_DetachItemFromArray(list, 0);
         snprintf(drop[n_drop++], 64, "%s", old->valuestring);
-        if (strcmp(old->valuestring, name) != 0) cJSON_DeleteItemFromObject(files, old->valuestring);
+        if (strcmp(old->valuestring, name) != 0)
+            cJSON_DeleteItemFromObject(files, old->valuestring);
         cJSON_Delete(old);
     }
     st = manifest_save(p, m, err);
@@ -345,8 +379,11 @@ nndl_status nndl_runfile_checkpoint(const nndl_run_paths *p, const nndl_run *r, 
     H5TRY(f, "%s: cannot create the checkpoint: %s", tmp, errno ? strerror(errno) : "HDF5 error");
     H5TRY(write_identity(f, r), "%s: writing attributes failed", tmp);
     H5TRY(h5u_attr_str(f, "kind", "checkpoint"), "%s: attribute", tmp);
-    H5TRY(h5u_attr_str(f, "rng", "Philox4x32-10, counter-based: every draw is a function of (seed, stream, epoch, "
-                                 "index), so (epoch, step) is the whole generator state"), "%s: attribute", tmp);
+    H5TRY(h5u_attr_str(
+              f, "rng",
+              "Philox4x32-10, counter-based: every draw is a function of (seed, stream, epoch, "
+              "index), so (epoch, step) is the whole generator state"),
+          "%s: attribute", tmp);
     H5TRY(write_state(f, state), "%s: writing the training state failed", tmp);
     H5TRY(write_layers(f, "model", net, net->params, 0), "%s: writing the parameters failed", tmp);
     H5TRY(write_best(f, r, net), "%s: writing the best parameters failed", tmp);
@@ -364,7 +401,8 @@ out:
     return keep_newest(p, r, name, keep, err);
 }
 
-nndl_status nndl_runfile_open(const nndl_run_paths *p, char **config_json, char *ckpt, size_t cap, nndl_err *err)
+nndl_status nndl_runfile_open(const nndl_run_paths *p, char **config_json, char *ckpt, size_t cap,
+                              nndl_err *err)
 {
     cJSON *m;
     *config_json = NULL;
@@ -405,7 +443,8 @@ static herr_t read_best(hid_t f, nndl_run *r, const nndl_net *net)
     if (H5Lexists(f, "best", H5P_DEFAULT) <= 0) return 0;
     long long v = 0;
     if (!(r->best_params = malloc(sizeof(float) * net->n_params))) return -1;
-    hid_t g = read_layers(f, "best", net, r->best_params) < 0 ? -1 : H5Gopen2(f, "best", H5P_DEFAULT);
+    hid_t g =
+        read_layers(f, "best", net, r->best_params) < 0 ? -1 : H5Gopen2(f, "best", H5P_DEFAULT);
     herr_t rc = g < 0 ? -1 : h5u_get_attr_int(g, "epoch", &v);
     r->best_epoch = (int)v;
     if (rc >= 0) rc = h5u_get_attr_double(g, "val_accuracy", &r->best_val);
@@ -434,19 +473,21 @@ static nndl_status read_series(hid_t f, const char *path, nndl_run *r, nndl_err 
     H5TRY(h5u_shape(f, "snapshots/epoch", dims) == 1 ? 0 : -1, "%s: no /snapshots/epoch", path);
     for (hsize_t s = 0; s < dims[0] && st == NNDL_OK; s++) st = nndl_run_add_snapshot(r, 0, err);
     if (st != NNDL_OK) goto out;
-    H5TRY(h5u_read(f, "snapshots/epoch", H5T_NATIVE_INT, 1, dims, r->snap_epoch), "%s: snapshots", path);
+    H5TRY(h5u_read(f, "snapshots/epoch", H5T_NATIVE_INT, 1, dims, r->snap_epoch), "%s: snapshots",
+          path);
 out:
     return st;
 }
 
-static nndl_status load_checkpoint(const char *path, nndl_run *r, nndl_net *net, nndl_train_state *state,
-                                   nndl_err *err)
+static nndl_status load_checkpoint(const char *path, nndl_run *r, nndl_net *net,
+                                   nndl_train_state *state, nndl_err *err)
 {
     nndl_status st = NNDL_OK;
     hid_t f = h5u_open_ro(path);
     herr_t rc;
     H5TRY(f, "%s: cannot open the checkpoint", path);
-    H5TRY(read_state(f, state), "%s: the training state (epoch, step, schedule, velocity) cannot be read", path);
+    H5TRY(read_state(f, state),
+          "%s: the training state (epoch, step, schedule, velocity) cannot be read", path);
     r->command_line = dup_attr(f, "command_line");
     r->host = dup_attr(f, "host");
     r->start_time = dup_attr(f, "start_time");
@@ -454,7 +495,8 @@ static nndl_status load_checkpoint(const char *path, nndl_run *r, nndl_net *net,
     r->dataset_sha256_json = dup_attr(f, "dataset_sha256");
     if ((rc = read_layers(f, "model", net, net->params)) < 0) {
         st = nndl_fail(err, rc == -2 ? NNDL_EARG : NNDL_EHDF5, "%s: %s", path,
-                       rc == -2 ? "its layer shapes differ from the configuration" : "cannot read /model");
+                       rc == -2 ? "its layer shapes differ from the configuration"
+                                : "cannot read /model");
         goto out;
     }
     H5TRY(read_best(f, r, net), "%s: cannot read /best", path);
@@ -471,7 +513,8 @@ typedef struct {
     nndl_train_state *state;
 } load_arg;
 
-/* In the isolated child: the whole load, on the child's copies of run, net and state (discarded). */
+/* In the isolated child: the whole load, on the child's copies of run, net and state (discarded).
+ */
 static nndl_status probe_checkpoint(void *arg, void *out, size_t cap, nndl_err *err)
 {
     load_arg *a = arg;
@@ -480,12 +523,13 @@ static nndl_status probe_checkpoint(void *arg, void *out, size_t cap, nndl_err *
     return load_checkpoint(a->path, a->r, a->net, a->state, err);
 }
 
-nndl_status nndl_runfile_load_checkpoint(const char *path, nndl_run *r, nndl_net *net, nndl_train_state *state,
-                                         nndl_err *err)
+nndl_status nndl_runfile_load_checkpoint(const char *path, nndl_run *r, nndl_net *net,
+                                         nndl_train_state *state, nndl_err *err)
 {
     /* The SHA-256 in the manifest guards against damage, not against a file made to match it; and
-     * HDF5 1.10 can crash or hang on some damaged files. So the same load runs first in a forked child
-     * with a time limit: reading the same bytes the same way, the parent's load then goes through. */
+     * HDF5 1.10 can crash or hang on some damaged files. So the same load runs first in a forked
+     * child with a time limit: reading the same bytes the same way, the parent's load then goes
+     * through. */
     char one = 0;
     load_arg a = {path, r, net, state};
     nndl_status st = nndl_isolated(probe_checkpoint, &a, &one, 1, 120.0, path, err);

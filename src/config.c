@@ -11,21 +11,26 @@
 static nndl_status contradictions(const nndl_config *c, nndl_err *err)
 {
     if (c->reproducible && c->reduce == NNDL_REDUCE_SHARED)
-        return nndl_fail(err, NNDL_EARG, "--reduce shared with --reproducible: the reproducible mode sums exact "
-                                         "fixed-point gradients with MPI; drop --reduce shared");
+        return nndl_fail(err, NNDL_EARG,
+                         "--reduce shared with --reproducible: the reproducible mode sums exact "
+                         "fixed-point gradients with MPI; drop --reduce shared");
     if (c->reproducible && c->overlap == NNDL_OVERLAP_ON)
-        return nndl_fail(err, NNDL_EARG, "--overlap on with --reproducible: the reproducible mode reduces once per "
-                                         "step, after every chunk; drop --overlap on");
+        return nndl_fail(err, NNDL_EARG,
+                         "--overlap on with --reproducible: the reproducible mode reduces once per "
+                         "step, after every chunk; drop --overlap on");
     if (c->reduce == NNDL_REDUCE_SHARED && c->overlap == NNDL_OVERLAP_ON)
-        return nndl_fail(err, NNDL_EARG, "--reduce shared with --overlap on: the overlap is the MPI reduction's, and "
-                                         "the shared step reduces nothing; drop one of them (on --resume, give the "
-                                         "other one as auto)");
+        return nndl_fail(
+            err, NNDL_EARG,
+            "--reduce shared with --overlap on: the overlap is the MPI reduction's, and "
+            "the shared step reduces nothing; drop one of them (on --resume, give the "
+            "other one as auto)");
     return NNDL_OK; /* --split where no shared step runs is moot: the plan says it is unused */
 }
 
 /* ---- the chooser ---- */
 
-nndl_status nndl_config_plan(const nndl_config *c, const nndl_plan_env *env, nndl_step_plan *p, nndl_err *err)
+nndl_status nndl_config_plan(const nndl_config *c, const nndl_plan_env *env, nndl_step_plan *p,
+                             nndl_err *err)
 {
     memset(p, 0, sizeof *p);
     nndl_status st = contradictions(c, err);
@@ -33,21 +38,25 @@ nndl_status nndl_config_plan(const nndl_config *c, const nndl_plan_env *env, nnd
     int large = env->n_params >= NNDL_LARGE_NET;
     if (c->reproducible) {
         p->kind = NNDL_STEP_REPRODUCIBLE;
-        snprintf(p->why, sizeof p->why, "--reproducible%s", c->split != NNDL_SPLIT_AUTO ? "; --split unused" : "");
+        snprintf(p->why, sizeof p->why, "--reproducible%s",
+                 c->split != NNDL_SPLIT_AUTO ? "; --split unused" : "");
         return NNDL_OK;
     }
     int fusable = nndl_sgd_fusable(c->eta, c->l2, c->momentum, env->n_train);
     int one_node = env->node_ranks == env->ranks && env->ranks <= NNDL_MAX_SHARED_RANKS;
-    if (c->reduce != NNDL_REDUCE_MPI && c->overlap != NNDL_OVERLAP_ON && fusable && (env->ranks == 1 || one_node)) {
+    if (c->reduce != NNDL_REDUCE_MPI && c->overlap != NNDL_OVERLAP_ON && fusable &&
+        (env->ranks == 1 || one_node)) {
         p->kind = NNDL_STEP_FUSED;
         p->shared = env->ranks > 1;
-        p->units = p->shared && (c->split == NNDL_SPLIT_UNITS || (c->split == NNDL_SPLIT_AUTO && large));
-        snprintf(p->why, sizeof p->why, "%s%s", c->reduce == NNDL_REDUCE_AUTO ? "--reduce auto: fused wherever it can"
-                                                                                : "--reduce shared",
+        p->units =
+            p->shared && (c->split == NNDL_SPLIT_UNITS || (c->split == NNDL_SPLIT_AUTO && large));
+        snprintf(p->why, sizeof p->why, "%s%s",
+                 c->reduce == NNDL_REDUCE_AUTO ? "--reduce auto: fused wherever it can"
+                                               : "--reduce shared",
                  !p->shared ? (c->split != NNDL_SPLIT_AUTO ? "; --split unused on one rank" : "")
                  : c->split != NNDL_SPLIT_AUTO ? ""
-                 : large ? "; --split auto: units (>= 2^20 parameters)"
-                         : "; --split auto: rows (< 2^20 parameters)");
+                 : large                       ? "; --split auto: units (>= 2^20 parameters)"
+                                               : "; --split auto: rows (< 2^20 parameters)");
         return NNDL_OK;
     }
     p->kind = NNDL_STEP_ALLREDUCE;
@@ -56,11 +65,12 @@ nndl_status nndl_config_plan(const nndl_config *c, const nndl_plan_env *env, nnd
                                     (c->overlap == NNDL_OVERLAP_AUTO && large && several_nodes));
     const char *why = c->reduce == NNDL_REDUCE_MPI    ? "--reduce mpi"
                       : c->overlap == NNDL_OVERLAP_ON ? "--overlap on"
-                      : !fusable                      ? "the update cannot be fused (1 - eta*l2/n <= 0)"
-                      : several_nodes                 ? "the ranks span several nodes"
-                                                      : "more ranks than one node shares";
-    snprintf(p->why, sizeof p->why, "%s%s%s%s", c->reduce == NNDL_REDUCE_SHARED ? "--reduce shared cannot be: " : "",
-             why, c->split != NNDL_SPLIT_AUTO ? "; --split unused" : "",
+                      : !fusable      ? "the update cannot be fused (1 - eta*l2/n <= 0)"
+                      : several_nodes ? "the ranks span several nodes"
+                                      : "more ranks than one node shares";
+    snprintf(p->why, sizeof p->why, "%s%s%s%s",
+             c->reduce == NNDL_REDUCE_SHARED ? "--reduce shared cannot be: " : "", why,
+             c->split != NNDL_SPLIT_AUTO ? "; --split unused" : "",
              env->ranks == 1 || c->overlap != NNDL_OVERLAP_AUTO ? ""
              : p->overlap ? "; --overlap auto: on (>= 2^20 parameters, several nodes)"
                           : "; --overlap auto: off (only for >= 2^20 parameters across nodes)");
@@ -74,12 +84,14 @@ void nndl_step_plan_name(const nndl_step_plan *p, char *buf, size_t cap)
         snprintf(buf, cap, "reproducible (fixed chunks, exact fixed-point sums)");
         break;
     case NNDL_STEP_FUSED:
-        snprintf(buf, cap, "fused (no gradient formed), %s", !p->shared ? "one rank"
-                                                             : p->units ? "node-shared, split by units"
-                                                                        : "node-shared, split by rows");
+        snprintf(buf, cap, "fused (no gradient formed), %s",
+                 !p->shared ? "one rank"
+                 : p->units ? "node-shared, split by units"
+                            : "node-shared, split by rows");
         break;
     case NNDL_STEP_ALLREDUCE:
-        snprintf(buf, cap, "gradient + MPI_Allreduce%s", p->overlap ? ", in buckets overlapping backprop" : "");
+        snprintf(buf, cap, "gradient + MPI_Allreduce%s",
+                 p->overlap ? ", in buckets overlapping backprop" : "");
         break;
     }
 }

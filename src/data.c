@@ -13,7 +13,8 @@
 
 /* ---- IDX ---- */
 
-static nndl_status read_exact(gzFile f, const char *path, void *buf, size_t n, const char *what, nndl_err *err)
+static nndl_status read_exact(gzFile f, const char *path, void *buf, size_t n, const char *what,
+                              nndl_err *err)
 {
     size_t got = 0;
     while (got < n) {
@@ -22,15 +23,17 @@ static nndl_status read_exact(gzFile f, const char *path, void *buf, size_t n, c
         if (r < 0) {
             int zerr;
             const char *zmsg = gzerror(f, &zerr);
-            return nndl_fail(err, NNDL_EFORMAT, "%s: cannot read %s: %s (damaged gzip?); re-fetch the data",
-                             path, what, zerr == Z_ERRNO ? strerror(errno) : zmsg);
+            return nndl_fail(err, NNDL_EFORMAT,
+                             "%s: cannot read %s: %s (damaged gzip?); re-fetch the data", path,
+                             what, zerr == Z_ERRNO ? strerror(errno) : zmsg);
         }
         if (r == 0) break;
         got += (size_t)r;
     }
     if (got < n)
-        return nndl_fail(err, NNDL_EFORMAT, "%s: truncated: %s needs %zu bytes, found %zu; re-fetch the data",
-                         path, what, n, got);
+        return nndl_fail(err, NNDL_EFORMAT,
+                         "%s: truncated: %s needs %zu bytes, found %zu; re-fetch the data", path,
+                         what, n, got);
     return NNDL_OK;
 }
 
@@ -40,8 +43,8 @@ static nndl_status idx_open(gzFile *out, const char *path, uint32_t magic, int n
 {
     struct stat st;
     if (stat(path, &st) != 0)
-        return nndl_fail(err, errno == ENOENT ? NNDL_EARG : NNDL_EIO, "%s: %s%s%s", path, strerror(errno),
-                         hint && *hint ? "; " : "", hint ? hint : "");
+        return nndl_fail(err, errno == ENOENT ? NNDL_EARG : NNDL_EIO, "%s: %s%s%s", path,
+                         strerror(errno), hint && *hint ? "; " : "", hint ? hint : "");
     if (!S_ISREG(st.st_mode)) return nndl_fail(err, NNDL_EARG, "%s: not a regular file", path);
     *file_size = st.st_size;
     gzFile f = gzopen(path, "rb");
@@ -56,9 +59,12 @@ static nndl_status idx_open(gzFile *out, const char *path, uint32_t magic, int n
     uint32_t m = (uint32_t)h[0] << 24 | (uint32_t)h[1] << 16 | (uint32_t)h[2] << 8 | h[3];
     if (m != magic) {
         gzclose(f);
-        return nndl_fail(err, NNDL_EFORMAT, "%s: IDX magic 0x%08x, expected 0x%08x (%s); is it the right file? "
-                         "re-fetch with tools/fetch-data", path, m, magic,
-                         magic == NNDL_IDX_MAGIC_IMAGES ? "ubyte images, 3 dimensions" : "ubyte labels, 1 dimension");
+        return nndl_fail(err, NNDL_EFORMAT,
+                         "%s: IDX magic 0x%08x, expected 0x%08x (%s); is it the right file? "
+                         "re-fetch with tools/fetch-data",
+                         path, m, magic,
+                         magic == NNDL_IDX_MAGIC_IMAGES ? "ubyte images, 3 dimensions"
+                                                        : "ubyte labels, 1 dimension");
     }
     s = read_exact(f, path, h + 4, 4 * (size_t)ndim, "the IDX header", err);
     if (s != NNDL_OK) {
@@ -73,24 +79,29 @@ static nndl_status idx_open(gzFile *out, const char *path, uint32_t magic, int n
     return NNDL_OK;
 }
 
-/* Before allocating what a header announces: a raw file must hold exactly header + data bytes, and a
- * gzip file cannot inflate beyond 1032 times its size (deflate's maximum ratio). So a damaged or
+/* Before allocating what a header announces: a raw file must hold exactly header + data bytes, and
+ * a gzip file cannot inflate beyond 1032 times its size (deflate's maximum ratio). So a damaged or
  * hostile header never makes nndl allocate more than the file could really deliver. */
-static nndl_status check_size(gzFile f, const char *path, off_t file_size, size_t header, size_t bytes,
-                              const char *what, nndl_err *err)
+static nndl_status check_size(gzFile f, const char *path, off_t file_size, size_t header,
+                              size_t bytes, const char *what, nndl_err *err)
 {
     if (gzdirect(f)) {
         if ((size_t)file_size < header + bytes)
-            return nndl_fail(err, NNDL_EFORMAT, "%s: truncated: %s needs %zu bytes, found %lld; re-fetch the data",
+            return nndl_fail(err, NNDL_EFORMAT,
+                             "%s: truncated: %s needs %zu bytes, found %lld; re-fetch the data",
                              path, what, bytes, (long long)file_size - (long long)header);
         if ((size_t)file_size > header + bytes)
-            return nndl_fail(err, NNDL_EFORMAT, "%s: trailing bytes after the data the header announces; damaged "
-                             "file? re-fetch the data", path);
+            return nndl_fail(err, NNDL_EFORMAT,
+                             "%s: trailing bytes after the data the header announces; damaged "
+                             "file? re-fetch the data",
+                             path);
         return NNDL_OK;
     }
     if ((double)bytes > 1032.0 * (double)file_size + 4096.0)
-        return nndl_fail(err, NNDL_EFORMAT, "%s: the header announces %zu bytes of %s, more than a gzip file of %lld "
-                         "bytes can hold; damaged file? re-fetch the data", path, bytes, what, (long long)file_size);
+        return nndl_fail(err, NNDL_EFORMAT,
+                         "%s: the header announces %zu bytes of %s, more than a gzip file of %lld "
+                         "bytes can hold; damaged file? re-fetch the data",
+                         path, bytes, what, (long long)file_size);
     return NNDL_OK;
 }
 
@@ -98,8 +109,11 @@ static nndl_status expect_end(gzFile f, const char *path, nndl_err *err)
 {
     char c;
     int r = gzread(f, &c, 1);
-    if (r > 0) return nndl_fail(err, NNDL_EFORMAT, "%s: trailing bytes after the data the header announces; "
-                                "damaged file? re-fetch the data", path);
+    if (r > 0)
+        return nndl_fail(err, NNDL_EFORMAT,
+                         "%s: trailing bytes after the data the header announces; "
+                         "damaged file? re-fetch the data",
+                         path);
     if (r < 0) return read_exact(f, path, &c, 1, "the end of the file", err);
     return NNDL_OK;
 }
@@ -120,8 +134,9 @@ static nndl_status load_images(nndl_images *im, const char *path, const char *hi
     if (s != NNDL_OK) return s;
     if (d[0] == 0 || d[0] > (1u << 28) || d[1] == 0 || d[2] == 0 || d[1] > 4096 || d[2] > 4096) {
         gzclose(f);
-        return nndl_fail(err, NNDL_EFORMAT, "%s: implausible IDX dimensions %u x %u x %u; re-fetch the data",
-                         path, d[0], d[1], d[2]);
+        return nndl_fail(err, NNDL_EFORMAT,
+                         "%s: implausible IDX dimensions %u x %u x %u; re-fetch the data", path,
+                         d[0], d[1], d[2]);
     }
     size_t bytes = (size_t)d[0] * d[1] * d[2];
     if ((s = check_size(f, path, size, 16, bytes, "the pixel data", err)) != NNDL_OK) {
@@ -151,8 +166,10 @@ static nndl_status load_labels(nndl_images *im, const char *path, const char *hi
     if (s != NNDL_OK) return s;
     if (n != (uint32_t)im->n) {
         gzclose(f);
-        return nndl_fail(err, NNDL_EFORMAT, "%s: %u labels, but the image file has %d images; "
-                         "the two files do not belong together", path, n, im->n);
+        return nndl_fail(err, NNDL_EFORMAT,
+                         "%s: %u labels, but the image file has %d images; "
+                         "the two files do not belong together",
+                         path, n, im->n);
     }
     if ((s = check_size(f, path, size, 8, n, "the labels", err)) != NNDL_OK) {
         gzclose(f);
@@ -168,13 +185,14 @@ static nndl_status load_labels(nndl_images *im, const char *path, const char *hi
     gzclose(f);
     for (uint32_t i = 0; s == NNDL_OK && i < n; i++)
         if (im->labels[i] >= im->n_classes)
-            s = nndl_fail(err, NNDL_EFORMAT, "%s: label %u of item %u is out of range (expected 0 to %d)", path,
+            s = nndl_fail(err, NNDL_EFORMAT,
+                          "%s: label %u of item %u is out of range (expected 0 to %d)", path,
                           im->labels[i], i, im->n_classes - 1);
     return s;
 }
 
-nndl_status nndl_images_load(nndl_images *out, const char *images_path, const char *labels_path, int n_classes,
-                             const char *hint, nndl_err *err)
+nndl_status nndl_images_load(nndl_images *out, const char *images_path, const char *labels_path,
+                             int n_classes, const char *hint, nndl_err *err)
 {
     memset(out, 0, sizeof *out);
     out->n_classes = n_classes;
@@ -205,14 +223,15 @@ nndl_status nndl_split_range(nndl_split *s, const nndl_images *src, int first, i
     return NNDL_OK;
 }
 
-nndl_status nndl_split_train_val(nndl_split *train, nndl_split *val, const nndl_images *src, int n_train,
-                                 int n_val, int random, uint64_t seed, nndl_err *err)
+nndl_status nndl_split_train_val(nndl_split *train, nndl_split *val, const nndl_images *src,
+                                 int n_train, int n_val, int random, uint64_t seed, nndl_err *err)
 {
     memset(train, 0, sizeof *train);
     memset(val, 0, sizeof *val);
     if (n_train < 1 || n_val < 0 || n_train > src->n - n_val)
-        return nndl_fail(err, NNDL_EARG, "cannot take %d training and %d validation samples from %d", n_train, n_val,
-                         src->n);
+        return nndl_fail(err, NNDL_EARG,
+                         "cannot take %d training and %d validation samples from %d", n_train,
+                         n_val, src->n);
     if (!random) { /* the book: the last n_val rows validate, training takes rows from the start */
         nndl_status s = nndl_split_range(train, src, 0, n_train, err);
         if (s == NNDL_OK) s = nndl_split_range(val, src, src->n - n_val, n_val, err);
@@ -292,7 +311,8 @@ void nndl_augment_shift_of(const nndl_augment *a, int sample, int *dx, int *dy)
     *dy = k / 3 - 1;
 }
 
-NNDL_HOT void nndl_split_gather_aug(const nndl_split *s, const int *order, int n, float *x, uint8_t *y, const nndl_augment *a)
+NNDL_HOT void nndl_split_gather_aug(const nndl_split *s, const int *order, int n, float *x,
+                                    uint8_t *y, const nndl_augment *a)
 {
     if (!a || !a->shift) {
         nndl_split_gather(s, order, n, x, y);
@@ -309,7 +329,9 @@ NNDL_HOT void nndl_split_gather_aug(const nndl_split *s, const int *order, int n
             int sr = r - dy;
             for (int c = 0; c < C; c++) {
                 int sc = c - dx;
-                o[r * C + c] = sr >= 0 && sr < R && sc >= 0 && sc < C ? (float)p[sr * C + sc] * (1.0f / 255.0f) : 0.0f;
+                o[r * C + c] = sr >= 0 && sr < R && sc >= 0 && sc < C
+                                   ? (float)p[sr * C + sc] * (1.0f / 255.0f)
+                                   : 0.0f;
             }
         }
         y[i] = im->labels[row];

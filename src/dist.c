@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* ---- shards and the communicator ---- */
+
 void nndl_dist_shard(int n, int P, int r, int *first, int *len)
 {
     int base = n / P, rem = n % P;
@@ -25,10 +27,13 @@ nndl_status nndl_dist_init(nndl_dist *d, MPI_Comm comm, nndl_err *err)
     int rc;
     d->comm = comm;
     if ((rc = MPI_Comm_set_errhandler(comm, MPI_ERRORS_RETURN)) != MPI_SUCCESS ||
-        (rc = MPI_Comm_rank(comm, &d->rank)) != MPI_SUCCESS || (rc = MPI_Comm_size(comm, &d->size)) != MPI_SUCCESS)
+        (rc = MPI_Comm_rank(comm, &d->rank)) != MPI_SUCCESS ||
+        (rc = MPI_Comm_size(comm, &d->size)) != MPI_SUCCESS)
         return mpi_fail(err, rc, "MPI communicator setup");
     return NNDL_OK;
 }
+
+/* ---- reductions ---- */
 
 nndl_status nndl_dist_sum_floats(const nndl_dist *d, float *buf, size_t n, nndl_err *err)
 {
@@ -51,8 +56,10 @@ void nndl_dist_isum_floats(const nndl_dist *d, float *buf, size_t n, nndl_dist_p
         return;
     }
     int rc = MPI_Iallreduce(MPI_IN_PLACE, buf, (int)n, MPI_FLOAT, MPI_SUM, d->comm, &p->req[p->n]);
-    if (rc == MPI_SUCCESS) p->n++;
-    else p->rc = rc;
+    if (rc == MPI_SUCCESS)
+        p->n++;
+    else
+        p->rc = rc;
 }
 
 void nndl_dist_progress(nndl_dist_pending *p)
@@ -80,19 +87,25 @@ nndl_status nndl_dist_sum_int64(const nndl_dist *d, int64_t *buf, size_t n, nndl
 {
     if (d->size == 1) return NNDL_OK;
     int rc = MPI_Allreduce(MPI_IN_PLACE, buf, (int)n, MPI_INT64_T, MPI_SUM, d->comm);
-    return rc == MPI_SUCCESS ? NNDL_OK : mpi_fail(err, rc, "MPI_Allreduce of the fixed-point gradient");
+    return rc == MPI_SUCCESS ? NNDL_OK
+                             : mpi_fail(err, rc, "MPI_Allreduce of the fixed-point gradient");
 }
 
 nndl_status nndl_dist_max_floats(const nndl_dist *d, float *buf, int n, nndl_err *err)
 {
     if (d->size == 1) return NNDL_OK;
     int rc = MPI_Allreduce(MPI_IN_PLACE, buf, n, MPI_FLOAT, MPI_MAX, d->comm);
-    return rc == MPI_SUCCESS ? NNDL_OK : mpi_fail(err, rc, "MPI_Allreduce of the gradient's ranges");
+    return rc == MPI_SUCCESS ? NNDL_OK
+                             : mpi_fail(err, rc, "MPI_Allreduce of the gradient's ranges");
 }
+
+/* ---- agreement and broadcasts ---- */
 
 nndl_status nndl_dist_agree(const nndl_dist *d, nndl_status st, nndl_err *err, int *reporter)
 {
-    struct { int value, rank; } in = {(int)st, d->rank}, out = in;
+    struct {
+        int value, rank;
+    } in = {(int)st, d->rank}, out = in;
     if (d->size > 1) {
         int rc = MPI_Allreduce(&in, &out, 1, MPI_2INT, MPI_MAXLOC, d->comm); /* ties: lowest rank */
         if (rc != MPI_SUCCESS) {
@@ -110,7 +123,8 @@ nndl_status nndl_dist_agree(const nndl_dist *d, nndl_status st, nndl_err *err, i
 
 nndl_status nndl_dist_bcast(const nndl_dist *d, void *buf, size_t bytes, nndl_err *err)
 {
-    for (size_t off = 0; d->size > 1 && off < bytes;) { /* MPI counts are int: send in pieces of 1 GiB */
+    /* MPI counts are int: send in pieces of 1 GiB */
+    for (size_t off = 0; d->size > 1 && off < bytes;) {
         int n = bytes - off > (1u << 30) ? (1 << 30) : (int)(bytes - off);
         int rc = MPI_Bcast((char *)buf + off, n, MPI_BYTE, 0, d->comm);
         if (rc != MPI_SUCCESS) return mpi_fail(err, rc, "MPI_Bcast");
@@ -168,13 +182,16 @@ nndl_status nndl_dist_node_ranks(const nndl_dist *d, int *node_ranks, nndl_err *
     return st;
 }
 
-nndl_status nndl_dist_share_images(nndl_node_share *ns, nndl_images *im, nndl_status st, nndl_err *err)
+nndl_status nndl_dist_share_images(nndl_node_share *ns, nndl_images *im, nndl_status st,
+                                   nndl_err *err)
 {
     long long hdr[5] = {st, im->n, im->rows, im->cols, im->n_classes};
     int rc = MPI_Bcast(hdr, 5, MPI_LONG_LONG, 0, ns->node);
     if (rc != MPI_SUCCESS) return mpi_fail(err, rc, "MPI_Bcast of the data header");
     if (hdr[0] != NNDL_OK) {
-        if (ns->node_rank != 0) nndl_fail(err, (nndl_status)hdr[0], "the data loader of this node failed (it reports why)");
+        if (ns->node_rank != 0)
+            nndl_fail(err, (nndl_status)hdr[0],
+                      "the data loader of this node failed (it reports why)");
         return (nndl_status)hdr[0];
     }
     size_t bytes = (size_t)hdr[1] * (size_t)hdr[2] * (size_t)hdr[3];
@@ -184,14 +201,17 @@ nndl_status nndl_dist_share_images(nndl_node_share *ns, nndl_images *im, nndl_st
         im->rows = (int)hdr[2];
         im->cols = (int)hdr[3];
         im->n_classes = (int)hdr[4];
-        if (!(im->labels = malloc((size_t)im->n))) return nndl_fail(err, NNDL_ENOMEM, "out of memory for labels");
+        if (!(im->labels = malloc((size_t)im->n)))
+            return nndl_fail(err, NNDL_ENOMEM, "out of memory for labels");
     }
     if ((rc = MPI_Bcast(im->labels, im->n, MPI_UNSIGNED_CHAR, 0, ns->node)) != MPI_SUCCESS)
         return mpi_fail(err, rc, "MPI_Bcast of the labels");
-    if (ns->node_size == 1 || ns->n_win == 2) return NNDL_OK; /* alone on the node: keep the private copy */
+    /* alone on the node: keep the private copy */
+    if (ns->node_size == 1 || ns->n_win == 2) return NNDL_OK;
     void *base = NULL;
     MPI_Win win;
-    rc = MPI_Win_allocate_shared(ns->node_rank == 0 ? (MPI_Aint)bytes : 0, 1, MPI_INFO_NULL, ns->node, &base, &win);
+    rc = MPI_Win_allocate_shared(ns->node_rank == 0 ? (MPI_Aint)bytes : 0, 1, MPI_INFO_NULL,
+                                 ns->node, &base, &win);
     if (rc != MPI_SUCCESS) return mpi_fail(err, rc, "MPI_Win_allocate_shared for the data set");
     ns->win[ns->n_win++] = win;
     MPI_Aint size;
@@ -205,7 +225,8 @@ nndl_status nndl_dist_share_images(nndl_node_share *ns, nndl_images *im, nndl_st
     im->pixels = shared;
     im->shared_pixels = 1;
     rc = MPI_Barrier(ns->node); /* the copy is complete before anyone reads it */
-    return rc == MPI_SUCCESS ? NNDL_OK : mpi_fail(err, rc, "MPI_Barrier after sharing the data set");
+    return rc == MPI_SUCCESS ? NNDL_OK
+                             : mpi_fail(err, rc, "MPI_Barrier after sharing the data set");
 }
 
 void nndl_dist_node_free(nndl_node_share *ns)
@@ -219,8 +240,9 @@ void nndl_dist_node_free(nndl_node_share *ns)
 
 /* ---- the node-shared reduction ---- */
 
-nndl_status nndl_dist_shared_init(const nndl_dist *d, nndl_dist_shared *s, const float *params0, size_t n_params,
-                                  const float *velocity0, size_t n_riders, size_t n_batch, int *usable, nndl_err *err)
+nndl_status nndl_dist_shared_init(const nndl_dist *d, nndl_dist_shared *s, const float *params0,
+                                  size_t n_params, const float *velocity0, size_t n_riders,
+                                  size_t n_batch, int *usable, nndl_err *err)
 {
     memset(s, 0, sizeof *s);
     *usable = 0;
@@ -234,14 +256,14 @@ nndl_status nndl_dist_shared_init(const nndl_dist *d, nndl_dist_shared *s, const
     int r = s->ns.node_rank, rc;
     float *mine;
     size_t n_state = velocity0 ? 2 * n_params : n_params;
-    rc = MPI_Win_allocate_shared(r == 0 ? (MPI_Aint)(sizeof(float) * n_state) : 0, sizeof(float), MPI_INFO_NULL, node,
-                                 &mine, &s->wp);
+    rc = MPI_Win_allocate_shared(r == 0 ? (MPI_Aint)(sizeof(float) * n_state) : 0, sizeof(float),
+                                 MPI_INFO_NULL, node, &mine, &s->wp);
     if (rc == MPI_SUCCESS)
-        rc = MPI_Win_allocate_shared((MPI_Aint)(sizeof(float) * n_riders), sizeof(float), MPI_INFO_NULL, node, &mine,
-                                     &s->wg);
+        rc = MPI_Win_allocate_shared((MPI_Aint)(sizeof(float) * n_riders), sizeof(float),
+                                     MPI_INFO_NULL, node, &mine, &s->wg);
     if (rc == MPI_SUCCESS)
-        rc = MPI_Win_allocate_shared(r == 0 ? (MPI_Aint)(sizeof(float) * n_batch) : 0, sizeof(float), MPI_INFO_NULL,
-                                     node, &mine, &s->wb);
+        rc = MPI_Win_allocate_shared(r == 0 ? (MPI_Aint)(sizeof(float) * n_batch) : 0,
+                                     sizeof(float), MPI_INFO_NULL, node, &mine, &s->wb);
     if (rc != MPI_SUCCESS) {
         nndl_dist_node_free(&s->ns);
         return mpi_fail(err, rc, "MPI_Win_allocate_shared (the node-shared parameters and batch)");
@@ -250,7 +272,8 @@ nndl_status nndl_dist_shared_init(const nndl_dist *d, nndl_dist_shared *s, const
     int unit;
     MPI_Win_shared_query(s->wp, 0, &size, &unit, &s->params);
     MPI_Win_shared_query(s->wb, 0, &size, &unit, &s->batch);
-    for (int k = 0; k < s->ns.node_size; k++) MPI_Win_shared_query(s->wg, k, &size, &unit, &s->slot[k]);
+    for (int k = 0; k < s->ns.node_size; k++)
+        MPI_Win_shared_query(s->wg, k, &size, &unit, &s->slot[k]);
     MPI_Win_lock_all(MPI_MODE_NOCHECK, s->wp);
     MPI_Win_lock_all(MPI_MODE_NOCHECK, s->wg);
     MPI_Win_lock_all(MPI_MODE_NOCHECK, s->wb);
@@ -271,7 +294,8 @@ nndl_status nndl_dist_shared_sync(nndl_dist_shared *s, nndl_err *err)
     MPI_Win_sync(s->wp);
     MPI_Win_sync(s->wg);
     MPI_Win_sync(s->wb);
-    return rc == MPI_SUCCESS ? NNDL_OK : mpi_fail(err, rc, "MPI_Barrier of the node-shared reduction");
+    return rc == MPI_SUCCESS ? NNDL_OK
+                             : mpi_fail(err, rc, "MPI_Barrier of the node-shared reduction");
 }
 
 void nndl_dist_shared_free(nndl_dist_shared *s)

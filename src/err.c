@@ -30,6 +30,7 @@ int nndl_exit_status(nndl_status st)
 
 const char *nndl_status_name(nndl_status st)
 {
-    static const char *names[] = {"ok", "usage", "format", "io", "nomem", "mpi", "hdf5", "numeric", "stop"};
+    static const char *names[] = {"ok",  "usage", "format",  "io",  "nomem",
+                                  "mpi", "hdf5",  "numeric", "stop"};
     return (unsigned)st < sizeof names / sizeof *names ? names[st] : "unknown";
 }

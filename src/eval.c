@@ -4,7 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* A block's scratch: the inputs and labels of NNDL_EVAL_BLOCK rows of s; the net's workspace too. */
+/* A block's scratch: the inputs and labels of NNDL_EVAL_BLOCK rows of s; the net's workspace too.
+ */
 typedef struct {
     float *x;
     uint8_t *y;
@@ -16,7 +17,8 @@ static nndl_status block_init(block *b, nndl_net *net, const nndl_split *s, nndl
     b->x = malloc(sizeof *b->x * NNDL_EVAL_BLOCK * d);
     b->y = malloc(NNDL_EVAL_BLOCK);
     nndl_status st = b->x && b->y ? nndl_net_reserve(net, NNDL_EVAL_BLOCK, err)
-                                  : nndl_fail(err, NNDL_ENOMEM, "out of memory for an evaluation block of %d rows",
+                                  : nndl_fail(err, NNDL_ENOMEM,
+                                              "out of memory for an evaluation block of %d rows",
                                               NNDL_EVAL_BLOCK);
     if (st != NNDL_OK) {
         free(b->x);
@@ -31,8 +33,8 @@ static void block_free(block *b)
     free(b->y);
 }
 
-nndl_status nndl_eval_split(nndl_net *net, const nndl_split *s, const nndl_dist *d, double *accuracy, double *cost,
-                            nndl_err *err)
+nndl_status nndl_eval_split(nndl_net *net, const nndl_split *s, const nndl_dist *d,
+                            double *accuracy, double *cost, nndl_err *err)
 {
     int first, len;
     nndl_dist_shard(s->n, d->size, d->rank, &first, &len);
@@ -55,12 +57,14 @@ nndl_status nndl_eval_split(nndl_net *net, const nndl_split *s, const nndl_dist 
     return NNDL_OK;
 }
 
-nndl_status nndl_eval_confusion(nndl_net *net, const nndl_split *s, const nndl_dist *d, double *conf, nndl_err *err)
+nndl_status nndl_eval_confusion(nndl_net *net, const nndl_split *s, const nndl_dist *d,
+                                double *conf, nndl_err *err)
 {
     int first, len, m = net->sizes[net->n_layers];
     int *pred = malloc(sizeof *pred * NNDL_EVAL_BLOCK);
     block b = {NULL, NULL};
-    nndl_status st = pred ? block_init(&b, net, s, err) : nndl_fail(err, NNDL_ENOMEM, "out of memory");
+    nndl_status st =
+        pred ? block_init(&b, net, s, err) : nndl_fail(err, NNDL_ENOMEM, "out of memory");
     memset(conf, 0, sizeof *conf * m * m);
     nndl_dist_shard(s->n, d->size, d->rank, &first, &len);
     for (int i = 0; st == NNDL_OK && i < len; i += NNDL_EVAL_BLOCK) {
@@ -75,8 +79,8 @@ nndl_status nndl_eval_confusion(nndl_net *net, const nndl_split *s, const nndl_d
     return st == NNDL_OK ? nndl_dist_sum_doubles(d, conf, m * m, err) : st;
 }
 
-nndl_status nndl_eval_activations(nndl_net *net, const nndl_split *s, int first, int rows, const int *layer, int n,
-                                  float *const *out, nndl_err *err)
+nndl_status nndl_eval_activations(nndl_net *net, const nndl_split *s, int first, int rows,
+                                  const int *layer, int n, float *const *out, nndl_err *err)
 {
     block b;
     nndl_status st = block_init(&b, net, s, err);

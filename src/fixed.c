@@ -21,9 +21,10 @@ int nndl_fixed_exponent(float max_abs, long n_terms)
 HOT void nndl_fixed_add(int64_t *acc, const float *x, size_t n, int k)
 {
     /* |x·2^k| < 2^50: adding 1.5·2^52 leaves the integer part, rounded to nearest-even, in the low
-     * mantissa bits (the classic magic-number conversion), with no int conversion instruction, so the
-     * loop vectorises on any x86-64 */
-    const double s = ldexp(1.0, k), magic = 0x1.8p52; /* k in about [-190, 200]: s is a normal double */
+     * mantissa bits (the classic magic-number conversion), with no int conversion instruction, so
+     * the loop vectorises on any x86-64 */
+    /* k in about [-190, 200]: s is a normal double */
+    const double s = ldexp(1.0, k), magic = 0x1.8p52;
     int64_t mbits;
     memcpy(&mbits, &magic, sizeof mbits);
     for (size_t i = 0; i < n; i++) {

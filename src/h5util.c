@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* ---- files and groups ---- */
+
 void h5u_quiet(void)
 {
     static int done;
@@ -45,13 +47,16 @@ hid_t h5u_group(hid_t loc, const char *path)
     hid_t g = H5Gopen2(loc, ".", H5P_DEFAULT);
     for (char *p = buf, *s; g >= 0 && p && *p; p = s) {
         if ((s = strchr(p, '/'))) *s++ = 0;
-        hid_t next = H5Lexists(g, p, H5P_DEFAULT) > 0 ? H5Gopen2(g, p, H5P_DEFAULT)
-                                                        : H5Gcreate2(g, p, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+        hid_t next = H5Lexists(g, p, H5P_DEFAULT) > 0
+                         ? H5Gopen2(g, p, H5P_DEFAULT)
+                         : H5Gcreate2(g, p, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
         H5Gclose(g);
         g = next;
     }
     return g;
 }
+
+/* ---- attributes ---- */
 
 static herr_t attr_write(hid_t loc, const char *name, hid_t type, const void *v)
 {
@@ -63,8 +68,14 @@ static herr_t attr_write(hid_t loc, const char *name, hid_t type, const void *v)
     return rc;
 }
 
-herr_t h5u_attr_int(hid_t loc, const char *name, long long v) { return attr_write(loc, name, H5T_NATIVE_LLONG, &v); }
-herr_t h5u_attr_double(hid_t loc, const char *name, double v) { return attr_write(loc, name, H5T_NATIVE_DOUBLE, &v); }
+herr_t h5u_attr_int(hid_t loc, const char *name, long long v)
+{
+    return attr_write(loc, name, H5T_NATIVE_LLONG, &v);
+}
+herr_t h5u_attr_double(hid_t loc, const char *name, double v)
+{
+    return attr_write(loc, name, H5T_NATIVE_DOUBLE, &v);
+}
 
 herr_t h5u_attr_str(hid_t loc, const char *name, const char *v)
 {
@@ -88,8 +99,14 @@ static herr_t attr_read(hid_t loc, const char *name, hid_t type, void *v)
     return rc;
 }
 
-herr_t h5u_get_attr_int(hid_t loc, const char *name, long long *v) { return attr_read(loc, name, H5T_NATIVE_LLONG, v); }
-herr_t h5u_get_attr_double(hid_t loc, const char *name, double *v) { return attr_read(loc, name, H5T_NATIVE_DOUBLE, v); }
+herr_t h5u_get_attr_int(hid_t loc, const char *name, long long *v)
+{
+    return attr_read(loc, name, H5T_NATIVE_LLONG, v);
+}
+herr_t h5u_get_attr_double(hid_t loc, const char *name, double *v)
+{
+    return attr_read(loc, name, H5T_NATIVE_DOUBLE, v);
+}
 
 herr_t h5u_get_attr_str(hid_t loc, const char *name, char **v)
 {
@@ -98,7 +115,8 @@ herr_t h5u_get_attr_str(hid_t loc, const char *name, char **v)
     if (a < 0) return -1;
     hid_t ft = H5Aget_type(a);
     herr_t rc = -1;
-    if (H5Tget_class(ft) == H5T_STRING && H5Tis_variable_str(ft) == 0) { /* fixed-length only: see h5util.h */
+    /* fixed-length only: see h5util.h */
+    if (H5Tget_class(ft) == H5T_STRING && H5Tis_variable_str(ft) == 0) {
         size_t n = H5Tget_size(ft);
         hid_t mt = H5Tcopy(H5T_C_S1);
         H5Tset_size(mt, n);
@@ -115,7 +133,10 @@ herr_t h5u_get_attr_str(hid_t loc, const char *name, char **v)
     return rc;
 }
 
-herr_t h5u_write(hid_t loc, const char *name, hid_t type, int rank, const hsize_t *dims, const void *data, int gzip)
+/* ---- datasets ---- */
+
+herr_t h5u_write(hid_t loc, const char *name, hid_t type, int rank, const hsize_t *dims,
+                 const void *data, int gzip)
 {
     hsize_t n = 1;
     for (int i = 0; i < rank; i++) n *= dims[i];
@@ -128,8 +149,11 @@ herr_t h5u_write(hid_t loc, const char *name, hid_t type, int rank, const hsize_
         }
         H5Pset_fletcher32(dcpl);
     }
-    hid_t ftype = type == H5T_NATIVE_FLOAT ? H5T_IEEE_F32LE : type == H5T_NATIVE_DOUBLE ? H5T_IEEE_F64LE
-                : type == H5T_NATIVE_INT ? H5T_STD_I32LE : type == H5T_NATIVE_UINT8 ? H5T_STD_U8LE : H5T_STD_I64LE;
+    hid_t ftype = type == H5T_NATIVE_FLOAT    ? H5T_IEEE_F32LE
+                  : type == H5T_NATIVE_DOUBLE ? H5T_IEEE_F64LE
+                  : type == H5T_NATIVE_INT    ? H5T_STD_I32LE
+                  : type == H5T_NATIVE_UINT8  ? H5T_STD_U8LE
+                                              : H5T_STD_I64LE;
     hid_t d = H5Dcreate2(loc, name, ftype, sp, H5P_DEFAULT, dcpl, H5P_DEFAULT);
     herr_t rc = d < 0 ? -1 : n > 0 ? H5Dwrite(d, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) : 0;
     if (d >= 0 && H5Dclose(d) < 0) rc = -1;
@@ -144,8 +168,10 @@ int h5u_shape(hid_t loc, const char *name, hsize_t *dims)
     if (d < 0) return -1;
     hid_t sp = H5Dget_space(d);
     int rank = H5Sget_simple_extent_ndims(sp);
-    if (rank > 8 || rank < 0) rank = -1;
-    else H5Sget_simple_extent_dims(sp, dims, NULL);
+    if (rank > 8 || rank < 0)
+        rank = -1;
+    else
+        H5Sget_simple_extent_dims(sp, dims, NULL);
     H5Sclose(sp);
     H5Dclose(d);
     return rank;

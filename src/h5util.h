@@ -8,12 +8,12 @@
 
 #include "nndl/err.h"
 
-#define H5TRY(expr, ...)                                                   \
-    do {                                                                   \
-        if ((expr) < 0) {                                                  \
-            st = nndl_fail(err, NNDL_EHDF5, __VA_ARGS__);                  \
-            goto out;                                                      \
-        }                                                                  \
+#define H5TRY(expr, ...)                                                                           \
+    do {                                                                                           \
+        if ((expr) < 0) {                                                                          \
+            st = nndl_fail(err, NNDL_EHDF5, __VA_ARGS__);                                          \
+            goto out;                                                                              \
+        }                                                                                          \
     } while (0)
 
 /* Quiet HDF5's own error printing (once); nndl reports errors itself. */
@@ -39,7 +39,8 @@ herr_t h5u_get_attr_str(hid_t loc, const char *name, char **v);
 
 /* Write an n-dimensional dataset of mem type (H5T_NATIVE_FLOAT, ...); chunked with fletcher32
  * checksums (and gzip level if > 0) unless it is empty. */
-herr_t h5u_write(hid_t loc, const char *name, hid_t type, int rank, const hsize_t *dims, const void *data, int gzip);
+herr_t h5u_write(hid_t loc, const char *name, hid_t type, int rank, const hsize_t *dims,
+                 const void *data, int gzip);
 /* Read a whole dataset whose shape must be exactly dims (rank dims); a mismatch returns -2. */
 herr_t h5u_read(hid_t loc, const char *name, hid_t type, int rank, const hsize_t *dims, void *data);
 /* The shape of a dataset (up to 8 dims): returns rank or -1. */

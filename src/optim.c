@@ -8,8 +8,10 @@
 
 #include "hot.h"
 
-nndl_status nndl_sgd_init(nndl_sgd *o, const nndl_net *net, double eta, double l1, double l2, double momentum,
-                          long n_train, nndl_err *err)
+/* ---- the update rule ---- */
+
+nndl_status nndl_sgd_init(nndl_sgd *o, const nndl_net *net, double eta, double l1, double l2,
+                          double momentum, long n_train, nndl_err *err)
 {
     memset(o, 0, sizeof *o);
     o->eta = eta;
@@ -52,12 +54,15 @@ static inline float grad_of(float d, float w, float inv_b, float l2n, float l1n,
 
 void nndl_sgd_gradient(const nndl_sgd *o, const nndl_net *net, int batch, float *out)
 {
-    const float inv_b = 1.0f / (float)batch, l2n = (float)(o->l2 / o->n_train), l1n = (float)(o->l1 / o->n_train);
+    const float inv_b = 1.0f / (float)batch, l2n = (float)(o->l2 / o->n_train),
+                l1n = (float)(o->l1 / o->n_train);
     for (int l = 0; l < net->n_layers; l++) {
         const nndl_layer *L = &net->layer[l];
-        size_t off = (size_t)(L->w - net->params), nw = (size_t)L->n_out * L->n_in, nb = (size_t)L->n_out;
+        size_t off = (size_t)(L->w - net->params), nw = (size_t)L->n_out * L->n_in,
+               nb = (size_t)L->n_out;
         for (size_t i = 0; i < nw + nb; i++)
-            out[off + i] = grad_of(net->grads[off + i], net->params[off + i], inv_b, l2n, l1n, i < nw);
+            out[off + i] =
+                grad_of(net->grads[off + i], net->params[off + i], inv_b, l2n, l1n, i < nw);
     }
 }
 
@@ -67,18 +72,22 @@ NNDL_HOT void nndl_sgd_step(nndl_sgd *o, nndl_net *net, int batch)
         cblas_saxpy((int)net->n_params, (float)(-o->eta / batch), net->grads, 1, net->params, 1);
         return;
     }
-    const float inv_b = 1.0f / (float)batch, l2n = (float)(o->l2 / o->n_train), l1n = (float)(o->l1 / o->n_train),
-                eta = (float)o->eta, mu = (float)o->momentum;
+    const float inv_b = 1.0f / (float)batch, l2n = (float)(o->l2 / o->n_train),
+                l1n = (float)(o->l1 / o->n_train), eta = (float)o->eta, mu = (float)o->momentum;
     for (int l = 0; l < net->n_layers; l++) {
         const nndl_layer *L = &net->layer[l];
-        size_t off = (size_t)(L->w - net->params), nw = (size_t)L->n_out * L->n_in, nb = (size_t)L->n_out;
+        size_t off = (size_t)(L->w - net->params), nw = (size_t)L->n_out * L->n_in,
+               nb = (size_t)L->n_out;
         float *restrict w = net->params + off, *restrict d = net->grads + off;
         float *restrict v = o->velocity ? o->velocity + off : NULL;
-        /* four branch-free loops (weights/biases x momentum or not), so that the compiler vectorises them */
+        /* four branch-free loops (weights/biases x momentum or not), so that the compiler
+         * vectorises them */
         if (v) {
-            for (size_t i = 0; i < nw; i++) w[i] += (v[i] = mu * v[i] - eta * grad_of(d[i], w[i], inv_b, l2n, l1n, 1));
+            for (size_t i = 0; i < nw; i++)
+                w[i] += (v[i] = mu * v[i] - eta * grad_of(d[i], w[i], inv_b, l2n, l1n, 1));
             for (size_t i = nw; i < nw + nb; i++) w[i] += (v[i] = mu * v[i] - eta * d[i] * inv_b);
-        } else if (l1n == 0.0f) { /* the book's L2 form, one FMA per weight: w <- (1 - eta l2/n) w - (eta/B) grad */
+            /* the book's L2 form, one FMA per weight: w <- (1 - eta l2/n) w - (eta/B) grad */
+        } else if (l1n == 0.0f) {
             const float decay = 1.0f - eta * l2n, step = eta * inv_b;
             for (size_t i = 0; i < nw; i++) w[i] = decay * w[i] - step * d[i];
             for (size_t i = nw; i < nw + nb; i++) w[i] -= step * d[i];
@@ -88,6 +97,8 @@ NNDL_HOT void nndl_sgd_step(nndl_sgd *o, nndl_net *net, int batch)
         }
     }
 }
+
+/* ---- the fused update's coefficients ---- */
 
 /* the fused rule's decay factor without momentum (the same float arithmetic as nndl_sgd_fused) */
 static float fused_decay(double eta, double l2, long n_train)
@@ -102,7 +113,8 @@ int nndl_sgd_fusable(double eta, double l2, double momentum, long n_train)
 
 int nndl_sgd_fused(const nndl_sgd *o, int batch, nndl_fused *u)
 {
-    const float eta = (float)o->eta, l2n = (float)(o->l2 / o->n_train), l1n = (float)(o->l1 / o->n_train);
+    const float eta = (float)o->eta, l2n = (float)(o->l2 / o->n_train),
+                l1n = (float)(o->l1 / o->n_train);
     u->step = eta * (1.0f / (float)batch);
     u->velocity = o->velocity;
     u->mu = (float)o->momentum;

@@ -12,13 +12,17 @@ typedef struct {
     nndl_err *err;
 } pack_ctx;
 
+/* ---- copying, object by object ---- */
+
 static herr_t copy_attrs(hid_t src, hid_t dst)
 {
     H5O_info_t info;
     if (H5Oget_info2(src, &info, H5O_INFO_NUM_ATTRS) < 0) return -1;
     for (hsize_t i = 0; i < info.num_attrs; i++) {
-        hid_t a = H5Aopen_by_idx(src, ".", H5_INDEX_CRT_ORDER, H5_ITER_INC, i, H5P_DEFAULT, H5P_DEFAULT);
-        if (a < 0) a = H5Aopen_by_idx(src, ".", H5_INDEX_NAME, H5_ITER_INC, i, H5P_DEFAULT, H5P_DEFAULT);
+        hid_t a =
+            H5Aopen_by_idx(src, ".", H5_INDEX_CRT_ORDER, H5_ITER_INC, i, H5P_DEFAULT, H5P_DEFAULT);
+        if (a < 0)
+            a = H5Aopen_by_idx(src, ".", H5_INDEX_NAME, H5_ITER_INC, i, H5P_DEFAULT, H5P_DEFAULT);
         if (a < 0) return -1;
         char name[256];
         H5Aget_name(a, sizeof name, name);
@@ -53,7 +57,8 @@ static herr_t copy_virtual(hid_t d, hid_t dst, const char *name, pack_ctx *c)
         if (strcmp(file, ".") == 0) continue;
         snprintf(full, sizeof full, "%s/%s", file[0] == '/' ? "" : c->base_dir, file);
         if (access(full, R_OK) != 0) {
-            nndl_fail(c->err, NNDL_EFORMAT, "%s: companion file %s is missing; pack needs the run's companion directory",
+            nndl_fail(c->err, NNDL_EFORMAT,
+                      "%s: companion file %s is missing; pack needs the run's companion directory",
                       name, full);
             H5Pclose(dcpl);
             return -1;
@@ -78,13 +83,16 @@ static herr_t copy_tree(hid_t src, hid_t dst, pack_ctx *c);
 static herr_t copy_child(hid_t src, const char *name, hid_t dst, pack_ctx *c)
 {
     H5O_info_t info;
-    if (H5Oget_info_by_name2(src, name, &info, H5O_INFO_BASIC, H5P_DEFAULT) < 0) { /* follows external links */
-        nndl_fail(c->err, NNDL_EFORMAT, "/%s: cannot be read (a link to a missing companion file?)", name);
+    /* follows external links */
+    if (H5Oget_info_by_name2(src, name, &info, H5O_INFO_BASIC, H5P_DEFAULT) < 0) {
+        nndl_fail(c->err, NNDL_EFORMAT, "/%s: cannot be read (a link to a missing companion file?)",
+                  name);
         return -1;
     }
     herr_t rc = 0;
     if (info.type == H5O_TYPE_GROUP) {
-        hid_t sg = H5Gopen2(src, name, H5P_DEFAULT), dg = H5Gcreate2(dst, name, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+        hid_t sg = H5Gopen2(src, name, H5P_DEFAULT),
+              dg = H5Gcreate2(dst, name, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
         rc = sg < 0 || dg < 0 ? -1 : copy_attrs(sg, dg);
         if (rc >= 0) rc = copy_tree(sg, dg, c);
         if (sg >= 0) H5Gclose(sg);
@@ -93,7 +101,9 @@ static herr_t copy_child(hid_t src, const char *name, hid_t dst, pack_ctx *c)
         hid_t d = H5Dopen2(src, name, H5P_DEFAULT), dcpl = d < 0 ? -1 : H5Dget_create_plist(d);
         int virt = dcpl >= 0 && H5Pget_layout(dcpl) == H5D_VIRTUAL;
         if (dcpl >= 0) H5Pclose(dcpl);
-        rc = d < 0 ? -1 : virt ? copy_virtual(d, dst, name, c) : H5Ocopy(src, name, dst, name, H5P_DEFAULT, H5P_DEFAULT);
+        rc = d < 0  ? -1
+             : virt ? copy_virtual(d, dst, name, c)
+                    : H5Ocopy(src, name, dst, name, H5P_DEFAULT, H5P_DEFAULT);
         if (rc >= 0 && virt) {
             hid_t nd = H5Dopen2(dst, name, H5P_DEFAULT);
             rc = nd < 0 ? -1 : copy_attrs(d, nd);
@@ -110,11 +120,15 @@ static herr_t copy_tree(hid_t src, hid_t dst, pack_ctx *c)
     if (H5Gget_info(src, &info) < 0) return -1;
     for (hsize_t i = 0; i < info.nlinks; i++) {
         char name[256];
-        if (H5Lget_name_by_idx(src, ".", H5_INDEX_NAME, H5_ITER_INC, i, name, sizeof name, H5P_DEFAULT) < 0) return -1;
+        if (H5Lget_name_by_idx(src, ".", H5_INDEX_NAME, H5_ITER_INC, i, name, sizeof name,
+                               H5P_DEFAULT) < 0)
+            return -1;
         if (copy_child(src, name, dst, c) < 0) return -1;
     }
     return 0;
 }
+
+/* ---- the packed file ---- */
 
 nndl_status nndl_runfile_pack(const nndl_run_paths *p, const char *out, nndl_err *err)
 {
@@ -129,17 +143,20 @@ nndl_status nndl_runfile_pack(const nndl_run_paths *p, const char *out, nndl_err
     H5TRY(dst = h5u_create(tmp), "%s: cannot create", tmp);
     H5TRY(copy_attrs(src, dst), "%s: copying attributes", tmp);
     if (copy_tree(src, dst, &c) < 0) {
-        if (err && err->code != NNDL_EFORMAT) nndl_fail(err, NNDL_EHDF5, "%s: copying the run failed", tmp);
+        if (err && err->code != NNDL_EFORMAT)
+            nndl_fail(err, NNDL_EHDF5, "%s: copying the run failed", tmp);
         st = err ? err->code : NNDL_EHDF5;
         goto out;
     }
     H5TRY(h5u_attr_str(dst, "companion_dir", ""), "%s: attribute", tmp);
     H5TRY(h5u_attr_str(dst, "packed_from", p->main), "%s: attribute", tmp);
-    H5TRY(h5u_attr_str(dst, "note", "self-contained: packed by nndl-pack, no companion files needed"), "%s: attribute",
-          tmp);
+    H5TRY(
+        h5u_attr_str(dst, "note", "self-contained: packed by nndl-pack, no companion files needed"),
+        "%s: attribute", tmp);
 out:
     if (src >= 0) H5Fclose(src);
-    if (dst >= 0 && H5Fclose(dst) < 0 && st == NNDL_OK) st = nndl_fail(err, NNDL_EIO, "%s: close failed", tmp);
+    if (dst >= 0 && H5Fclose(dst) < 0 && st == NNDL_OK)
+        st = nndl_fail(err, NNDL_EIO, "%s: close failed", tmp);
     if (st == NNDL_OK) st = nndl_commit_file(tmp, out, err);
     if (st != NNDL_OK) unlink(tmp);
     return st;

@@ -19,7 +19,8 @@ static const char *base_of(const char *path, char *buf, size_t cap)
 
 /* ---- weight history: one file per snapshot, rank 0 ---- */
 
-nndl_status nndl_runfile_history(const nndl_run_paths *p, int epoch, const nndl_net *net, int gzip, nndl_err *err)
+nndl_status nndl_runfile_history(const nndl_run_paths *p, int epoch, const nndl_net *net, int gzip,
+                                 nndl_err *err)
 {
     nndl_status st = NNDL_OK;
     char name[64], path[4400], tmp[4500];
@@ -29,9 +30,11 @@ nndl_status nndl_runfile_history(const nndl_run_paths *p, int epoch, const nndl_
     hid_t f = h5u_create(tmp);
     H5TRY(f, "%s: cannot create: %s", tmp, errno ? strerror(errno) : "HDF5 error");
     H5TRY(h5u_attr_int(f, "epoch", epoch), "%s: attribute", tmp);
-    H5TRY(write_layers(f, "history", net, net->params, gzip), "%s: writing the weights failed", tmp);
+    H5TRY(write_layers(f, "history", net, net->params, gzip), "%s: writing the weights failed",
+          tmp);
 out:
-    if (f >= 0 && H5Fclose(f) < 0 && st == NNDL_OK) st = nndl_fail(err, NNDL_EIO, "%s: close failed (disk full?)", tmp);
+    if (f >= 0 && H5Fclose(f) < 0 && st == NNDL_OK)
+        st = nndl_fail(err, NNDL_EIO, "%s: close failed (disk full?)", tmp);
     if (st == NNDL_OK) st = nndl_commit_file(tmp, path, err);
     if (st != NNDL_OK) {
         unlink(tmp);
@@ -42,8 +45,29 @@ out:
 
 /* ---- probe activations: one file per snapshot, every rank writes its rows ---- */
 
-nndl_status nndl_runfile_activations(MPI_Comm comm, const nndl_run_paths *p, int epoch, const nndl_run *r,
-                                     const nndl_net *net, float *const *act, int first, int rows, nndl_err *err)
+/* Rows [first, first + rows) of a new dataset name [dims[0] x dims[1..rank)] written collectively
+ * (every rank calls it; a rank with no rows selects none). */
+static herr_t write_rows(hid_t g, const char *name, int rank, const hsize_t *dims, int first,
+                         int rows, const float *data, hid_t dxpl)
+{
+    hsize_t start[4] = {(hsize_t)first, 0, 0, 0}, count[4];
+    for (int i = 0; i < rank; i++) count[i] = i ? dims[i] : (hsize_t)rows;
+    hid_t fs = H5Screate_simple(rank, dims, NULL), ms = H5Screate_simple(rank, count, NULL), d = -1;
+    herr_t rc = fs < 0 || ms < 0 ? -1 : 0;
+    if (rc >= 0) d = H5Dcreate2(g, name, H5T_IEEE_F32LE, fs, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    if (d < 0) rc = -1;
+    if (rc >= 0 && rows > 0) rc = H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, count, NULL);
+    if (rc >= 0 && rows == 0) rc = H5Sselect_none(fs) < 0 || H5Sselect_none(ms) < 0 ? -1 : 0;
+    if (rc >= 0) rc = H5Dwrite(d, H5T_NATIVE_FLOAT, ms, fs, dxpl, data);
+    if (d >= 0) H5Dclose(d);
+    if (ms >= 0) H5Sclose(ms);
+    if (fs >= 0) H5Sclose(fs);
+    return rc;
+}
+
+nndl_status nndl_runfile_activations(MPI_Comm comm, const nndl_run_paths *p, int epoch,
+                                     const nndl_run *r, const nndl_net *net, float *const *act,
+                                     int first, int rows, nndl_err *err)
 {
     nndl_status st = NNDL_OK;
     int rank;
@@ -53,7 +77,7 @@ nndl_status nndl_runfile_activations(MPI_Comm comm, const nndl_run_paths *p, int
     snprintf(path, sizeof path, "%s/%s", p->dir, name);
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
     h5u_quiet();
-    hid_t fapl = h5u_fapl(), dxpl = H5Pcreate(H5P_DATASET_XFER), f = -1, g = -1, d = -1, fs = -1, ms = -1;
+    hid_t fapl = h5u_fapl(), dxpl = H5Pcreate(H5P_DATASET_XFER), f = -1, g = -1;
     H5Pset_fapl_mpio(fapl, comm, MPI_INFO_NULL);
     H5Pset_dxpl_mpio(dxpl, H5FD_MPIO_COLLECTIVE);
     errno = 0;
@@ -62,31 +86,16 @@ nndl_status nndl_runfile_activations(MPI_Comm comm, const nndl_run_paths *p, int
     H5TRY(h5u_attr_int(f, "epoch", epoch), "%s: attribute", tmp);
     H5TRY(g = h5u_group(f, "activations"), "%s: group", tmp);
     for (int k = 0; k < r->n_probe_layers; k++) {
-        int width = net->sizes[r->probe_layers[k]];
         char dname[32];
         snprintf(dname, sizeof dname, "layer_%d", r->probe_layers[k]);
-        hsize_t dims[2] = {(hsize_t)r->n_probe, (hsize_t)width}, start[2] = {(hsize_t)first, 0},
-                count[2] = {(hsize_t)rows, (hsize_t)width};
-        H5TRY(fs = H5Screate_simple(2, dims, NULL), "dataspace");
-        H5TRY(d = H5Dcreate2(g, dname, H5T_IEEE_F32LE, fs, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), "%s: %s", tmp, dname);
-        H5TRY(ms = H5Screate_simple(2, count, NULL), "dataspace");
-        if (rows > 0) H5TRY(H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, count, NULL), "hyperslab");
-        else {
-            H5Sselect_none(fs);
-            H5Sselect_none(ms);
-        }
-        H5TRY(H5Dwrite(d, H5T_NATIVE_FLOAT, ms, fs, dxpl, act[k]), "%s: collective write of %s", tmp, dname);
-        H5Sclose(ms);
-        H5Sclose(fs);
-        H5Dclose(d);
-        ms = fs = d = -1;
+        hsize_t dims[2] = {(hsize_t)r->n_probe, (hsize_t)net->sizes[r->probe_layers[k]]};
+        H5TRY(write_rows(g, dname, 2, dims, first, rows, act[k], dxpl),
+              "%s: collective write of %s", tmp, dname);
     }
 out:
-    if (ms >= 0) H5Sclose(ms);
-    if (fs >= 0) H5Sclose(fs);
-    if (d >= 0) H5Dclose(d);
     if (g >= 0) H5Gclose(g);
-    if (f >= 0 && H5Fclose(f) < 0 && st == NNDL_OK) st = nndl_fail(err, NNDL_EIO, "%s: close failed (disk full?)", tmp);
+    if (f >= 0 && H5Fclose(f) < 0 && st == NNDL_OK)
+        st = nndl_fail(err, NNDL_EIO, "%s: close failed (disk full?)", tmp);
     H5Pclose(fapl);
     H5Pclose(dxpl);
     if (rank != 0) return st; /* rank 0 commits; the caller agrees on the status */
@@ -101,8 +110,9 @@ out:
 /* ---- the main file ---- */
 
 /* A virtual dataset [S x inner] over the snapshot files: row s from FILE(s):SRC of shape inner. */
-static herr_t write_vds(hid_t loc, const char *name, const char *dirbase, const char *prefix, const int *snap_epoch,
-                        int n_snaps, const char *src, int rank, const hsize_t *inner)
+static herr_t write_vds(hid_t loc, const char *name, const char *dirbase, const char *prefix,
+                        const int *snap_epoch, int n_snaps, const char *src, int rank,
+                        const hsize_t *inner)
 {
     hsize_t dims[4] = {(hsize_t)n_snaps}, start[4] = {0}, count[4] = {1};
     for (int i = 0; i < rank; i++) dims[i + 1] = count[i + 1] = inner[i];
@@ -119,8 +129,10 @@ static herr_t write_vds(hid_t loc, const char *name, const char *dirbase, const 
     }
     H5Sselect_all(vs);
     hid_t d = H5Dcreate2(loc, name, H5T_IEEE_F32LE, vs, H5P_DEFAULT, dcpl, H5P_DEFAULT);
-    herr_t rc = d < 0 ? -1 : h5u_attr_str(d, "note", "virtual: reads the snapshot files in the run's companion "
-                                                      "directory; NaN where one is missing");
+    herr_t rc = d < 0 ? -1
+                      : h5u_attr_str(d, "note",
+                                     "virtual: reads the snapshot files in the run's companion "
+                                     "directory; NaN where one is missing");
     if (d >= 0) H5Dclose(d);
     H5Pclose(dcpl);
     H5Sclose(vs);
@@ -139,16 +151,20 @@ static herr_t write_history(hid_t f, const nndl_run *r, const nndl_net *net, con
         snprintf(name, sizeof name, "layer_%d", l + 1);
         hid_t lg = h5u_group(g, name);
         snprintf(src, sizeof src, "/history/layer_%d/weights", l + 1);
-        rc = lg < 0 ? -1 : write_vds(lg, "weights", dirbase, "hist", r->snap_epoch, r->n_snaps, src, 2, wd);
+        rc = lg < 0
+                 ? -1
+                 : write_vds(lg, "weights", dirbase, "hist", r->snap_epoch, r->n_snaps, src, 2, wd);
         snprintf(src, sizeof src, "/history/layer_%d/biases", l + 1);
-        if (rc >= 0) rc = write_vds(lg, "biases", dirbase, "hist", r->snap_epoch, r->n_snaps, src, 1, wd);
+        if (rc >= 0)
+            rc = write_vds(lg, "biases", dirbase, "hist", r->snap_epoch, r->n_snaps, src, 1, wd);
         if (lg >= 0) H5Gclose(lg);
     }
     if (g >= 0) H5Gclose(g);
     return rc;
 }
 
-static herr_t write_activations(hid_t f, const nndl_run *r, const nndl_net *net, const char *dirbase)
+static herr_t write_activations(hid_t f, const nndl_run *r, const nndl_net *net,
+                                const char *dirbase)
 {
     if (r->n_probe <= 0 || r->n_probe_layers <= 0) return 0;
     hid_t g = h5u_group(f, "activations");
@@ -182,7 +198,8 @@ static herr_t write_links(hid_t f, const nndl_run_paths *p, const char *dirbase)
         snprintf(file, sizeof file, "%s/%s", dirbase, last->valuestring);
         rc = H5Lcreate_external(file, "/", f, "checkpoint", H5P_DEFAULT, H5P_DEFAULT);
     }
-    if (rc >= 0 && cJSON_IsString(cJSON_GetObjectItem(cJSON_GetObjectItem(m, "files"), "eval.h5"))) {
+    if (rc >= 0 &&
+        cJSON_IsString(cJSON_GetObjectItem(cJSON_GetObjectItem(m, "files"), "eval.h5"))) {
         snprintf(file, sizeof file, "%s/eval.h5", dirbase);
         rc = H5Lcreate_external(file, "/eval", f, "eval", H5P_DEFAULT, H5P_DEFAULT);
     }
@@ -215,15 +232,21 @@ nndl_status nndl_runfile_write_main(const nndl_run_paths *p, const nndl_run *r, 
     hid_t f = h5u_create(tmp);
     H5TRY(f, "%s: cannot create: %s", tmp, errno ? strerror(errno) : "HDF5 error");
     H5TRY(h5u_attr_int(f, "nndl_format_version", NNDL_FORMAT_VERSION), "%s: attribute", tmp);
-    const char *keys[] = {"config", "command_line", "nndl_version", "host", "start_time", "dataset", "dataset_sha256",
-                          "status", "companion_dir"};
-    const char *vals[] = {r->config_json, r->command_line, NNDL_VERSION, r->host, r->start_time, r->dataset,
-                          r->dataset_sha256_json, r->status ? r->status : "running", dirbase};
-    for (int i = 0; i < 9; i++) H5TRY(h5u_attr_str(f, keys[i], vals[i] ? vals[i] : ""), "%s: attribute %s", tmp, keys[i]);
+    const char *keys[] = {"config",  "command_line",   "nndl_version", "host",         "start_time",
+                          "dataset", "dataset_sha256", "status",       "companion_dir"};
+    const char *vals[] = {
+        r->config_json, r->command_line, NNDL_VERSION,           r->host,
+        r->start_time,  r->dataset,      r->dataset_sha256_json, r->status ? r->status : "running",
+        dirbase};
+    for (int i = 0; i < 9; i++)
+        H5TRY(h5u_attr_str(f, keys[i], vals[i] ? vals[i] : ""), "%s: attribute %s", tmp, keys[i]);
     char note[9000];
-    snprintf(note, sizeof note, "the weight history, probe activations, /checkpoint and /eval live in the companion "
-             "directory %s beside this file: copy it along (without it they read as NaN or do not open), or share "
-             "the self-contained file that nndl-pack makes", dirbase);
+    snprintf(note, sizeof note,
+             "the weight history, probe activations, /checkpoint and /eval live in the companion "
+             "directory %s beside this file: copy it along (without it they read as NaN or do not "
+             "open), or share "
+             "the self-contained file that nndl-pack makes",
+             dirbase);
     H5TRY(h5u_attr_str(f, "note", note), "%s: attribute", tmp);
     H5TRY(h5u_attr_int(f, "mpi_world_size", r->world_size), "%s: attribute", tmp);
     H5TRY(h5u_attr_int(f, "exit_status", r->exit_status), "%s: attribute", tmp);
@@ -236,7 +259,8 @@ nndl_status nndl_runfile_write_main(const nndl_run_paths *p, const nndl_run *r, 
     H5TRY(write_activations(f, r, net, dirbase), "%s: /activations", tmp);
     H5TRY(write_links(f, p, dirbase), "%s: links to the checkpoint and eval files", tmp);
 out:
-    if (f >= 0 && H5Fclose(f) < 0 && st == NNDL_OK) st = nndl_fail(err, NNDL_EIO, "%s: close failed (disk full?)", tmp);
+    if (f >= 0 && H5Fclose(f) < 0 && st == NNDL_OK)
+        st = nndl_fail(err, NNDL_EIO, "%s: close failed (disk full?)", tmp);
     if (st == NNDL_OK) st = nndl_commit_file(tmp, p->main, err);
     if (st != NNDL_OK) {
         unlink(tmp);

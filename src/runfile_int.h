@@ -14,7 +14,8 @@ nndl_status manifest_save(const nndl_run_paths *p, cJSON *m, nndl_err *err);
 /* Add the configuration object to a manifest that has none yet. */
 void manifest_set_config(cJSON *m, const char *config_json);
 /* Record name's SHA-256 (computed here) under "files" and save; path = dir/name. */
-nndl_status manifest_add_file(const nndl_run_paths *p, const char *config_json, const char *name, nndl_err *err);
+nndl_status manifest_add_file(const nndl_run_paths *p, const char *config_json, const char *name,
+                              nndl_err *err);
 /* Check dir/name against its recorded SHA-256 before HDF5 opens it. */
 nndl_status manifest_verify(const nndl_run_paths *p, cJSON *m, const char *name, nndl_err *err);
 

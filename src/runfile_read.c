@@ -22,7 +22,9 @@ static nndl_status read_model_child(void *arg, void *out, size_t cap, nndl_err *
     const nndl_net *net = a->net;
     nndl_status st = NNDL_OK;
     hid_t f = h5u_open_ro(a->path);
-    if (f < 0) return nndl_fail(err, NNDL_EFORMAT, "%s: not an HDF5 file, or damaged (HDF5 cannot open it)", a->path);
+    if (f < 0)
+        return nndl_fail(err, NNDL_EFORMAT,
+                         "%s: not an HDF5 file, or damaged (HDF5 cannot open it)", a->path);
     for (int l = 0; l < net->n_layers && st == NNDL_OK; l++) {
         const nndl_layer *L = &net->layer[l];
         const char *part[2] = {"weights", "biases"};
@@ -34,13 +36,17 @@ static nndl_status read_model_child(void *arg, void *out, size_t cap, nndl_err *
             snprintf(name, sizeof name, "model/layer_%d/%s", l + 1, part[k]);
             int rank = H5Lexists(f, "model", H5P_DEFAULT) > 0 ? h5u_shape(f, name, have) : -1;
             if (rank < 0)
-                st = nndl_fail(err, NNDL_EFORMAT, "%s: no dataset /%s: --init-from needs /model/layer_K/weights "
-                               "[out x in] and /biases [out] for K = 1..%d", a->path, name, net->n_layers);
+                st = nndl_fail(err, NNDL_EFORMAT,
+                               "%s: no dataset /%s: --init-from needs /model/layer_K/weights "
+                               "[out x in] and /biases [out] for K = 1..%d",
+                               a->path, name, net->n_layers);
             else if (rank != 2 - k || have[0] != want[k][0] || (k == 0 && have[1] != want[k][1]))
-                st = nndl_fail(err, NNDL_EARG, "%s: /%s has shape %llu%s%llu, the network (--sizes) needs %llu%s%llu",
-                               a->path, name, (unsigned long long)have[0], rank > 1 ? "x" : "",
-                               rank > 1 ? (unsigned long long)have[1] : 0ull, (unsigned long long)want[k][0],
-                               k ? "" : "x", k ? 0ull : (unsigned long long)want[k][1]);
+                st = nndl_fail(
+                    err, NNDL_EARG,
+                    "%s: /%s has shape %llu%s%llu, the network (--sizes) needs %llu%s%llu", a->path,
+                    name, (unsigned long long)have[0], rank > 1 ? "x" : "",
+                    rank > 1 ? (unsigned long long)have[1] : 0ull, (unsigned long long)want[k][0],
+                    k ? "" : "x", k ? 0ull : (unsigned long long)want[k][1]);
             else if (h5u_read(f, name, H5T_NATIVE_FLOAT, rank, have, dst[k]) < 0)
                 st = nndl_fail(err, NNDL_EFORMAT, "%s: cannot read /%s (damaged?)", a->path, name);
         }
@@ -56,7 +62,8 @@ nndl_status nndl_runfile_load_model(const char *path, nndl_net *net, nndl_err *e
     float *buf = malloc(sizeof(float) * net->n_params);
     if (!buf) return nndl_fail(err, NNDL_ENOMEM, "out of memory");
     model_arg a = {path, net};
-    nndl_status st = nndl_isolated(read_model_child, &a, buf, sizeof(float) * net->n_params, 60.0, path, err);
+    nndl_status st =
+        nndl_isolated(read_model_child, &a, buf, sizeof(float) * net->n_params, 60.0, path, err);
     if (st == NNDL_OK) memcpy(net->params, buf, sizeof(float) * net->n_params);
     free(buf);
     return st;
@@ -72,7 +79,9 @@ static herr_t copy_other_splits(hid_t src, hid_t dst, const char *skip)
     herr_t rc = H5Gget_info(g, &info);
     for (hsize_t i = 0; rc >= 0 && i < info.nlinks; i++) {
         char name[256];
-        if (H5Lget_name_by_idx(g, ".", H5_INDEX_NAME, H5_ITER_INC, i, name, sizeof name, H5P_DEFAULT) < 0) continue;
+        if (H5Lget_name_by_idx(g, ".", H5_INDEX_NAME, H5_ITER_INC, i, name, sizeof name,
+                               H5P_DEFAULT) < 0)
+            continue;
         if (strcmp(name, skip) == 0) continue;
         hid_t dg = h5u_group(dst, "eval");
         rc = dg < 0 ? -1 : H5Ocopy(g, name, dg, name, H5P_DEFAULT, H5P_DEFAULT);
@@ -94,7 +103,8 @@ static nndl_status link_eval(const nndl_run_paths *p, cJSON *m, nndl_err *err)
     if (has) return NNDL_OK;
     snprintf(tmp, sizeof tmp, "%s.tmp", p->main);
     snprintf(cmd, sizeof cmd, "cp -- '%s' '%s'", p->main, tmp);
-    if (strchr(p->main, '\'') || system(cmd) != 0) return nndl_fail(err, NNDL_EIO, "cannot copy %s to %s", p->main, tmp);
+    if (strchr(p->main, '\'') || system(cmd) != 0)
+        return nndl_fail(err, NNDL_EIO, "cannot copy %s to %s", p->main, tmp);
     h5u_quiet();
     hid_t fapl = h5u_fapl();
     f = H5Fopen(tmp, H5F_ACC_RDWR, fapl);
@@ -104,7 +114,8 @@ static nndl_status link_eval(const nndl_run_paths *p, cJSON *m, nndl_err *err)
     snprintf(target, sizeof target, "%s/eval.h5", basename(b));
     if (f < 0 || H5Lcreate_external(target, "/eval", f, "eval", H5P_DEFAULT, H5P_DEFAULT) < 0)
         st = nndl_fail(err, NNDL_EHDF5, "%s: cannot add the /eval link", tmp);
-    if (f >= 0 && H5Fclose(f) < 0 && st == NNDL_OK) st = nndl_fail(err, NNDL_EIO, "%s: close failed", tmp);
+    if (f >= 0 && H5Fclose(f) < 0 && st == NNDL_OK)
+        st = nndl_fail(err, NNDL_EIO, "%s: close failed", tmp);
     if (st == NNDL_OK) st = nndl_commit_file(tmp, p->main, err);
     if (st != NNDL_OK) {
         unlink(tmp);
@@ -116,8 +127,9 @@ static nndl_status link_eval(const nndl_run_paths *p, cJSON *m, nndl_err *err)
     return manifest_save(p, m, err);
 }
 
-nndl_status nndl_runfile_store_eval(const nndl_run_paths *p, const char *split, const int64_t *confusion, int n,
-                                    double accuracy, double cost, int epoch, nndl_err *err)
+nndl_status nndl_runfile_store_eval(const nndl_run_paths *p, const char *split,
+                                    const int64_t *confusion, int n, double accuracy, double cost,
+                                    int epoch, nndl_err *err)
 {
     nndl_status st = NNDL_OK;
     char path[4400], tmp[4500], gname[96];
@@ -131,7 +143,8 @@ nndl_status nndl_runfile_store_eval(const nndl_run_paths *p, const char *split, 
         if ((st = manifest_verify(p, m, "eval.h5", err)) != NNDL_OK) goto out;
         H5TRY(old = h5u_open_ro(path), "%s: cannot open", path);
     }
-    H5TRY(f = h5u_create(tmp), "%s: cannot create: %s", tmp, errno ? strerror(errno) : "HDF5 error");
+    H5TRY(f = h5u_create(tmp), "%s: cannot create: %s", tmp,
+          errno ? strerror(errno) : "HDF5 error");
     if (old >= 0) H5TRY(copy_other_splits(old, f, split), "%s: copying earlier results", tmp);
     H5TRY(g = h5u_group(f, gname), "%s: /%s", tmp, gname);
     hsize_t dims[2] = {(hsize_t)n, (hsize_t)n};
@@ -139,11 +152,13 @@ nndl_status nndl_runfile_store_eval(const nndl_run_paths *p, const char *split, 
     H5TRY(h5u_attr_double(g, "accuracy", accuracy), "%s: attribute", tmp);
     H5TRY(h5u_attr_double(g, "cost", cost), "%s: attribute", tmp);
     H5TRY(h5u_attr_int(g, "epoch", epoch), "%s: attribute", tmp);
-    H5TRY(h5u_attr_str(g, "rows_columns", "rows = true label, columns = predicted label"), "%s: attribute", tmp);
+    H5TRY(h5u_attr_str(g, "rows_columns", "rows = true label, columns = predicted label"),
+          "%s: attribute", tmp);
 out:
     if (g >= 0) H5Gclose(g);
     if (old >= 0) H5Fclose(old);
-    if (f >= 0 && H5Fclose(f) < 0 && st == NNDL_OK) st = nndl_fail(err, NNDL_EIO, "%s: close failed", tmp);
+    if (f >= 0 && H5Fclose(f) < 0 && st == NNDL_OK)
+        st = nndl_fail(err, NNDL_EIO, "%s: close failed", tmp);
     if (st == NNDL_OK) st = nndl_commit_file(tmp, path, err);
     if (st != NNDL_OK) unlink(tmp);
     cJSON_Delete(m);

@@ -15,13 +15,16 @@
 #include <time.h>
 #include <unistd.h>
 
+/* ---- SHA-256 ---- */
+
 nndl_status nndl_sha256_file(const char *path, char hex[NNDL_SHA256_HEX], nndl_err *err)
 {
     int fd = open(path, O_RDONLY);
     if (fd < 0) return nndl_fail(err, NNDL_EIO, "%s: cannot open: %s", path, strerror(errno));
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();
     nndl_status st = NNDL_OK;
-    if (!ctx || EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1) st = nndl_fail(err, NNDL_ENOMEM, "SHA-256 setup failed");
+    if (!ctx || EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1)
+        st = nndl_fail(err, NNDL_ENOMEM, "SHA-256 setup failed");
     static __thread unsigned char buf[1 << 16];
     ssize_t n;
     while (st == NNDL_OK && (n = read(fd, buf, sizeof buf)) != 0) {
@@ -49,10 +52,13 @@ void nndl_sha256_bytes(const void *data, size_t len, char hex[NNDL_SHA256_HEX])
     for (unsigned i = 0; i < 32; i++) snprintf(hex + 2 * i, 3, "%02x", i < mdlen ? md[i] : 0);
 }
 
+/* ---- atomic writes ---- */
+
 static nndl_status fsync_path(const char *path, int dir, nndl_err *err)
 {
     int fd = open(path, dir ? O_RDONLY | O_DIRECTORY : O_RDONLY);
-    if (fd < 0) return nndl_fail(err, NNDL_EIO, "%s: cannot open to sync: %s", path, strerror(errno));
+    if (fd < 0)
+        return nndl_fail(err, NNDL_EIO, "%s: cannot open to sync: %s", path, strerror(errno));
     int rc = fsync(fd);
     int e = errno;
     close(fd);
@@ -100,14 +106,19 @@ nndl_status nndl_write_file_atomic(const char *path, const void *data, size_t le
     return st;
 }
 
+/* ---- reading ---- */
+
 nndl_status nndl_read_file(const char *path, size_t max, char **out, size_t *len, nndl_err *err)
 {
     *out = NULL;
     FILE *f = fopen(path, "rb");
-    if (!f) return nndl_fail(err, errno == ENOENT ? NNDL_EARG : NNDL_EIO, "%s: %s", path, strerror(errno));
+    if (!f)
+        return nndl_fail(err, errno == ENOENT ? NNDL_EARG : NNDL_EIO, "%s: %s", path,
+                         strerror(errno));
     struct stat st; /* allocate what the file holds (growing if it is longer), never max up front */
-    size_t cap = fstat(fileno(f), &st) == 0 && st.st_size >= 0 && (size_t)st.st_size < max ? (size_t)st.st_size + 1
-                                                                                           : max + 1;
+    size_t cap = fstat(fileno(f), &st) == 0 && st.st_size >= 0 && (size_t)st.st_size < max
+                     ? (size_t)st.st_size + 1
+                     : max + 1;
     size_t n = 0, r;
     char *buf = malloc(cap + 1);
     while (buf && (r = fread(buf + n, 1, cap - n, f)) > 0 && (n += r) == cap && cap <= max) {
@@ -129,7 +140,8 @@ nndl_status nndl_read_file(const char *path, size_t max, char **out, size_t *len
     }
     if (n > max) {
         free(buf);
-        return nndl_fail(err, NNDL_EFORMAT, "%s: larger than %zu bytes: not the expected file", path, max);
+        return nndl_fail(err, NNDL_EFORMAT, "%s: larger than %zu bytes: not the expected file",
+                         path, max);
     }
     buf[n] = 0;
     *out = buf;
@@ -141,19 +153,24 @@ nndl_status nndl_check_writable_dir(const char *dir, const char *what, nndl_err 
 {
     struct stat st;
     if (stat(dir, &st) != 0)
-        return nndl_fail(err, NNDL_EARG, "%s: directory %s does not exist (%s); create it first (mkdir -p %s)", what, dir,
-                         strerror(errno), dir);
-    if (!S_ISDIR(st.st_mode)) return nndl_fail(err, NNDL_EARG, "%s: %s is not a directory", what, dir);
+        return nndl_fail(err, NNDL_EARG,
+                         "%s: directory %s does not exist (%s); create it first (mkdir -p %s)",
+                         what, dir, strerror(errno), dir);
+    if (!S_ISDIR(st.st_mode))
+        return nndl_fail(err, NNDL_EARG, "%s: %s is not a directory", what, dir);
     char probe[4200];
     snprintf(probe, sizeof probe, "%s/.nndl-write-test.%d", dir, (int)getpid());
     int fd = open(probe, O_WRONLY | O_CREAT | O_EXCL, 0600);
     if (fd < 0)
-        return nndl_fail(err, NNDL_EARG, "%s: cannot create files in %s: %s; choose a writable directory", what, dir,
-                         strerror(errno));
+        return nndl_fail(err, NNDL_EARG,
+                         "%s: cannot create files in %s: %s; choose a writable directory", what,
+                         dir, strerror(errno));
     close(fd);
     unlink(probe);
     return NNDL_OK;
 }
+
+/* ---- isolated reads: a forked child with a time limit ---- */
 
 static int write_all(int fd, const void *buf, size_t n)
 {
@@ -168,13 +185,15 @@ static int write_all(int fd, const void *buf, size_t n)
 }
 
 /* Read exactly n bytes before the deadline; return bytes read. */
-static size_t read_until(int fd, void *buf, size_t n, const struct timespec *deadline, int *timed_out)
+static size_t read_until(int fd, void *buf, size_t n, const struct timespec *deadline,
+                         int *timed_out)
 {
     size_t got = 0;
     while (got < n) {
         struct timespec t;
         clock_gettime(CLOCK_MONOTONIC, &t);
-        double left = (double)(deadline->tv_sec - t.tv_sec) + 1e-9 * (double)(deadline->tv_nsec - t.tv_nsec);
+        double left =
+            (double)(deadline->tv_sec - t.tv_sec) + 1e-9 * (double)(deadline->tv_nsec - t.tv_nsec);
         if (left <= 0) {
             *timed_out = 1;
             break;
@@ -191,8 +210,8 @@ static size_t read_until(int fd, void *buf, size_t n, const struct timespec *dea
     return got;
 }
 
-nndl_status nndl_isolated(nndl_isolated_fn fn, void *arg, void *out, size_t cap, double seconds, const char *what,
-                          nndl_err *err)
+nndl_status nndl_isolated(nndl_isolated_fn fn, void *arg, void *out, size_t cap, double seconds,
+                          const char *what, nndl_err *err)
 {
     const char *limit = getenv("NNDL_READER_TIMEOUT"); /* seconds; tests and fuzzers shorten it */
     if (limit && atof(limit) > 0) seconds = atof(limit);
@@ -205,16 +224,19 @@ nndl_status nndl_isolated(nndl_isolated_fn fn, void *arg, void *out, size_t cap,
         close(fds[1]);
         return nndl_fail(err, NNDL_EIO, "fork failed: %s", strerror(errno));
     }
-    if (pid == 0) { /* child: the risky read; send the error record then the result; no atexit handlers */
+    /* child: the risky read; send the error record then the result; no atexit handlers */
+    if (pid == 0) {
         close(fds[0]);
-        /* a crash ends the child by its signal, quietly: not through the parent's handlers (a fuzzer's,
-         * a sanitizer's) that would report it as the parent's own */
+        /* a crash ends the child by its signal, quietly: not through the parent's handlers (a
+         * fuzzer's, a sanitizer's) that would report it as the parent's own */
         int fatal[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT};
         for (size_t i = 0; i < sizeof fatal / sizeof *fatal; i++) signal(fatal[i], SIG_DFL);
         alarm((unsigned)seconds + 2);
         nndl_err e = {0};
         e.code = fn(arg, out, cap, &e);
-        if (write_all(fds[1], &e, sizeof e) != 0 || (e.code == NNDL_OK && write_all(fds[1], out, cap) != 0)) _exit(3);
+        if (write_all(fds[1], &e, sizeof e) != 0 ||
+            (e.code == NNDL_OK && write_all(fds[1], out, cap) != 0))
+            _exit(3);
         _exit(0);
     }
     close(fds[1]);
@@ -224,20 +246,27 @@ nndl_status nndl_isolated(nndl_isolated_fn fn, void *arg, void *out, size_t cap,
     nndl_err e;
     int timed_out = 0;
     size_t got = read_until(fds[0], &e, sizeof e, &deadline, &timed_out);
-    if (got == sizeof e && e.code == NNDL_OK) got += read_until(fds[0], out, cap, &deadline, &timed_out);
+    if (got == sizeof e && e.code == NNDL_OK)
+        got += read_until(fds[0], out, cap, &deadline, &timed_out);
     close(fds[0]);
     if (timed_out) kill(pid, SIGKILL);
     int status = 0;
     while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
     if (timed_out)
-        return nndl_fail(err, NNDL_EFORMAT, "%s: reading it did not finish within %.0f s (HDF5 hangs on some damaged "
-                         "files): the file is damaged or not an HDF5 file", what, seconds);
+        return nndl_fail(err, NNDL_EFORMAT,
+                         "%s: reading it did not finish within %.0f s (HDF5 hangs on some damaged "
+                         "files): the file is damaged or not an HDF5 file",
+                         what, seconds);
     if (WIFSIGNALED(status))
-        return nndl_fail(err, NNDL_EFORMAT, "%s: reading it crashed the reader (signal %d; HDF5 crashes on some "
-                         "damaged files): the file is damaged or not an HDF5 file", what, WTERMSIG(status));
-    if (got < sizeof e) return nndl_fail(err, NNDL_EIO, "%s: the isolated reader ended without an answer", what);
+        return nndl_fail(err, NNDL_EFORMAT,
+                         "%s: reading it crashed the reader (signal %d; HDF5 crashes on some "
+                         "damaged files): the file is damaged or not an HDF5 file",
+                         what, WTERMSIG(status));
+    if (got < sizeof e)
+        return nndl_fail(err, NNDL_EIO, "%s: the isolated reader ended without an answer", what);
     e.msg[sizeof e.msg - 1] = 0;
     if (e.code != NNDL_OK) return nndl_fail(err, e.code, "%s", e.msg);
-    if (got != sizeof e + cap) return nndl_fail(err, NNDL_EIO, "%s: the isolated reader's answer was cut short", what);
+    if (got != sizeof e + cap)
+        return nndl_fail(err, NNDL_EIO, "%s: the isolated reader's answer was cut short", what);
     return NNDL_OK;
 }

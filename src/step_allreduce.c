@@ -1,10 +1,10 @@
 /* step_allreduce.c: the step that forms the gradient (see nndl/train.h).
  *
- * This rank sums its shard's gradient, joins ONE allreduce of the gradient buffer (the batch cost, the
- * stop flag and the gradient's bound ride in its tail), and every rank applies the same update. With
- * overlap (plan.overlap), the reduction is cut into buckets of the same buffer, each started
- * (MPI_Iallreduce) as soon as backprop has written it, in the same order on every rank, and advanced
- * between the panels of the remaining GEMMs.
+ * This rank sums its shard's gradient, joins ONE allreduce of the gradient buffer (the batch cost,
+ * the stop flag and the gradient's bound ride in its tail), and every rank applies the same update.
+ * With overlap (plan.overlap), the reduction is cut into buckets of the same buffer, each started
+ * (MPI_Iallreduce) as soon as backprop has written it, in the same order on every rank, and
+ * advanced between the panels of the remaining GEMMs.
  */
 #include <float.h>
 #include <math.h>
@@ -12,8 +12,9 @@
 
 #include "train_int.h"
 
-#define OVERLAP_PANEL 256             /* rows of a weight-gradient panel (and columns of a delta panel) */
-#define OVERLAP_MIN_BUCKET (1u << 18) /* floats (1 MiB): smaller buckets cost more in latency than they hide */
+#define OVERLAP_PANEL 256 /* rows of a weight-gradient panel (and columns of a delta panel) */
+#define OVERLAP_MIN_BUCKET                                                                         \
+    (1u << 18) /* floats (1 MiB): smaller buckets cost more in latency than they hide */
 
 typedef struct {
     nndl_trainer *t;
@@ -25,8 +26,8 @@ typedef struct {
     nndl_backprop_hooks hooks;
 } overlap;
 
-/* grads[from..) are final: start every planned bucket that now is, in order (the first one carries the
- * extras: the cost, and the stop flag set here). */
+/* grads[from..) are final: start every planned bucket that now is, in order (the first one carries
+ * the extras: the cost, and the stop flag set here). */
 static void overlap_ready(void *ctx, size_t from)
 {
     overlap *o = ctx;
@@ -41,10 +42,7 @@ static void overlap_ready(void *ctx, size_t from)
     nndl_dist_progress(&o->pending);
 }
 
-static void overlap_progress(void *ctx)
-{
-    nndl_dist_progress(&((overlap *)ctx)->pending);
-}
+static void overlap_progress(void *ctx) { nndl_dist_progress(&((overlap *)ctx)->pending); }
 
 /* The buckets: cut the gradient buffer at the panel boundaries backprop reports, from the end, into
  * pieces of at least OVERLAP_MIN_BUCKET floats. Every rank plans the same list. */
@@ -62,7 +60,8 @@ static nndl_status init(nndl_trainer *t, nndl_err *err)
         for (int j1 = G->n_out; j1 > 0; j1 -= OVERLAP_PANEL) {
             int j0 = j1 - OVERLAP_PANEL > 0 ? j1 - OVERLAP_PANEL : 0;
             size_t from = (size_t)(G->w + (size_t)j0 * G->n_in - net->grads);
-            if (from == 0 || (last - from >= OVERLAP_MIN_BUCKET && o->n_buckets < NNDL_MAX_BUCKETS - 1)) {
+            if (from == 0 ||
+                (last - from >= OVERLAP_MIN_BUCKET && o->n_buckets < NNDL_MAX_BUCKETS - 1)) {
                 last = from;
                 o->bucket[++o->n_buckets] = last;
             }
@@ -102,11 +101,12 @@ static nndl_status step(nndl_trainer *t, int b0, int bsz, double *batch_cost, nn
     }
     if (s != NNDL_OK) return s;
     *batch_cost = extra[NNDL_EXTRA_COST] / bsz;
-    /* every rank has the same sums, so all decide alike; nothing of a non-finite step is applied. The
-     * summed bound (complete only without overlap) proves most steps finite without a pass over the
-     * whole gradient: it exceeds every |element| (rounding is far inside the factor 4). */
+    /* every rank has the same sums, so all decide alike; nothing of a non-finite step is applied.
+     * The summed bound (complete only without overlap) proves most steps finite without a pass over
+     * the whole gradient: it exceeds every |element| (rounding is far inside the factor 4). */
     int proven = !o && extra[NNDL_EXTRA_BOUND] <= FLT_MAX / 4;
-    if (!isfinite(extra[NNDL_EXTRA_COST]) || (!proven && nndl_any_nonfinite(net->grads, net->n_params)))
+    if (!isfinite(extra[NNDL_EXTRA_COST]) ||
+        (!proven && nndl_any_nonfinite(net->grads, net->n_params)))
         return train_non_finite(t, extra[NNDL_EXTRA_COST], b0, err);
     nndl_sgd_step(&t->sgd, net, bsz); /* the grads are sums: it divides by the global batch */
     return extra[NNDL_EXTRA_STOP] > 0 ? NNDL_ESTOP : NNDL_OK; /* the step is complete either way */

@@ -1,13 +1,13 @@
 /* step_fused.c: the fused step, on one rank or on the ranks of one node (see nndl/train.h).
  *
- * No gradient is formed. Each rank runs forward and backprop over its rows, keeping every layer's delta,
- * then updates its share of every layer's units from the whole batch inside the weight-gradient GEMM
- * (nndl_net_update_part). On several ranks (plan.shared) the parameters, momentum's velocity and the
- * batch's activations and deltas live in node-shared memory: a barrier after the deltas, one after the
- * update; the riders (cost, stop flag, bound) sit in a small shared slot per rank and are summed in rank
- * order. Split by units (plan.units), every GEMM is cut by units instead of rows: each rank computes its
- * share of each layer's units for the whole batch, with a barrier after each layer, so that it packs
- * only its share of each weight matrix.
+ * No gradient is formed. Each rank runs forward and backprop over its rows, keeping every layer's
+ * delta, then updates its share of every layer's units from the whole batch inside the
+ * weight-gradient GEMM (nndl_net_update_part). On several ranks (plan.shared) the parameters,
+ * momentum's velocity and the batch's activations and deltas live in node-shared memory: a barrier
+ * after the deltas, one after the update; the riders (cost, stop flag, bound) sit in a small shared
+ * slot per rank and are summed in rank order. Split by units (plan.units), every GEMM is cut by
+ * units instead of rows: each rank computes its share of each layer's units for the whole batch,
+ * with a barrier after each layer, so that it packs only its share of each weight matrix.
  */
 #include <float.h>
 #include <math.h>
@@ -16,21 +16,25 @@
 
 #include "train_int.h"
 
+/* ---- the strategy's data ---- */
+
 typedef struct {
-    nndl_dist_shared sh;       /* plan.shared: the node-shared windows */
-    float *own_params;         /* the net's own buffers, given back (with the trained values) at the end */
+    nndl_dist_shared sh; /* plan.shared: the node-shared windows */
+    /* the net's own buffers, given back (with the trained values) at the end */
+    float *own_params;
     float *own_velocity;
-    nndl_batch all, mine;      /* the batch's activations and deltas from row 0, and from this rank's first row */
-    float **bptr;              /* the pointer arrays of all and mine */
-    float *bbuf;               /* one rank: the buffers themselves */
-    int batch_first;           /* this rank's first row in them */
-    int part, parts;           /* this rank's share of every layer's units: part of parts */
+    /* the batch's activations and deltas from row 0, and from this rank's first row */
+    nndl_batch all, mine;
+    float **bptr;    /* the pointer arrays of all and mine */
+    float *bbuf;     /* one rank: the buffers themselves */
+    int batch_first; /* this rank's first row in them */
+    int part, parts; /* this rank's share of every layer's units: part of parts */
 } fused;
 
 /* ---- the batch buffers ---- */
 
-/* act[0..L] then delta[0..L-1], each [rows x width], at base; f->all points at row 0, f->mine at row
- * `first` (this rank's rows). */
+/* act[0..L] then delta[0..L-1], each [rows x width], at base; f->all points at row 0, f->mine at
+ * row `first` (this rank's rows). */
 static void point_batch(fused *f, const nndl_net *net, float *base, int rows, int first)
 {
     int L = net->n_layers;
@@ -53,16 +57,17 @@ static size_t batch_floats(const nndl_net *net, int rows)
     return w * (size_t)rows;
 }
 
-/* COLLECTIVE: move the parameters, momentum's velocity and the batch buffers into node-shared memory
- * (the plan has checked that every rank is on this node). */
+/* COLLECTIVE: move the parameters, momentum's velocity and the batch buffers into node-shared
+ * memory (the plan has checked that every rank is on this node). */
 static nndl_status shared_setup(nndl_trainer *t, fused *f, size_t nb, nndl_err *err)
 {
     nndl_net *net = t->net;
     int usable = 0;
-    nndl_status st = nndl_dist_shared_init(t->dist, &f->sh, net->params, net->n_params, t->sgd.velocity,
-                                           NNDL_GRAD_EXTRA, nb, &usable, err);
+    nndl_status st = nndl_dist_shared_init(t->dist, &f->sh, net->params, net->n_params,
+                                           t->sgd.velocity, NNDL_GRAD_EXTRA, nb, &usable, err);
     if (st == NNDL_OK && !usable)
-        st = nndl_fail(err, NNDL_EMPI, "the node-shared step was planned, but the ranks do not share one node");
+        st = nndl_fail(err, NNDL_EMPI,
+                       "the node-shared step was planned, but the ranks do not share one node");
     if (st != NNDL_OK) return st;
     nndl_net_rebind(net, f->sh.params, net->grads, &f->own_params, NULL);
     f->own_velocity = t->sgd.velocity; /* checkpoints read the shared one */
@@ -71,7 +76,8 @@ static nndl_status shared_setup(nndl_trainer *t, fused *f, size_t nb, nndl_err *
     f->part = f->sh.ns.node_rank;
     f->parts = f->sh.ns.node_size;
     /* split by units, a rank's dropout masks span the whole batch */
-    return t->plan.units && t->cfg.batch > t->rows ? nndl_net_reserve(net, t->cfg.batch, err) : NNDL_OK;
+    return t->plan.units && t->cfg.batch > t->rows ? nndl_net_reserve(net, t->cfg.batch, err)
+                                                   : NNDL_OK;
 }
 
 static nndl_status init(nndl_trainer *t, nndl_err *err)
@@ -86,12 +92,14 @@ static nndl_status init(nndl_trainer *t, nndl_err *err)
     st = nndl_dist_agree(t->dist, st, err, NULL); /* before the collective set-up */
     if (st == NNDL_OK && t->plan.shared) return shared_setup(t, f, nb, err);
     if (st == NNDL_OK && !(f->bbuf = malloc(sizeof *f->bbuf * nb)))
-        st = nndl_fail(err, NNDL_ENOMEM, "out of memory for the activations of a batch of %d", t->cfg.batch);
+        st = nndl_fail(err, NNDL_ENOMEM, "out of memory for the activations of a batch of %d",
+                       t->cfg.batch);
     if (st == NNDL_OK) point_batch(f, t->net, f->bbuf, t->cfg.batch, 0);
     return st;
 }
 
-/* COLLECTIVE: give the net (and the update rule) their own buffers back, with the trained values. */
+/* COLLECTIVE: give the net (and the update rule) their own buffers back, with the trained values.
+ */
 static void release(nndl_trainer *t)
 {
     fused *f = t->impl;
@@ -100,7 +108,8 @@ static void release(nndl_trainer *t)
         nndl_net *net = t->net;
         memcpy(f->own_params, net->params, sizeof(float) * net->n_params);
         nndl_net_rebind(net, f->own_params, net->grads, NULL, NULL);
-        if (f->own_velocity) memcpy(f->own_velocity, t->sgd.velocity, sizeof(float) * net->n_params);
+        if (f->own_velocity)
+            memcpy(f->own_velocity, t->sgd.velocity, sizeof(float) * net->n_params);
         t->sgd.velocity = t->state.velocity = f->own_velocity;
         nndl_dist_shared_free(&f->sh);
     }
@@ -112,8 +121,8 @@ static void release(nndl_trainer *t)
 
 /* ---- the step ---- */
 
-/* Forward and every delta over the whole batch, every GEMM split by units; a barrier after each phase.
- * Returns the cost of this rank's rows [first, first + len). */
+/* Forward and every delta over the whole batch, every GEMM split by units; a barrier after each
+ * phase. Returns the cost of this rank's rows [first, first + len). */
 static nndl_status deltas_by_units(nndl_trainer *t, fused *f, int b0, int bsz, int first, int len,
                                    const nndl_dropout *drop, double *cost, nndl_err *err)
 {
@@ -134,10 +143,10 @@ static nndl_status deltas_by_units(nndl_trainer *t, fused *f, int b0, int bsz, i
     return st;
 }
 
-/* Several ranks: publish this rank's riders, wait for every row and rider, and sum them in rank order
- * (the same on every rank). */
-static nndl_status sum_riders(nndl_trainer *t, fused *f, int bsz, double *cost, int *stop, float *bound,
-                              nndl_err *err)
+/* Several ranks: publish this rank's riders, wait for every row and rider, and sum them in rank
+ * order (the same on every rank). */
+static nndl_status sum_riders(nndl_trainer *t, fused *f, int bsz, double *cost, int *stop,
+                              float *bound, nndl_err *err)
 {
     float *e = f->sh.slot[f->part];
     e[NNDL_EXTRA_COST] = (float)*cost;
@@ -154,7 +163,8 @@ static nndl_status sum_riders(nndl_trainer *t, fused *f, int bsz, double *cost, 
         *stop |= e[NNDL_EXTRA_STOP] > 0;
         *bound = isnan(*bound) ? *bound : *bound + e[NNDL_EXTRA_BOUND];
     }
-    if (t->plan.units) *bound = nndl_net_bound(t->net, &f->all, bsz); /* the same scan on every rank */
+    /* the same scan on every rank */
+    if (t->plan.units) *bound = nndl_net_bound(t->net, &f->all, bsz);
     return NNDL_OK;
 }
 
@@ -168,7 +178,8 @@ static nndl_status step(nndl_trainer *t, int b0, int bsz, double *batch_cost, nn
     nndl_dropout drop;
     train_gather_shard(t, b0, bsz, &drop, f->mine.act[0]);
     int stop = train_stop_here(t);
-    float bound = 0.0f; /* split by units: computed from the whole batch once every delta is written */
+    /* split by units: computed from the whole batch once every delta is written */
+    float bound = 0.0f;
     double cost;
     nndl_status st = NNDL_OK;
     if (t->plan.units)
@@ -178,15 +189,19 @@ static nndl_status step(nndl_trainer *t, int b0, int bsz, double *batch_cost, nn
     if (st == NNDL_OK && f->parts > 1) st = sum_riders(t, f, bsz, &cost, &stop, &bound, err);
     if (st != NNDL_OK) return st;
     *batch_cost = cost / bsz;
-    if (!isfinite(cost) || !(bound <= FLT_MAX / 4)) { /* not proven finite: look (at this rank's part), agree */
-        float bad = !isfinite(cost) || nndl_net_part_nonfinite(net, &f->all, bsz, f->part, f->parts);
-        if (f->parts > 1 && (st = nndl_dist_max_floats(t->dist, &bad, 1, err)) != NNDL_OK) return st;
+    /* not proven finite: look (at this rank's part), agree */
+    if (!isfinite(cost) || !(bound <= FLT_MAX / 4)) {
+        float bad =
+            !isfinite(cost) || nndl_net_part_nonfinite(net, &f->all, bsz, f->part, f->parts);
+        if (f->parts > 1 && (st = nndl_dist_max_floats(t->dist, &bad, 1, err)) != NNDL_OK)
+            return st;
         if (bad > 0) return train_non_finite(t, cost, b0, err);
     }
     nndl_fused u;
     nndl_sgd_fused(&t->sgd, bsz, &u);
     nndl_net_update_part(net, &f->all, bsz, f->part, f->parts, &u);
-    if (f->parts > 1 && (st = nndl_dist_shared_sync(&f->sh, err)) != NNDL_OK) return st; /* every part updated */
+    /* every part updated */
+    if (f->parts > 1 && (st = nndl_dist_shared_sync(&f->sh, err)) != NNDL_OK) return st;
     return stop ? NNDL_ESTOP : NNDL_OK;
 }
 

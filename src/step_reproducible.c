@@ -1,10 +1,10 @@
 /* step_reproducible.c: the reproducible step (see nndl/train.h).
  *
- * The global batch is cut into fixed chunks of cfg.chunk samples whatever the rank count; ranks take
- * whole chunks; each chunk's gradient is computed alone (the same GEMM shapes on any rank), rounded once
- * to int64 fixed point and the chunks are summed exactly (nndl/fixed.h). The summed gradient, and so
- * every weight, is then the same bits for any number of ranks. It costs one more (tiny) allreduce per
- * step and the per-chunk work.
+ * The global batch is cut into fixed chunks of cfg.chunk samples whatever the rank count; ranks
+ * take whole chunks; each chunk's gradient is computed alone (the same GEMM shapes on any rank),
+ * rounded once to int64 fixed point and the chunks are summed exactly (nndl/fixed.h). The summed
+ * gradient, and so every weight, is then the same bits for any number of ranks. It costs one more
+ * (tiny) allreduce per step and the per-chunk work.
  */
 #include <float.h>
 #include <math.h>
@@ -18,9 +18,12 @@
  * exponents are agreed */
 typedef struct {
     int chunk, cap_chunks, n_seg;
-    float *cg, *seg_max; /* seg_max: [n_seg + 2]: each segment's max |g|, non-finite flag, stop flag */
-    int64_t *acc;        /* [n_params + 1] */
+    /* seg_max: [n_seg + 2]: each segment's max |g|, non-finite flag, stop flag */
+    float *cg, *seg_max;
+    int64_t *acc; /* [n_params + 1] */
 } repro;
+
+/* ---- set-up ---- */
 
 static void release(nndl_trainer *t)
 {
@@ -49,12 +52,17 @@ static nndl_status init(nndl_trainer *t, nndl_err *err)
     r->seg_max = malloc(sizeof *r->seg_max * (size_t)(r->n_seg + 2));
     r->acc = malloc(sizeof *r->acc * (net->n_params + 1));
     if (!r->cg || !r->seg_max || !r->acc)
-        return nndl_fail(err, NNDL_ENOMEM, "out of memory for %d chunk gradients of %zu parameters (--reproducible; "
-                                           "a larger --chunk needs fewer)", r->cap_chunks, net->n_params);
+        return nndl_fail(err, NNDL_ENOMEM,
+                         "out of memory for %d chunk gradients of %zu parameters (--reproducible; "
+                         "a larger --chunk needs fewer)",
+                         r->cap_chunks, net->n_params);
     return train_reserve_rows(t, r->chunk, err); /* a chunk may be larger than a rank's shard */
 }
 
-/* Segment s of a chunk gradient laid out as [params..., cost]: layer s/2's weights or biases, or the cost. */
+/* ---- the step ---- */
+
+/* Segment s of a chunk gradient laid out as [params..., cost]: layer s/2's weights or biases, or
+ * the cost. */
 static void segment(const nndl_net *net, int s, size_t *off, size_t *len)
 {
     if (s == 2 * net->n_layers) {
@@ -67,7 +75,8 @@ static void segment(const nndl_net *net, int s, size_t *off, size_t *len)
     *len = s % 2 ? (size_t)L->n_out : (size_t)L->n_out * L->n_in;
 }
 
-/* This rank's chunks [c0, c0 + cl) of the batch at b0: each gradient alone, and each segment's range. */
+/* This rank's chunks [c0, c0 + cl) of the batch at b0: each gradient alone, and each segment's
+ * range. */
 static void chunk_gradients(nndl_trainer *t, repro *r, int b0, int bsz, int c0, int cl)
 {
     nndl_net *net = t->net;
@@ -88,9 +97,12 @@ static void chunk_gradients(nndl_trainer *t, repro *r, int b0, int bsz, int c0, 
         for (int s = 0; s < r->n_seg; s++) {
             size_t off, n;
             segment(net, s, &off, &n);
-            float m = nndl_max_abs(g + off, n); /* +inf or NaN (as a bit pattern above inf) if non-finite */
-            if (!(m <= FLT_MAX)) mx[r->n_seg] = 1.0f;
-            else mx[s] = m > mx[s] ? m : mx[s];
+            /* +inf or NaN (as a bit pattern above inf) if non-finite */
+            float m = nndl_max_abs(g + off, n);
+            if (!(m <= FLT_MAX))
+                mx[r->n_seg] = 1.0f;
+            else
+                mx[s] = m > mx[s] ? m : mx[s];
         }
     }
 }
@@ -105,11 +117,13 @@ static nndl_status step(nndl_trainer *t, int b0, int bsz, double *batch_cost, nn
     chunk_gradients(t, r, b0, bsz, c0, cl);
     float *mx = r->seg_max;
     mx[S + 1] = (float)train_stop_here(t);
-    /* 1: agree on each segment's range (and the flags); MAX is exact, so its result is P-independent */
+    /* 1: agree on each segment's range (and the flags); MAX is exact, so its result is
+     * P-independent */
     nndl_status st = nndl_dist_max_floats(t->dist, mx, S + 2, err);
     if (st != NNDL_OK) return st;
     if (mx[S] > 0)
-        return nndl_fail(err, NNDL_ENUM, "non-finite gradient or cost at epoch %d, step %d of the epoch",
+        return nndl_fail(err, NNDL_ENUM,
+                         "non-finite gradient or cost at epoch %d, step %d of the epoch",
                          t->state.epoch + 1, b0 / t->cfg.batch + 1);
     /* 2: round each chunk once to fixed point, add exactly, reduce exactly */
     memset(r->acc, 0, sizeof *r->acc * stride);
@@ -117,18 +131,22 @@ static nndl_status step(nndl_trainer *t, int b0, int bsz, double *batch_cost, nn
         size_t off, n;
         segment(net, s, &off, &n);
         int k = nndl_fixed_exponent(mx[s], n_chunks);
-        for (int j = 0; j < cl; j++) nndl_fixed_add(r->acc + off, r->cg + (size_t)j * stride + off, n, k);
+        for (int j = 0; j < cl; j++)
+            nndl_fixed_add(r->acc + off, r->cg + (size_t)j * stride + off, n, k);
     }
     if ((st = nndl_dist_sum_int64(t->dist, r->acc, stride, err)) != NNDL_OK) return st;
     float cost;
     for (int s = 0; s < S; s++) {
         size_t off, n;
         segment(net, s, &off, &n);
-        nndl_fixed_read(s == S - 1 ? &cost : net->grads + off, r->acc + off, n, nndl_fixed_exponent(mx[s], n_chunks));
+        nndl_fixed_read(s == S - 1 ? &cost : net->grads + off, r->acc + off, n,
+                        nndl_fixed_exponent(mx[s], n_chunks));
     }
     *batch_cost = (double)cost / bsz;
-    if (!isfinite(cost) || nndl_any_nonfinite(net->grads, net->n_params)) /* finite terms whose sum exceeds float */
-        return nndl_fail(err, NNDL_ENUM, "non-finite gradient or cost sum at epoch %d, step %d of the epoch",
+    /* finite terms whose sum exceeds float */
+    if (!isfinite(cost) || nndl_any_nonfinite(net->grads, net->n_params))
+        return nndl_fail(err, NNDL_ENUM,
+                         "non-finite gradient or cost sum at epoch %d, step %d of the epoch",
                          t->state.epoch + 1, b0 / t->cfg.batch + 1);
     nndl_sgd_step(&t->sgd, net, bsz);
     return mx[S + 1] > 0 ? NNDL_ESTOP : NNDL_OK;

@@ -21,7 +21,8 @@ int nndl_topo_prepare(void)
     if (!s) s = getenv("SLURM_TASKS_PER_NODE"); /* "8", or "4(x2)": the first node's count */
     int local = s ? atoi(s) : 0, cores = cores_of_machine();
     const char *cpus = getenv("SLURM_CPUS_ON_NODE");
-    if (cpus && atoi(cpus) > 0 && atoi(cpus) < cores) cores = atoi(cpus); /* the allocation's share */
+    /* the allocation's share */
+    if (cpus && atoi(cpus) > 0 && atoi(cpus) < cores) cores = atoi(cpus);
     if (local > cores && cores > 0 && !getenv("OMPI_MCA_mpi_yield_when_idle")) {
         setenv("OMPI_MCA_mpi_yield_when_idle", "1", 0);
         return 1;
@@ -50,8 +51,10 @@ nndl_status nndl_topo_init(nndl_topo *t, int local_rank, int local_size, nndl_er
             hwloc_obj_t core = hwloc_get_obj_by_type(topo, HWLOC_OBJ_CORE, (unsigned)c);
             if (core) hwloc_bitmap_or(set, set, core->cpuset);
         }
-        if (!hwloc_bitmap_iszero(set) && hwloc_set_cpubind(topo, set, HWLOC_CPUBIND_PROCESS) == 0) t->bound_by_us = 1;
-        else hwloc_get_cpubind(topo, set, HWLOC_CPUBIND_PROCESS);
+        if (!hwloc_bitmap_iszero(set) && hwloc_set_cpubind(topo, set, HWLOC_CPUBIND_PROCESS) == 0)
+            t->bound_by_us = 1;
+        else
+            hwloc_get_cpubind(topo, set, HWLOC_CPUBIND_PROCESS);
     }
     hwloc_bitmap_list_snprintf(t->binding, sizeof t->binding, set);
     hwloc_bitmap_free(set);

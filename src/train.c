@@ -18,8 +18,8 @@ static double now(void)
 
 /* ---- the plan ---- */
 
-nndl_status nndl_trainer_plan(const nndl_config *cfg, const nndl_net *net, long n_train, const nndl_dist *d,
-                              nndl_step_plan *p, nndl_err *err)
+nndl_status nndl_trainer_plan(const nndl_config *cfg, const nndl_net *net, long n_train,
+                              const nndl_dist *d, nndl_step_plan *p, nndl_err *err)
 {
     nndl_plan_env env = {d->size, 1, net->n_params, n_train};
     nndl_status st = nndl_dist_node_ranks(d, &env.node_ranks, err);
@@ -75,13 +75,16 @@ nndl_status nndl_trainer_create(nndl_trainer **out, const nndl_trainer_setup *s,
     t->dist = s->dist;
     t->hooks = s->hooks;
     t->ops = ops_of(s->plan->kind);
-    t->sched = (nndl_schedule){cfg->eta, cfg->patience, cfg->lr_decay, cfg->lr_min_ratio, cfg->early_stop};
+    t->sched =
+        (nndl_schedule){cfg->eta, cfg->patience, cfg->lr_decay, cfg->lr_min_ratio, cfg->early_stop};
     int shard = (cfg->batch + t->dist->size - 1) / t->dist->size;
     t->perm = malloc(sizeof *t->perm * (t->train->n > 0 ? t->train->n : 1));
-    nndl_status st = t->perm ? train_reserve_rows(t, shard > NNDL_EVAL_BLOCK ? shard : NNDL_EVAL_BLOCK, err)
-                             : nndl_fail(err, NNDL_ENOMEM, "out of memory for a permutation of %d", t->train->n);
+    nndl_status st =
+        t->perm ? train_reserve_rows(t, shard > NNDL_EVAL_BLOCK ? shard : NNDL_EVAL_BLOCK, err)
+                : nndl_fail(err, NNDL_ENOMEM, "out of memory for a permutation of %d", t->train->n);
     if (st == NNDL_OK)
-        st = nndl_sgd_init(&t->sgd, t->net, cfg->eta, cfg->l1, cfg->l2, cfg->momentum, t->train->n, err);
+        st = nndl_sgd_init(&t->sgd, t->net, cfg->eta, cfg->l1, cfg->l2, cfg->momentum, t->train->n,
+                           err);
     if (st == NNDL_OK) start_state(t, s->from);
     /* every rank joins the strategy's collective set-up, or none does */
     if ((st = nndl_dist_agree(t->dist, st, err, NULL)) == NNDL_OK) st = t->ops->init(t, err);
@@ -104,15 +107,9 @@ void nndl_trainer_free(nndl_trainer *t)
     free(t);
 }
 
-const nndl_train_state *nndl_trainer_state(const nndl_trainer *t)
-{
-    return &t->state;
-}
+const nndl_train_state *nndl_trainer_state(const nndl_trainer *t) { return &t->state; }
 
-double nndl_trainer_penalty(const nndl_trainer *t)
-{
-    return nndl_sgd_penalty(&t->sgd, t->net);
-}
+double nndl_trainer_penalty(const nndl_trainer *t) { return nndl_sgd_penalty(&t->sgd, t->net); }
 
 /* ---- what the strategies share ---- */
 
@@ -120,12 +117,14 @@ int train_gather_shard(nndl_trainer *t, int b0, int bsz, nndl_dropout *drop, flo
 {
     int first, len;
     nndl_dist_shard(bsz, t->dist->size, t->dist->rank, &first, &len);
-    const int *order = t->perm + b0 + first; /* positions in the training split: the samples' global indices */
+    /* positions in the training split: the samples' global indices */
+    const int *order = t->perm + b0 + first;
     uint32_t epoch = (uint32_t)t->state.epoch + 1;
     nndl_augment aug = {t->cfg.augment, t->cfg.seed, epoch};
     *drop = (nndl_dropout){(float)t->cfg.dropout, t->cfg.seed, epoch, order};
     nndl_split_gather_aug(t->train, order, len, x, t->y, &aug);
-    if (b0 + bsz < t->train->n) { /* the next step's shard: its rows load while this step computes */
+    /* the next step's shard: its rows load while this step computes */
+    if (b0 + bsz < t->train->n) {
         int left = t->train->n - (b0 + bsz), nb = left < t->cfg.batch ? left : t->cfg.batch, f2, l2;
         nndl_dist_shard(nb, t->dist->size, t->dist->rank, &f2, &l2);
         nndl_split_prefetch(t->train, t->perm + b0 + bsz + f2, l2);
@@ -137,25 +136,29 @@ int train_stop_here(nndl_trainer *t)
 {
     const nndl_train_hooks *h = &t->hooks;
     t->steps_run++;
-    return (h->stop_request && *h->stop_request) || (h->stop_after_steps > 0 && t->steps_run >= h->stop_after_steps);
+    return (h->stop_request && *h->stop_request) ||
+           (h->stop_after_steps > 0 && t->steps_run >= h->stop_after_steps);
 }
 
 nndl_status train_non_finite(const nndl_trainer *t, double cost, int b0, nndl_err *err)
 {
     return nndl_fail(err, NNDL_ENUM, "non-finite %s (cost %g) at epoch %d, step %d of the epoch",
-                     isfinite(cost) ? "gradient" : "cost", cost, t->state.epoch + 1, b0 / t->cfg.batch + 1);
+                     isfinite(cost) ? "gradient" : "cost", cost, t->state.epoch + 1,
+                     b0 / t->cfg.batch + 1);
 }
 
 /* ---- the epoch ---- */
 
-/* The step at position s of the epoch, counted; NNDL_OK also for a skipped batch (--on-nan skip-batch). */
+/* The step at position s of the epoch, counted; NNDL_OK also for a skipped batch (--on-nan
+ * skip-batch). */
 static nndl_status run_step(nndl_trainer *t, long s, nndl_err *err)
 {
     int n = t->train->n, B = t->cfg.batch, b0 = (int)(s * B), bsz = n - b0 < B ? n - b0 : B;
     double c = 0.0;
     t->sgd.eta = t->state.sched.eta;
     nndl_status st = t->ops->step(t, b0, bsz, &c, err);
-    if (st == NNDL_ENUM && t->cfg.on_nan == NNDL_ON_NAN_SKIP) { /* nothing of it was applied: go on */
+    /* nothing of it was applied: go on */
+    if (st == NNDL_ENUM && t->cfg.on_nan == NNDL_ON_NAN_SKIP) {
         t->state.skipped++;
         t->state.step = s + 1;
         return NNDL_OK;
@@ -163,15 +166,19 @@ static nndl_status run_step(nndl_trainer *t, long s, nndl_err *err)
     if (st == NNDL_ENUM) {
         char what[512];
         snprintf(what, sizeof what, "%s", err->msg);
-        return nndl_fail(err, NNDL_ENUM, "%s: the learning rate is probably too large (--eta %g); nothing of this "
-                                         "step was applied and the last checkpoint is intact (or train with --on-nan "
-                                         "skip-batch)", what, t->state.sched.eta);
+        return nndl_fail(
+            err, NNDL_ENUM,
+            "%s: the learning rate is probably too large (--eta %g); nothing of this "
+            "step was applied and the last checkpoint is intact (or train with --on-nan "
+            "skip-batch)",
+            what, t->state.sched.eta);
     }
     if (st != NNDL_OK && st != NNDL_ESTOP) return st;
     t->state.cost_sum += c;
     t->state.step = s + 1;
     if (st == NNDL_ESTOP)
-        return nndl_fail(err, NNDL_ESTOP, "stopped at epoch %d, step %ld", t->state.epoch + 1, s + 1);
+        return nndl_fail(err, NNDL_ESTOP, "stopped at epoch %d, step %ld", t->state.epoch + 1,
+                         s + 1);
     return NNDL_OK;
 }
 
@@ -182,7 +189,8 @@ static nndl_status run_steps(nndl_trainer *t, long n_steps, nndl_err *err)
     for (long s = t->state.step; s < n_steps; s++) {
         nndl_status st = run_step(t, s, err);
         if (st != NNDL_OK) return st;
-        if (h->on_progress && (s & 63) == 63) h->on_progress(h->ctx, t->state.epoch + 1, s + 1, n_steps);
+        if (h->on_progress && (s & 63) == 63)
+            h->on_progress(h->ctx, t->state.epoch + 1, s + 1, n_steps);
         if (h->on_step && h->step_every > 0 && (s + 1) % h->step_every == 0 && s + 1 < n_steps &&
             (st = h->on_step(h->ctx, err)) != NNDL_OK)
             return st;
@@ -198,7 +206,8 @@ nndl_status nndl_trainer_epoch(nndl_trainer *t, nndl_epoch_metrics *m, nndl_err 
         nndl_rng_permutation(t->cfg.seed, NNDL_STREAM_PERM, (uint32_t)epoch, t->perm, n);
     else
         for (int i = 0; i < n; i++) t->perm[i] = i;
-    long n_steps = (n + B - 1) / B, first_step = z->step; /* the last batch may be smaller, as in network.py */
+    /* the last batch may be smaller, as in network.py */
+    long n_steps = (n + B - 1) / B, first_step = z->step;
     double t0 = now();
     nndl_status st = run_steps(t, n_steps, err);
     if (st != NNDL_OK) return st;
@@ -209,13 +218,17 @@ nndl_status nndl_trainer_epoch(nndl_trainer *t, nndl_epoch_metrics *m, nndl_err 
     m->skipped = z->skipped;
     m->learning_rate = z->sched.eta;
     m->seconds = t1 - t0;
-    m->samples_per_s = (double)(n - first_step * B) / m->seconds; /* a resumed epoch did only the rest */
-    if ((st = nndl_eval_split(t->net, t->val, t->dist, &m->val_accuracy, &m->val_cost, err)) != NNDL_OK) return st;
+    /* a resumed epoch did only the rest */
+    m->samples_per_s = (double)(n - first_step * B) / m->seconds;
+    if ((st = nndl_eval_split(t->net, t->val, t->dist, &m->val_accuracy, &m->val_cost, err)) !=
+        NNDL_OK)
+        return st;
     m->eval_seconds = now() - t1;
     z->epoch = epoch;
     z->step = 0;
     z->cost_sum = 0.0;
     z->skipped = 0;
-    nndl_schedule_update(&t->sched, &z->sched, m->val_accuracy); /* every rank: the same numbers, the same decision */
+    /* every rank: the same numbers, the same decision */
+    nndl_schedule_update(&t->sched, &z->sched, m->val_accuracy);
     return NNDL_OK;
 }

@@ -1,9 +1,10 @@
-/* train_int.h: the trainer's insides, shared by train.c and the step strategies (not a public header).
+/* train_int.h: the trainer's insides, shared by train.c and the step strategies (not a public
+ * header).
  *
- * A strategy is three functions behind step_ops: init (COLLECTIVE: its buffers, and for the node-shared
- * step the move of the parameters into shared memory), step (one SGD step on the global batch at
- * positions [b0, b0 + bsz) of the epoch's permutation), and free (COLLECTIVE). Each keeps its own data
- * behind t->impl.
+ * A strategy is three functions behind step_ops: init (COLLECTIVE: its buffers, and for the
+ * node-shared step the move of the parameters into shared memory), step (one SGD step on the global
+ * batch at positions [b0, b0 + bsz) of the epoch's permutation), and free (COLLECTIVE). Each keeps
+ * its own data behind t->impl.
  */
 #ifndef NNDL_TRAIN_INT_H
 #define NNDL_TRAIN_INT_H
@@ -30,8 +31,8 @@ struct nndl_trainer {
     nndl_train_hooks hooks;
     nndl_train_state state; /* its velocity is sgd.velocity (refreshed by nndl_trainer_state) */
     nndl_schedule sched;
-    nndl_sgd sgd;           /* the update rule (eta follows state.sched.eta at every step) */
-    long steps_run;         /* steps in this launch (--stop-after-steps) */
+    nndl_sgd sgd;   /* the update rule (eta follows state.sched.eta at every step) */
+    long steps_run; /* steps in this launch (--stop-after-steps) */
     /* scratch: this rank's shard of a batch, the epoch's permutation */
     int rows;
     float *x;
@@ -41,8 +42,9 @@ struct nndl_trainer {
     void *impl;
 };
 
-/* Gather this rank's shard of the global batch at b0 (bsz samples) into x and t->y, and start loading
- * the next step's shard; *drop = the dropout of the shard's samples. Returns the shard's rows. */
+/* Gather this rank's shard of the global batch at b0 (bsz samples) into x and t->y, and start
+ * loading the next step's shard; *drop = the dropout of the shard's samples. Returns the shard's
+ * rows. */
 int train_gather_shard(struct nndl_trainer *t, int b0, int bsz, nndl_dropout *drop, float *x);
 
 /* Make t->x, t->y and the net's workspace hold at least rows rows. */

@@ -1,5 +1,5 @@
-/* The step chooser (nndl_config_plan): every "auto" resolved in one place, by the rules docs/parallel.md
- * states; contradictions between explicit flags refused with both named. */
+/* The step chooser (nndl_config_plan): every "auto" resolved in one place, by the rules
+ * docs/parallel.md states; contradictions between explicit flags refused with both named. */
 #include <criterion/criterion.h>
 #include <criterion/new/assert.h>
 #include <string.h>
@@ -55,7 +55,8 @@ Test(plan, explicit_flags_and_the_reproducible_mode)
 {
     nndl_config c = base();
     c.reduce = NNDL_REDUCE_MPI;
-    cr_expect(eq(int, plan(&c, 1, 1, 100).kind, NNDL_STEP_ALLREDUCE), "--reduce mpi at -np 1: the unfused path");
+    cr_expect(eq(int, plan(&c, 1, 1, 100).kind, NNDL_STEP_ALLREDUCE),
+              "--reduce mpi at -np 1: the unfused path");
     c = base();
     c.overlap = NNDL_OVERLAP_ON;
     nndl_step_plan p = plan(&c, 2, 2, 100);
@@ -73,10 +74,18 @@ Test(plan, explicit_flags_and_the_reproducible_mode)
 
 Test(plan, contradictions_are_refused_naming_both_flags)
 {
-    struct { nndl_reduce r; nndl_split_how s; nndl_overlap o; int repro; const char *msg; } bad[] = {
-        {NNDL_REDUCE_SHARED, NNDL_SPLIT_AUTO, NNDL_OVERLAP_AUTO, 1, "--reduce shared with --reproducible"},
+    struct {
+        nndl_reduce r;
+        nndl_split_how s;
+        nndl_overlap o;
+        int repro;
+        const char *msg;
+    } bad[] = {
+        {NNDL_REDUCE_SHARED, NNDL_SPLIT_AUTO, NNDL_OVERLAP_AUTO, 1,
+         "--reduce shared with --reproducible"},
         {NNDL_REDUCE_AUTO, NNDL_SPLIT_AUTO, NNDL_OVERLAP_ON, 1, "--overlap on with --reproducible"},
-        {NNDL_REDUCE_SHARED, NNDL_SPLIT_AUTO, NNDL_OVERLAP_ON, 0, "--reduce shared with --overlap on"},
+        {NNDL_REDUCE_SHARED, NNDL_SPLIT_AUTO, NNDL_OVERLAP_ON, 0,
+         "--reduce shared with --overlap on"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         nndl_config c = base();
@@ -88,7 +97,8 @@ Test(plan, contradictions_are_refused_naming_both_flags)
         nndl_err err = {0};
         nndl_plan_env env = {2, 2, 100, 50000};
         cr_expect(eq(int, nndl_config_plan(&c, &env, &p, &err), NNDL_EARG), "case %zu", i);
-        cr_expect(strstr(err.msg, bad[i].msg) != NULL, "case %zu: '%s' should say '%s'", i, err.msg, bad[i].msg);
+        cr_expect(strstr(err.msg, bad[i].msg) != NULL, "case %zu: '%s' should say '%s'", i, err.msg,
+                  bad[i].msg);
     }
 }
 
@@ -96,7 +106,8 @@ Test(plan, split_where_no_shared_step_runs_is_unused_and_said)
 {
     nndl_config c = base();
     c.reduce = NNDL_REDUCE_MPI;
-    c.split = NNDL_SPLIT_UNITS; /* e.g. stored by a run that --resume now continues with --reduce mpi */
+    /* e.g. stored by a run that --resume now continues with --reduce mpi */
+    c.split = NNDL_SPLIT_UNITS;
     nndl_step_plan p = plan(&c, 2, 2, 100);
     cr_expect(eq(int, p.kind, NNDL_STEP_ALLREDUCE));
     cr_expect(strstr(p.why, "--split unused") != NULL, "%s", p.why);

@@ -26,7 +26,8 @@ static void be32(unsigned char *p, uint32_t v)
 
 /* An IDX image file of n images of r x c pixels (pixel k of image i = (i + k) % 256), with
  * magic, count and extra/missing bytes adjustable; gzip = 1 writes it compressed. */
-static const char *write_images(const char *name, uint32_t magic, int n, int r, int c, int extra, int gzip)
+static const char *write_images(const char *name, uint32_t magic, int n, int r, int c, int extra,
+                                int gzip)
 {
     static char path[4][512];
     static int turn;
@@ -38,7 +39,8 @@ static const char *write_images(const char *name, uint32_t magic, int n, int r, 
     be32(buf + 4, n);
     be32(buf + 8, r);
     be32(buf + 12, c);
-    for (size_t k = 16; k < bytes; k++) buf[k] = (unsigned char)(((k - 16) / (r * c) + (k - 16) % (r * c)) % 256);
+    for (size_t k = 16; k < bytes; k++)
+        buf[k] = (unsigned char)(((k - 16) / (r * c) + (k - 16) % (r * c)) % 256);
     if (gzip) {
         gzFile f = gzopen(p, "wb");
         gzwrite(f, buf, (unsigned)bytes);
@@ -52,7 +54,8 @@ static const char *write_images(const char *name, uint32_t magic, int n, int r, 
     return p;
 }
 
-static const char *write_labels(const char *name, uint32_t magic, int n, int count, int bad_at, int gzip)
+static const char *write_labels(const char *name, uint32_t magic, int n, int count, int bad_at,
+                                int gzip)
 {
     static char path[2][512];
     static int turn;
@@ -100,10 +103,11 @@ Test(idx, reads_raw_and_gzip_alike)
     }
 }
 
-#define EXPECT_FAIL(st, code, substr)                                                                        \
-    do {                                                                                                     \
-        cr_expect(eq(int, (st), (code)), "status for: %s", err.msg);                                         \
-        cr_expect(strstr(err.msg, (substr)) != NULL, "message '%s' should mention '%s'", err.msg, (substr)); \
+#define EXPECT_FAIL(st, code, substr)                                                              \
+    do {                                                                                           \
+        cr_expect(eq(int, (st), (code)), "status for: %s", err.msg);                               \
+        cr_expect(strstr(err.msg, (substr)) != NULL, "message '%s' should mention '%s'", err.msg,  \
+                  (substr));                                                                       \
     } while (0)
 
 Test(idx, missing_file_names_path_and_fix)
@@ -132,10 +136,12 @@ Test(idx, truncated_images_and_labels)
     nndl_err err;
     const char *l = write_labels("lab", NNDL_IDX_MAGIC_LABELS, 5, 5, -1, 0);
     const char *i = write_images("img", NNDL_IDX_MAGIC_IMAGES, 5, 3, 4, -7, 0);
-    EXPECT_FAIL(load(&im, i, l, &err), NNDL_EFORMAT, "truncated: the pixel data needs 60 bytes, found 53");
+    EXPECT_FAIL(load(&im, i, l, &err), NNDL_EFORMAT,
+                "truncated: the pixel data needs 60 bytes, found 53");
     i = write_images("img", NNDL_IDX_MAGIC_IMAGES, 5, 3, 4, 0, 1);
     l = write_labels("lab", NNDL_IDX_MAGIC_LABELS, 5, 3, -1, 1);
-    EXPECT_FAIL(load(&im, i, l, &err), NNDL_EFORMAT, "truncated: the labels needs 5 bytes, found 3");
+    EXPECT_FAIL(load(&im, i, l, &err), NNDL_EFORMAT,
+                "truncated: the labels needs 5 bytes, found 3");
     FILE *f = fopen(l, "wb");
     fwrite("\0\0\x08", 1, 3, f); /* not even a header */
     fclose(f);
@@ -166,7 +172,8 @@ Test(idx, label_out_of_range)
     nndl_err err;
     const char *i = write_images("img", NNDL_IDX_MAGIC_IMAGES, 5, 3, 4, 0, 0);
     const char *l = write_labels("lab", NNDL_IDX_MAGIC_LABELS, 5, 5, 3, 0);
-    EXPECT_FAIL(load(&im, i, l, &err), NNDL_EFORMAT, "label 10 of item 3 is out of range (expected 0 to 9)");
+    EXPECT_FAIL(load(&im, i, l, &err), NNDL_EFORMAT,
+                "label 10 of item 3 is out of range (expected 0 to 9)");
 }
 
 Test(idx, damaged_gzip)

@@ -13,7 +13,8 @@ Test(dist, shards_cover_the_batch)
             for (int r = 0; r < P; r++) {
                 int first, len;
                 nndl_dist_shard(B, P, r, &first, &len);
-                cr_assert(eq(int, first, next), "B=%d P=%d r=%d: shard starts at %d, expected %d", B, P, r, first, next);
+                cr_assert(eq(int, first, next), "B=%d P=%d r=%d: shard starts at %d, expected %d",
+                          B, P, r, first, next);
                 next = first + len;
                 lo = len < lo ? len : lo;
                 hi = len > hi ? len : hi;

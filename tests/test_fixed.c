@@ -1,4 +1,5 @@
-/* Fixed-point sums: independent of grouping and order, never overflowing, and close to the exact sum. */
+/* Fixed-point sums: independent of grouping and order, never overflowing, and close to the exact
+ * sum. */
 #include <criterion/criterion.h>
 #include <criterion/new/assert.h>
 #include <math.h>
@@ -35,7 +36,8 @@ Test(fixed, any_grouping_any_order_same_bits)
     terms(x, 1, 3.0f);
     int k = exponent_for(x);
     float ref[N];
-    for (int P = 1; P <= T; P++) { /* T terms over P "ranks": contiguous groups, ranks' sums in reverse */
+    /* T terms over P "ranks": contiguous groups, ranks' sums in reverse */
+    for (int P = 1; P <= T; P++) {
         int64_t total[N] = {0};
         for (int r = P - 1; r >= 0; r--) {
             int64_t part[N] = {0};
@@ -74,22 +76,23 @@ Test(fixed, close_to_the_exact_sum)
         for (int t = 0; t < T; t++) exact += x[t][i];
         /* one float rounding of the exact sum, plus the fixed-point rounding (<= T * 2^-(k+1)) */
         double tol = fabs((double)exact) * 0x1p-23 + T * ldexp(1.0, -k - 1) * 2;
-        cr_assert(fabs((double)(out[i] - exact)) <= tol, "element %d: %.9g vs exact %.9Lg (max %g)", i, out[i],
-                  exact, m);
+        cr_assert(fabs((double)(out[i] - exact)) <= tol, "element %d: %.9g vs exact %.9Lg (max %g)",
+                  i, out[i], exact, m);
     }
 }
 
 Test(fixed, extremes_do_not_overflow)
 {
     static float x[T][N];
-    for (int t = 0; t < T; t++)
-        for (int i = 0; i < N; i++) x[t][i] = i % 2 ? 3.4e38f : -3.4e38f; /* the largest floats, all alike */
+    for (int t = 0; t < T; t++) /* the largest floats, all alike */
+        for (int i = 0; i < N; i++) x[t][i] = i % 2 ? 3.4e38f : -3.4e38f;
     int k = exponent_for(x);
     int64_t acc[N] = {0};
     for (int t = 0; t < T; t++) nndl_fixed_add(acc, x[t], N, k);
     float out[N];
     nndl_fixed_read(out, acc, N, k);
-    cr_expect(isinf(out[1]) && out[1] > 0, "8 x 3.4e38 = 2.7e39: beyond float, +inf: %g", out[1]); /* float, not int64 */
+    /* float, not int64 */
+    cr_expect(isinf(out[1]) && out[1] > 0, "8 x 3.4e38 = 2.7e39: beyond float, +inf: %g", out[1]);
     cr_expect(acc[1] > 0 && acc[0] < 0, "the integers kept their signs");
     /* tiny terms and zero */
     cr_expect(eq(int, nndl_fixed_exponent(0.0f, T), 0));

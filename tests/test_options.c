@@ -9,8 +9,9 @@ static nndl_status parse(nndl_options *o, nndl_err *err, int argc, char **argv)
 {
     return nndl_options_parse(o, argc, argv, err);
 }
-#define PARSE(o, err, ...) parse(o, err, sizeof((char *[]){(char *)"nndl-train", __VA_ARGS__}) / sizeof(char *), \
-                                 (char *[]){(char *)"nndl-train", __VA_ARGS__})
+#define PARSE(o, err, ...)                                                                         \
+    parse(o, err, sizeof((char *[]){(char *)"nndl-train", __VA_ARGS__}) / sizeof(char *),          \
+          (char *[]){(char *)"nndl-train", __VA_ARGS__})
 
 Test(options, defaults_are_chapter_one)
 {
@@ -32,10 +33,11 @@ Test(options, all_flags_parse)
 {
     nndl_options o;
     nndl_err err;
-    nndl_status st = PARSE(&o, &err, "--sizes", "784,100,50,10", "--eta", "0.5", "--batch", "32", "--epochs", "3",
-                           "--cost", "cross-entropy", "--init", "nielsen", "--seed", "18446744", "--data", "/x",
-                           "--dataset", "fashion-mnist", "--log", "-", "--train-samples", "2000", "--val-samples",
-                           "500", "--val-split", "random", "--no-shuffle", "--threads", "2");
+    nndl_status st =
+        PARSE(&o, &err, "--sizes", "784,100,50,10", "--eta", "0.5", "--batch", "32", "--epochs",
+              "3", "--cost", "cross-entropy", "--init", "nielsen", "--seed", "18446744", "--data",
+              "/x", "--dataset", "fashion-mnist", "--log", "-", "--train-samples", "2000",
+              "--val-samples", "500", "--val-split", "random", "--no-shuffle", "--threads", "2");
     cr_assert(eq(int, st, NNDL_OK), "%s", err.msg);
     cr_expect(eq(int, o.cfg.n_sizes, 4));
     cr_expect(eq(int, o.cfg.sizes[2], 50));
@@ -53,12 +55,12 @@ Test(options, all_flags_parse)
     cr_expect(eq(int, o.threads, 2));
 }
 
-#define BAD(want, ...)                                                                    \
-    do {                                                                                 \
-        nndl_options o;                                                                  \
-        nndl_err err;                                                                    \
-        cr_expect(eq(int, PARSE(&o, &err, __VA_ARGS__), NNDL_EARG));                      \
-        cr_expect(strstr(err.msg, want) != NULL, "message '%s' should say '%s'", err.msg, want); \
+#define BAD(want, ...)                                                                             \
+    do {                                                                                           \
+        nndl_options o;                                                                            \
+        nndl_err err;                                                                              \
+        cr_expect(eq(int, PARSE(&o, &err, __VA_ARGS__), NNDL_EARG));                               \
+        cr_expect(strstr(err.msg, want) != NULL, "message '%s' should say '%s'", err.msg, want);   \
     } while (0)
 
 Test(options, bad_values_name_the_flag)
@@ -74,7 +76,8 @@ Test(options, bad_values_name_the_flag)
     BAD("--sizes: expected positive whole numbers", "--sizes", "784,0,10");
     BAD("--sizes: expected at least 2 values", "--sizes", "784");
     BAD("ends with a comma", "--sizes", "784,30,");
-    BAD("--cost: expected quadratic, cross-entropy or log-likelihood, found 'mse'", "--cost", "mse");
+    BAD("--cost: expected quadratic, cross-entropy or log-likelihood, found 'mse'", "--cost",
+        "mse");
     BAD("--init: expected standard or nielsen", "--init", "xavier");
     BAD("--dataset: expected mnist or fashion-mnist", "--dataset", "cifar");
     BAD("--seed: expected a whole number", "--seed", "-1");
@@ -82,8 +85,8 @@ Test(options, bad_values_name_the_flag)
     BAD("unexpected argument 'extra'", "extra");
 }
 
-/* The stored configuration round-trips: options -> JSON -> a resumed run's options -> the same JSON,
- * for the defaults and for every flag set. */
+/* The stored configuration round-trips: options -> JSON -> a resumed run's options -> the same
+ * JSON, for the defaults and for every flag set. */
 static void round_trip(int argc, char **argv)
 {
     nndl_options a, b;
@@ -107,14 +110,47 @@ Test(options, stored_configuration_round_trips)
 {
     char *defaults[] = {(char *)"nndl-train"};
     round_trip(1, defaults);
-    char *all[] = {(char *)"nndl-train", (char *)"--sizes", (char *)"784,100,50,10", (char *)"--eta", (char *)"0.37",
-                   (char *)"--batch", (char *)"32", (char *)"--epochs", (char *)"7", (char *)"--cost",
-                   (char *)"log-likelihood", (char *)"--init", (char *)"nielsen", (char *)"--seed", (char *)"12345",
-                   (char *)"--no-shuffle", (char *)"--dataset", (char *)"fashion-mnist", (char *)"--train-samples",
-                   (char *)"1234", (char *)"--val-samples", (char *)"999", (char *)"--val-split", (char *)"random",
-                   (char *)"--checkpoint-every", (char *)"3", (char *)"--checkpoint-every-steps", (char *)"77",
-                   (char *)"--keep", (char *)"4", (char *)"--history-every", (char *)"2", (char *)"--probe",
-                   (char *)"55", (char *)"--probe-layers", (char *)"1,2", (char *)"--compress", (char *)"6",
-                   (char *)"--init-from", (char *)"w.h5", (char *)"--data", (char *)"/nonexistent/dir"};
+    char *all[] = {(char *)"nndl-train",
+                   (char *)"--sizes",
+                   (char *)"784,100,50,10",
+                   (char *)"--eta",
+                   (char *)"0.37",
+                   (char *)"--batch",
+                   (char *)"32",
+                   (char *)"--epochs",
+                   (char *)"7",
+                   (char *)"--cost",
+                   (char *)"log-likelihood",
+                   (char *)"--init",
+                   (char *)"nielsen",
+                   (char *)"--seed",
+                   (char *)"12345",
+                   (char *)"--no-shuffle",
+                   (char *)"--dataset",
+                   (char *)"fashion-mnist",
+                   (char *)"--train-samples",
+                   (char *)"1234",
+                   (char *)"--val-samples",
+                   (char *)"999",
+                   (char *)"--val-split",
+                   (char *)"random",
+                   (char *)"--checkpoint-every",
+                   (char *)"3",
+                   (char *)"--checkpoint-every-steps",
+                   (char *)"77",
+                   (char *)"--keep",
+                   (char *)"4",
+                   (char *)"--history-every",
+                   (char *)"2",
+                   (char *)"--probe",
+                   (char *)"55",
+                   (char *)"--probe-layers",
+                   (char *)"1,2",
+                   (char *)"--compress",
+                   (char *)"6",
+                   (char *)"--init-from",
+                   (char *)"w.h5",
+                   (char *)"--data",
+                   (char *)"/nonexistent/dir"};
     round_trip(sizeof all / sizeof *all, all);
 }

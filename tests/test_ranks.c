@@ -1,8 +1,8 @@
 /* Run under mpiexec -n P: train with all P ranks, then (on rank 0) the same run with one rank,
  * and compare every layer: ||W_P - W_1|| / ||W_1|| <= 1e-5 (Frobenius). Real MNIST, real MPI.
  * Usage: test_ranks DATA_DIR TRAIN_SAMPLES BATCH [DROPOUT MOMENTUM L2 AUGMENT]
- * (prints "1 passed, 0 failed" or "0 passed, 1 failed"). With dropout the masks depend on the sample,
- * not the rank, and augmentation likewise, so the ranks still train the same model. */
+ * (prints "1 passed, 0 failed" or "0 passed, 1 failed"). With dropout the masks depend on the
+ * sample, not the rank, and augmentation likewise, so the ranks still train the same model. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,14 +11,15 @@
 #include "nndl/dist.h"
 #include "nndl/train.h"
 
-static nndl_status train(MPI_Comm comm, const nndl_config *cfg, const nndl_split *tr, const nndl_split *va,
-                         nndl_net **out, nndl_err *err)
+static nndl_status train(MPI_Comm comm, const nndl_config *cfg, const nndl_split *tr,
+                         const nndl_split *va, nndl_net **out, nndl_err *err)
 {
     nndl_dist d;
     nndl_trainer *t;
     nndl_step_plan plan;
     nndl_status st = nndl_dist_init(&d, comm, err);
-    if (st == NNDL_OK) st = nndl_net_create(out, cfg->sizes, cfg->n_sizes, cfg->act, cfg->cost, err);
+    if (st == NNDL_OK)
+        st = nndl_net_create(out, cfg->sizes, cfg->n_sizes, cfg->act, cfg->cost, err);
     if (st != NNDL_OK) return st;
     nndl_net_init(*out, cfg->init, cfg->seed);
     if ((st = nndl_trainer_plan(cfg, *out, tr->n, &d, &plan, err)) != NNDL_OK) return st;
@@ -32,6 +33,71 @@ static nndl_status train(MPI_Comm comm, const nndl_config *cfg, const nndl_split
     return st;
 }
 
+/* The run's settings: the arguments, then the variant the environment asks for. */
+static nndl_config config_of(int argc, char **argv)
+{
+    nndl_config cfg = {.sizes = {784, 30, 10},
+                       .n_sizes = 3,
+                       .cost = NNDL_COST_QUADRATIC,
+                       .init = NNDL_INIT_NIELSEN,
+                       .eta = 0.5,
+                       .batch = atoi(argv[3]),
+                       .epochs = 1,
+                       .seed = 3,
+                       .shuffle = 1,
+                       .lr_decay = 2,
+                       .lr_min_ratio = 128};
+    if (argc == 8) {
+        cfg.dropout = atof(argv[4]);
+        cfg.momentum = atof(argv[5]);
+        cfg.l2 = atof(argv[6]);
+        cfg.augment = atoi(argv[7]);
+        cfg.eta = 0.1; /* with momentum 0.9: still not chaotic */
+        cfg.epochs = 2;
+    }
+    if (getenv(
+            "NNDL_TEST_OVERLAP")) { /* the reduction in buckets (--overlap on): several of them */
+        cfg.overlap = NNDL_OVERLAP_ON;
+        cfg.sizes[1] = 600;
+        cfg.eta = 0.1;
+    }
+    if (getenv("NNDL_TEST_SHARED")) { /* --reduce shared (the fused step), with L2 (its decay) */
+        cfg.reduce = NNDL_REDUCE_SHARED;
+        cfg.l2 = argc == 8 ? cfg.l2 : 5.0;
+    }
+    if (getenv("NNDL_TEST_SPLIT")) cfg.split = NNDL_SPLIT_UNITS; /* --split units */
+    return cfg;
+}
+
+/* 1 if every layer of np is within 1e-5 (relative, Frobenius) of n1's and training moved the
+ * weights. */
+static int same_model(const nndl_net *np, const nndl_net *n1, const nndl_config *cfg, int size)
+{
+    int ok = 1;
+    for (int l = 0; l < np->n_layers; l++) {
+        const nndl_layer *a = &np->layer[l], *b = &n1->layer[l];
+        double d2 = 0, n2 = 0;
+        for (size_t i = 0; i < (size_t)a->n_in * a->n_out; i++) {
+            d2 += pow((double)a->w[i] - b->w[i], 2);
+            n2 += pow((double)b->w[i], 2);
+        }
+        double rel = sqrt(d2 / n2);
+        printf("layer %d: ||W_%d - W_1|| / ||W_1|| = %.3g (limit 1e-5)\n", l + 1, size, rel);
+        ok &= rel <= 1e-5 && n2 > 0;
+    }
+    /* and the runs did train: the weights moved away from their initial values */
+    nndl_net *init = NULL;
+    nndl_err err;
+    nndl_net_create(&init, cfg->sizes, cfg->n_sizes, cfg->act, cfg->cost, &err);
+    nndl_net_init(init, cfg->init, cfg->seed);
+    double moved = 0;
+    for (size_t i = 0; i < init->n_params; i++)
+        moved = fmax(moved, fabs(init->params[i] - np->params[i]));
+    printf("largest change of a parameter by training: %.3g\n", moved);
+    nndl_net_free(init);
+    return ok && moved > 1e-2;
+}
+
 int main(int argc, char **argv)
 {
     MPI_Init(&argc, &argv);
@@ -39,7 +105,9 @@ int main(int argc, char **argv)
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     MPI_Comm_size(MPI_COMM_WORLD, &size);
     if (argc != 4 && argc != 8) {
-        if (rank == 0) fprintf(stderr, "usage: test_ranks DATA_DIR TRAIN_SAMPLES BATCH [DROPOUT MOMENTUM L2 AUGMENT]\n");
+        if (rank == 0)
+            fprintf(stderr, "usage: test_ranks DATA_DIR TRAIN_SAMPLES BATCH [DROPOUT MOMENTUM L2 "
+                            "AUGMENT]\n");
         MPI_Finalize();
         return 2;
     }
@@ -51,64 +119,20 @@ int main(int argc, char **argv)
     nndl_split tr, va;
     nndl_status st = nndl_images_load(&im, pi, pl, 10, "run tools/fetch-data mnist", &err);
     if (st == NNDL_OK) st = nndl_split_train_val(&tr, &va, &im, atoi(argv[2]), 1000, 0, 1, &err);
-    nndl_config cfg = {.sizes = {784, 30, 10}, .n_sizes = 3, .cost = NNDL_COST_QUADRATIC, .init = NNDL_INIT_NIELSEN,
-                       .eta = 0.5, .batch = atoi(argv[3]), .epochs = 1, .seed = 3, .shuffle = 1,
-                       .lr_decay = 2, .lr_min_ratio = 128};
-    if (argc == 8) {
-        cfg.dropout = atof(argv[4]);
-        cfg.momentum = atof(argv[5]);
-        cfg.l2 = atof(argv[6]);
-        cfg.augment = atoi(argv[7]);
-        cfg.eta = 0.1; /* with momentum 0.9: still not chaotic */
-        cfg.epochs = 2;
-    }
-    if (getenv("NNDL_TEST_OVERLAP")) { /* the reduction in buckets (--overlap on): a net with several */
-        cfg.overlap = NNDL_OVERLAP_ON;
-        cfg.sizes[1] = 600;
-        cfg.eta = 0.1;
-    }
-    if (getenv("NNDL_TEST_SHARED")) { /* --reduce shared (the fused step), with L2 (its decay factor) */
-        cfg.reduce = NNDL_REDUCE_SHARED;
-        cfg.l2 = argc == 8 ? cfg.l2 : 5.0;
-    }
-    if (getenv("NNDL_TEST_SPLIT")) cfg.split = NNDL_SPLIT_UNITS; /* --split units */
+    nndl_config cfg = config_of(argc, argv);
     nndl_net *np = NULL, *n1 = NULL;
     if (st == NNDL_OK) st = train(MPI_COMM_WORLD, &cfg, &tr, &va, &np, &err);
     if (st == NNDL_OK && rank == 0) st = train(MPI_COMM_SELF, &cfg, &tr, &va, &n1, &err);
-    if (rank == 0) {
-        if (st != NNDL_OK) {
-            fprintf(stderr, "test_ranks: %s\n", err.msg);
-        } else {
-            ok = 1;
-            for (int l = 0; l < np->n_layers; l++) {
-                const nndl_layer *a = &np->layer[l], *b = &n1->layer[l];
-                double d2 = 0, n2 = 0;
-                for (size_t i = 0; i < (size_t)a->n_in * a->n_out; i++) {
-                    d2 += pow((double)a->w[i] - b->w[i], 2);
-                    n2 += pow((double)b->w[i], 2);
-                }
-                double rel = sqrt(d2 / n2);
-                printf("layer %d: ||W_%d - W_1|| / ||W_1|| = %.3g (limit 1e-5)\n", l + 1, size, rel);
-                ok &= rel <= 1e-5 && n2 > 0;
-                /* and the runs did train: the weights moved away from their initial values */
-            }
-            nndl_net *init = NULL;
-            nndl_net_create(&init, cfg.sizes, cfg.n_sizes, cfg.act, cfg.cost, &err);
-            nndl_net_init(init, cfg.init, cfg.seed);
-            double moved = 0;
-            for (size_t i = 0; i < init->n_params; i++) moved = fmax(moved, fabs(init->params[i] - np->params[i]));
-            printf("largest change of a parameter by training: %.3g\n", moved);
-            ok &= moved > 1e-2;
-            nndl_net_free(init);
-        }
+    if (rank == 0 && st != NNDL_OK) fprintf(stderr, "test_ranks: %s\n", err.msg);
+    if (rank == 0 && st == NNDL_OK) ok = same_model(np, n1, &cfg, size);
+    if (rank == 0)
         printf("test_ranks np=%d batch=%s%s%s: %s\n%d passed, %d failed\n", size, argv[3],
                argc == 8 ? " with dropout/momentum/L2/augment" : "",
-               cfg.overlap == NNDL_OVERLAP_ON   ? " with --overlap on"
-               : cfg.split == NNDL_SPLIT_UNITS  ? " with --reduce shared --split units"
+               cfg.overlap == NNDL_OVERLAP_ON     ? " with --overlap on"
+               : cfg.split == NNDL_SPLIT_UNITS    ? " with --reduce shared --split units"
                : cfg.reduce == NNDL_REDUCE_SHARED ? " with --reduce shared and L2"
                                                   : "",
                ok ? "PASS" : "FAIL", ok, !ok);
-    }
     MPI_Bcast(&ok, 1, MPI_INT, 0, MPI_COMM_WORLD);
     nndl_net_free(np);
     nndl_net_free(n1);

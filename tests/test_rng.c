@@ -56,7 +56,8 @@ Test(rng, uniform_and_normal_moments)
 
 Test(rng, permutation_is_a_repeatable_permutation)
 {
-    int n = 1000, *p = malloc(sizeof *p * n), *q = malloc(sizeof *q * n), *seen = calloc(n, sizeof *seen);
+    int n = 1000, *p = malloc(sizeof *p * n), *q = malloc(sizeof *q * n),
+        *seen = calloc(n, sizeof *seen);
     nndl_rng_permutation(5, 2, 1, p, n);
     nndl_rng_permutation(5, 2, 1, q, n);
     int fixed = 0, differs = 0;

@@ -1,7 +1,8 @@
 /* Read a run file made by a real `mpirun -np 2 nndl-train` (tests/runfile.sh makes it, with
  * --sizes 784,20,10 --epochs 3) and check every documented group, dataset, shape and attribute,
  * and that the values mean what they claim: the last weight snapshot is the model, the probe
- * activations are the model's hidden layer on the probe images. Env: NNDL_RUNFILE, NNDL_TEST_DATA. */
+ * activations are the model's hidden layer on the probe images. Env: NNDL_RUNFILE, NNDL_TEST_DATA.
+ */
 #include <cjson/cJSON.h>
 #include <criterion/criterion.h>
 #include <criterion/new/assert.h>
@@ -106,12 +107,16 @@ Test(runfile, root_attributes)
     cr_expect(eq(dbl, cJSON_GetObjectItem(j, "eta")->valuedouble, 0.5));
     cr_expect(eq(int, cJSON_GetObjectItem(j, "batch")->valueint, 10));
     cr_expect(eq(int, cJSON_GetObjectItem(j, "epochs")->valueint, 3));
-    const char *keys[] = {"cost", "init", "seed", "act", "dataset", "train-samples", "history-every", "probe"};
-    for (int i = 0; i < 8; i++) cr_expect(cJSON_GetObjectItem(j, keys[i]) != NULL, "config key %s", keys[i]);
+    const char *keys[] = {"cost",    "init",          "seed",          "act",
+                          "dataset", "train-samples", "history-every", "probe"};
+    for (int i = 0; i < 8; i++)
+        cr_expect(cJSON_GetObjectItem(j, keys[i]) != NULL, "config key %s", keys[i]);
     cr_expect(eq(str, cJSON_GetObjectItem(j, "cost")->valuestring, "cross-entropy"));
     cJSON_Delete(j);
     char *sha = str_attr(f, "dataset_sha256");
-    cr_expect(strstr(sha, "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db") != NULL, "%s", sha);
+    cr_expect(strstr(sha, "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db") !=
+                  NULL,
+              "%s", sha);
     char *ds = str_attr(f, "dataset"), *status = str_attr(f, "status");
     cr_expect(eq(str, ds, "mnist"));
     cr_expect(eq(str, status, "completed"));
@@ -138,7 +143,8 @@ Test(runfile, model_metrics_best)
         snprintf(n, sizeof n, "/best/layer_%d/weights", l + 1);
         expect_shape(n, 2, sizes[l + 1], sizes[l], 0);
     }
-    const char *m[] = {"epoch", "train_cost", "val_accuracy", "val_cost", "learning_rate", "seconds", "samples_per_s"};
+    const char *m[] = {"epoch",         "train_cost", "val_accuracy", "val_cost",
+                       "learning_rate", "seconds",    "samples_per_s"};
     for (int i = 0; i < 7; i++) {
         char n[64];
         snprintf(n, sizeof n, "/metrics/%s", m[i]);
@@ -170,15 +176,16 @@ Test(runfile, history_ends_with_the_model)
     for (int i = 0; i < 4; i++) cr_expect(eq(int, e[i], i), "snapshot %d is epoch %d", i, e[i]);
     expect_shape("/history/layer_1/weights", 3, 4, 20, 784);
     expect_shape("/history/layer_2/biases", 2, 4, 10, 0);
-    float *h = read_all("/history/layer_1/weights", H5T_NATIVE_FLOAT, 4), *w = read_all("/model/layer_1/weights",
-                                                                                        H5T_NATIVE_FLOAT, 4);
+    float *h = read_all("/history/layer_1/weights", H5T_NATIVE_FLOAT, 4),
+          *w = read_all("/model/layer_1/weights", H5T_NATIVE_FLOAT, 4);
     size_t n = 20 * 784, same = 0, moved = 0;
     for (size_t i = 0; i < n; i++) {
         same += h[3 * n + i] == w[i];
         moved += h[i] != w[i];
     }
     cr_expect(eq(sz, same, n), "the last snapshot is the final model");
-    cr_expect(gt(sz, moved, n / 2), "the first snapshot (epoch 0) is the initialisation, not the model");
+    cr_expect(gt(sz, moved, n / 2),
+              "the first snapshot (epoch 0) is the initialisation, not the model");
     free(e);
     free(h);
     free(w);
@@ -204,8 +211,8 @@ Test(runfile, activations_are_the_hidden_layer_of_the_probes)
     nndl_net *net;
     nndl_net_create(&net, sizes, 3, NULL, NNDL_COST_CROSS_ENTROPY, &err);
     nndl_net_reserve(net, 300, &err);
-    float *w = read_all("/model/layer_1/weights", H5T_NATIVE_FLOAT, 4), *b = read_all("/model/layer_1/biases",
-                                                                                      H5T_NATIVE_FLOAT, 4);
+    float *w = read_all("/model/layer_1/weights", H5T_NATIVE_FLOAT, 4),
+          *b = read_all("/model/layer_1/biases", H5T_NATIVE_FLOAT, 4);
     memcpy(net->layer[0].w, w, sizeof(float) * 20 * 784);
     memcpy(net->layer[0].b, b, sizeof(float) * 20);
     float *x = malloc(sizeof(float) * 300 * 784);
@@ -215,7 +222,8 @@ Test(runfile, activations_are_the_hidden_layer_of_the_probes)
     }
     nndl_net_forward(net, x, 300);
     double maxdiff = 0;
-    for (int i = 0; i < 300 * 20; i++) maxdiff = fmax(maxdiff, fabs(net->a[1][i] - act[3 * 300 * 20 + i]));
+    for (int i = 0; i < 300 * 20; i++)
+        maxdiff = fmax(maxdiff, fabs(net->a[1][i] - act[3 * 300 * 20 + i]));
     cr_expect(lt(dbl, maxdiff, 1e-5), "stored activations differ from the model's by %g", maxdiff);
     free(idx);
     free(lab);

@@ -14,7 +14,7 @@
 #include "nndl/err.h"
 #include "nndl/net.h"
 
-#define NNDL_MAX_SIZES 64
+#define NNDL_MAX_SIZES        64
 #define NNDL_MAX_SHARED_RANKS 256 /* ranks of one node that can share the parameters */
 
 /* --reduce: how the ranks combine their shards' work */
@@ -66,9 +66,9 @@ typedef enum {
 
 typedef struct {
     nndl_step_kind kind;
-    int shared;  /* FUSED on P > 1: the ranks of the node share the parameters and the batch */
-    int units;   /* FUSED shared: every GEMM split by units (else each rank its rows) */
-    int overlap; /* ALLREDUCE on P > 1: the reduction in buckets overlapping backprop */
+    int shared;    /* FUSED on P > 1: the ranks of the node share the parameters and the batch */
+    int units;     /* FUSED shared: every GEMM split by units (else each rank its rows) */
+    int overlap;   /* ALLREDUCE on P > 1: the reduction in buckets overlapping backprop */
     char why[200]; /* why these choices, in words (for the start-up header) */
 } nndl_step_plan;
 
@@ -86,7 +86,8 @@ typedef struct {
  * --reduce shared with --overlap on) is NNDL_EARG with a message that names both and the fix;
  * a wish the machine cannot grant (--reduce shared on ranks of several nodes) falls back, and
  * p->why says so. */
-nndl_status nndl_config_plan(const nndl_config *c, const nndl_plan_env *env, nndl_step_plan *p, nndl_err *err);
+nndl_status nndl_config_plan(const nndl_config *c, const nndl_plan_env *env, nndl_step_plan *p,
+                             nndl_err *err);
 
 /* "fused, node-shared, split by units" and the like. */
 void nndl_step_plan_name(const nndl_step_plan *p, char *buf, size_t cap);

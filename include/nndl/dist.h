@@ -35,7 +35,8 @@ nndl_status nndl_dist_sum_int64(const nndl_dist *d, int64_t *buf, size_t n, nndl
 nndl_status nndl_dist_max_floats(const nndl_dist *d, float *buf, int n, nndl_err *err);
 
 /* Non-blocking in-place SUMs (MPI_Iallreduce), for reductions that overlap backprop: start them in
- * the same order on every rank, let them advance with nndl_dist_progress, finish with nndl_dist_wait. */
+ * the same order on every rank, let them advance with nndl_dist_progress, finish with
+ * nndl_dist_wait. */
 #define NNDL_MAX_BUCKETS 64
 typedef struct {
     MPI_Request req[NNDL_MAX_BUCKETS];
@@ -60,7 +61,8 @@ nndl_status nndl_dist_agree(const nndl_dist *d, nndl_status st, nndl_err *err, i
 /* ---- one copy of the data set per node ----
  * The ranks of a node (MPI_Comm_split_type SHARED; the environment variable NNDL_PSEUDO_NODES=K
  * splits it further by rank % K, so one machine can test the several-node path) keep ONE copy of
- * the pixels in an MPI shared-memory window: node rank 0 reads the files, the others map its copy. */
+ * the pixels in an MPI shared-memory window: node rank 0 reads the files, the others map its copy.
+ */
 typedef struct {
     MPI_Comm node;
     int node_rank, node_size;
@@ -74,10 +76,11 @@ nndl_status nndl_dist_node_init(const nndl_dist *d, nndl_node_share *ns, nndl_er
 /* How many ranks of d share this node (as nndl_dist_node_init counts them). COLLECTIVE. */
 nndl_status nndl_dist_node_ranks(const nndl_dist *d, int *node_ranks, nndl_err *err);
 
-/* Collective over the node: node rank 0 has loaded *im (with status st); afterwards every rank of the
- * node has the same header and labels and points at one shared copy of the pixels. A failure on
+/* Collective over the node: node rank 0 has loaded *im (with status st); afterwards every rank of
+ * the node has the same header and labels and points at one shared copy of the pixels. A failure on
  * node rank 0 is returned on every rank of the node (its message stays on node rank 0). */
-nndl_status nndl_dist_share_images(nndl_node_share *ns, nndl_images *im, nndl_status st, nndl_err *err);
+nndl_status nndl_dist_share_images(nndl_node_share *ns, nndl_images *im, nndl_status st,
+                                   nndl_err *err);
 
 /* Collective over the node: free the windows and the communicator. */
 void nndl_dist_node_free(nndl_node_share *ns);
@@ -85,26 +88,27 @@ void nndl_dist_node_free(nndl_node_share *ns);
 /* ---- the node-shared step (all ranks on one node) ----
  * The parameters (and momentum's velocity) are one copy shared by the node, and so is one batch's
  * activations and deltas: every
- * rank writes its rows, then updates its part of every layer from the whole batch (the fused step of
- * nndl/net.h), so no gradient is ever reduced or copied and the update is split P ways. The riders
- * (cost, stop flag, bound) are each rank's slot of a small window, read by all. */
+ * rank writes its rows, then updates its part of every layer from the whole batch (the fused step
+ * of nndl/net.h), so no gradient is ever reduced or copied and the update is split P ways. The
+ * riders (cost, stop flag, bound) are each rank's slot of a small window, read by all. */
 typedef struct {
     nndl_node_share ns; /* the node communicator (honours NNDL_PSEUDO_NODES) */
     MPI_Win wp, wg, wb;
     int ready;
-    float *params;                       /* [n_params], shared */
-    float *velocity;                     /* [n_params] after them (momentum), or NULL */
-    float *batch;                        /* [n_batch], shared: the batch's activations and deltas */
-    float *slot[NNDL_MAX_SHARED_RANKS];  /* each rank's riders [n_riders], shared */
+    float *params;                      /* [n_params], shared */
+    float *velocity;                    /* [n_params] after them (momentum), or NULL */
+    float *batch;                       /* [n_batch], shared: the batch's activations and deltas */
+    float *slot[NNDL_MAX_SHARED_RANKS]; /* each rank's riders [n_riders], shared */
 } nndl_dist_shared;
 
-/* Collective. *usable = 0 (nothing allocated) unless every rank of d is on this node and there are at
- * most NNDL_MAX_SHARED_RANKS. Node rank 0 copies params0 (and velocity0, the momentum's velocity, if
- * not NULL) into the shared copy. */
-nndl_status nndl_dist_shared_init(const nndl_dist *d, nndl_dist_shared *s, const float *params0, size_t n_params,
-                                  const float *velocity0, size_t n_riders, size_t n_batch, int *usable,
-                                  nndl_err *err);
-/* A memory fence and a barrier over the node: every rank's writes before it are seen by all after. */
+/* Collective. *usable = 0 (nothing allocated) unless every rank of d is on this node and there are
+ * at most NNDL_MAX_SHARED_RANKS. Node rank 0 copies params0 (and velocity0, the momentum's
+ * velocity, if not NULL) into the shared copy. */
+nndl_status nndl_dist_shared_init(const nndl_dist *d, nndl_dist_shared *s, const float *params0,
+                                  size_t n_params, const float *velocity0, size_t n_riders,
+                                  size_t n_batch, int *usable, nndl_err *err);
+/* A memory fence and a barrier over the node: every rank's writes before it are seen by all after.
+ */
 nndl_status nndl_dist_shared_sync(nndl_dist_shared *s, nndl_err *err);
 void nndl_dist_shared_free(nndl_dist_shared *s); /* collective */
 

@@ -15,13 +15,13 @@ typedef enum {
     NNDL_ENOMEM,
     NNDL_EMPI,
     NNDL_EHDF5,
-    NNDL_ENUM,    /* numerical failure: NaN or Inf */
-    NNDL_ESTOP    /* a stop was requested (signal): not an error, ends with status 75 */
+    NNDL_ENUM, /* numerical failure: NaN or Inf */
+    NNDL_ESTOP /* a stop was requested (signal): not an error, ends with status 75 */
 } nndl_status;
 
 typedef struct {
     nndl_status code;
-    int silent;      /* another MPI rank reports this error (set by nndl_dist_agree) */
+    int silent; /* another MPI rank reports this error (set by nndl_dist_agree) */
     char msg[1024];
 } nndl_err;
 
@@ -29,7 +29,8 @@ typedef struct {
 nndl_status nndl_fail(nndl_err *err, nndl_status code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-/* The exit status a program should use for st: 0, 2 for NNDL_EARG/NNDL_EFORMAT, 75 for a stop, 1 otherwise. */
+/* The exit status a program should use for st: 0, 2 for NNDL_EARG/NNDL_EFORMAT, 75 for a stop, 1
+ * otherwise. */
 int nndl_exit_status(nndl_status st);
 
 const char *nndl_status_name(nndl_status st);

@@ -14,17 +14,17 @@
 #define NNDL_EVAL_BLOCK 1024 /* rows per evaluation GEMM */
 
 /* Accuracy (a fraction) and mean cost of net on s. COLLECTIVE over d. */
-nndl_status nndl_eval_split(nndl_net *net, const nndl_split *s, const nndl_dist *d, double *accuracy, double *cost,
-                            nndl_err *err);
+nndl_status nndl_eval_split(nndl_net *net, const nndl_split *s, const nndl_dist *d,
+                            double *accuracy, double *cost, nndl_err *err);
 
-/* The confusion matrix of net on s: conf[true * m + predicted] counts, m = the output width (conf has
- * m * m doubles). COLLECTIVE over d. */
-nndl_status nndl_eval_confusion(nndl_net *net, const nndl_split *s, const nndl_dist *d, double *conf,
-                                nndl_err *err);
+/* The confusion matrix of net on s: conf[true * m + predicted] counts, m = the output width (conf
+ * has m * m doubles). COLLECTIVE over d. */
+nndl_status nndl_eval_confusion(nndl_net *net, const nndl_split *s, const nndl_dist *d,
+                                double *conf, nndl_err *err);
 
 /* The outputs of weight layers layer[0..n) (1-based) for positions [first, first + rows) of s:
  * out[k] is [rows x sizes[layer[k]]]. This rank only (no communication). */
-nndl_status nndl_eval_activations(nndl_net *net, const nndl_split *s, int first, int rows, const int *layer, int n,
-                                  float *const *out, nndl_err *err);
+nndl_status nndl_eval_activations(nndl_net *net, const nndl_split *s, int first, int rows,
+                                  const int *layer, int n, float *const *out, nndl_err *err);
 
 #endif

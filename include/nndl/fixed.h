@@ -29,7 +29,8 @@ void nndl_fixed_add(int64_t *acc, const float *x, size_t n, int k);
 /* out[i] = acc[i] · 2^-k rounded to float. */
 void nndl_fixed_read(float *out, const int64_t *acc, size_t n, int k);
 
-/* max |x[i]| (0 for n = 0); +inf if an element is infinite, a NaN if one is NaN (check m <= FLT_MAX). */
+/* max |x[i]| (0 for n = 0); +inf if an element is infinite, a NaN if one is NaN (check m <=
+ * FLT_MAX). */
 float nndl_max_abs(const float *x, size_t n);
 
 #endif

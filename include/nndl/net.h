@@ -20,7 +20,9 @@
 
 #define NNDL_GRAD_EXTRA 4 /* riders of the gradient reduction, after the n_params gradients: */
 #define NNDL_EXTRA_COST 0 /*   the cost summed over the shard */
-#define NNDL_EXTRA_STOP 1 /*   > 0 when a rank was asked to stop (signal): all stop at this step */
+#define NNDL_EXTRA_STOP                                                                            \
+    1                      /*   > 0 when a rank was asked to stop (signal): all stop at this step  \
+                            */
 #define NNDL_EXTRA_BOUND 2 /*  a bound on every |gradient element| (see nndl_net_backprop) */
 
 typedef enum { NNDL_ACT_SIGMOID, NNDL_ACT_TANH, NNDL_ACT_RELU, NNDL_ACT_SOFTMAX } nndl_act;
@@ -33,12 +35,12 @@ typedef struct {
     float *b; /* [n_out] */
 } nndl_layer;
 
-/* Optional hooks into backprop, for overlapping the gradient reduction with it (the core never calls
- * MPI itself). Each layer's bias gradient is computed first, then its weight gradient in panels of
- * `panel` rows from the last row up, so the gradients become final from the end of the buffer to its
- * start: ready(ctx, from) says grads[from .. n_params + NNDL_GRAD_EXTRA) are final (the extras,
- * i.e. the cost, from the first call on); progress(ctx) is called between the panels of the other
- * large GEMMs, so that non-blocking reductions can advance. */
+/* Optional hooks into backprop, for overlapping the gradient reduction with it (the core never
+ * calls MPI itself). Each layer's bias gradient is computed first, then its weight gradient in
+ * panels of `panel` rows from the last row up, so the gradients become final from the end of the
+ * buffer to its start: ready(ctx, from) says grads[from .. n_params + NNDL_GRAD_EXTRA) are final
+ * (the extras, i.e. the cost, from the first call on); progress(ctx) is called between the panels
+ * of the other large GEMMs, so that non-blocking reductions can advance. */
 typedef struct {
     void *ctx;
     void (*ready)(void *ctx, size_t from);
@@ -47,28 +49,30 @@ typedef struct {
 } nndl_backprop_hooks;
 
 typedef struct {
-    int n_layers;    /* weight layers L */
-    int *sizes;      /* [L + 1] */
-    nndl_act *act;   /* [L]: activation of each weight layer's output */
+    int n_layers;  /* weight layers L */
+    int *sizes;    /* [L + 1] */
+    nndl_act *act; /* [L]: activation of each weight layer's output */
     nndl_cost cost;
     size_t n_params;
-    float *params;   /* [n_params] */
-    float *grads;    /* [n_params + NNDL_GRAD_EXTRA] */
+    float *params;              /* [n_params] */
+    float *grads;               /* [n_params + NNDL_GRAD_EXTRA] */
     nndl_layer *layer, *dlayer; /* [L] views into params and grads */
     /* workspace for batches of up to cap rows (nndl_net_reserve) */
     int cap;
-    float **a;       /* a[l]: [cap x sizes[l]] output of weight layer l (a[0] unused: the input is the caller's) */
+    /* a[l]: [cap x sizes[l]] output of weight layer l (a[0] unused: the input is the caller's) */
+    float **a;
     float *delta[2]; /* [cap x max width] ping-pong buffers for backprop */
     float **mask;    /* mask[l]: [cap x sizes[l]] dropout scale of hidden layer l: 0 or 1/(1-p) */
-    float *zout;     /* [cap x sizes[L]] the output layer's pre-activations (softmax's log-sum-exp) */
+    /* [cap x sizes[L]] the output layer's pre-activations (softmax's log-sum-exp) */
+    float *zout;
     const nndl_backprop_hooks *hooks; /* NULL: plain backprop (set by a caller that overlaps) */
 } nndl_net;
 
-/* Dropout of hidden units during training (inverted: kept units are scaled by 1/(1-p), so evaluation
- * needs no rescaling). A unit's mask is a function of (seed, epoch, global sample index, layer,
- * unit) only, never of the rank or of the other rows of the batch. */
+/* Dropout of hidden units during training (inverted: kept units are scaled by 1/(1-p), so
+ * evaluation needs no rescaling). A unit's mask is a function of (seed, epoch, global sample index,
+ * layer, unit) only, never of the rank or of the other rows of the batch. */
 typedef struct {
-    float p;           /* drop probability in [0, 1); 0 = off */
+    float p; /* drop probability in [0, 1); 0 = off */
     uint64_t seed;
     uint32_t epoch;
     const int *sample; /* [n] the global sample index of each row */
@@ -89,8 +93,8 @@ int nndl_init_parse(const char *s);
  * act_hidden[0..n_sizes-2) (NULL = sigmoid everywhere) and cost. The output activation follows
  * the cost: softmax for log-likelihood, sigmoid otherwise. Parameters are zero until
  * nndl_net_init. *out is owned by the caller: free with nndl_net_free. */
-nndl_status nndl_net_create(nndl_net **out, const int *sizes, int n_sizes, const nndl_act *act_hidden,
-                            nndl_cost cost, nndl_err *err);
+nndl_status nndl_net_create(nndl_net **out, const int *sizes, int n_sizes,
+                            const nndl_act *act_hidden, nndl_cost cost, nndl_err *err);
 void nndl_net_free(nndl_net *net);
 
 /* Draw the parameters from (seed): NNDL_INIT_STANDARD = N(0,1) weights and biases (book ch. 1),
@@ -101,7 +105,8 @@ void nndl_net_init(nndl_net *net, nndl_init init, uint64_t seed);
 /* Use params [n_params] and grads [n_params + NNDL_GRAD_EXTRA] (e.g. shared memory) from now on:
  * re-points the buffers and the layer views, copies nothing. Returns the buffers used before in
  * *old_params, *old_grads (to give back before nndl_net_free, which frees its own). */
-void nndl_net_rebind(nndl_net *net, float *params, float *grads, float **old_params, float **old_grads);
+void nndl_net_rebind(nndl_net *net, float *params, float *grads, float **old_params,
+                     float **old_grads);
 
 /* Make room for batches of up to rows rows. Allocates; call before training, not in a step. */
 nndl_status nndl_net_reserve(nndl_net *net, int rows, nndl_err *err);
@@ -109,10 +114,12 @@ nndl_status nndl_net_reserve(nndl_net *net, int rows, nndl_err *err);
 /* Forward x [n x sizes[0]] (n <= cap); return the output activations [n x sizes[L]] (workspace). */
 const float *nndl_net_forward(nndl_net *net, const float *x, int n);
 
-/* Cost of output rows out [n x sizes[L]] against class labels y [n], SUMMED over the rows. z [n x sizes[L]]:
- * the output layer's pre-activations, which log-likelihood uses (log-softmax by log-sum-exp: no log 0;
- * net->zout after a forward); the other costs read out only (z may be NULL). */
-double nndl_net_cost(const nndl_net *net, const float *out, const float *z, const uint8_t *y, int n);
+/* Cost of output rows out [n x sizes[L]] against class labels y [n], SUMMED over the rows. z [n x
+ * sizes[L]]: the output layer's pre-activations, which log-likelihood uses (log-softmax by
+ * log-sum-exp: no log 0; net->zout after a forward); the other costs read out only (z may be NULL).
+ */
+double nndl_net_cost(const nndl_net *net, const float *out, const float *z, const uint8_t *y,
+                     int n);
 
 /* Forward and backward over x [n x sizes[0]] with labels y [n]: grads = the SUM over the n rows
  * of each row's gradient (not the mean: ranks sum shards, then divide by the global batch).
@@ -121,21 +128,24 @@ double nndl_net_cost(const nndl_net *net, const float *out, const float *z, cons
  * db = Σ delta), NaN or infinite if a delta or an input is; summed over ranks it bounds the summed
  * gradient. Other extras are zeroed. n = 0 gives zero gradients.
  * drop: dropout of the hidden layers (NULL or p = 0: none). */
-double nndl_net_backprop(nndl_net *net, const float *x, const uint8_t *y, int n, const nndl_dropout *drop);
+double nndl_net_backprop(nndl_net *net, const float *x, const uint8_t *y, int n,
+                         const nndl_dropout *drop);
 
 /* ---- the fused step: the update inside the weight-gradient GEMM ----
  * Backprop that keeps every layer's delta, then an update that never writes the gradient:
- * W <- decay·W - step·deltaᵀ·A (one GEMM with beta = decay), b <- b - step·Σ delta, over the rows of
- * one batch. The buffers are the caller's, so that the ranks of a node can write their rows of one
- * batch into shared memory and then each update its part of every layer from the whole batch. */
+ * W <- decay·W - step·deltaᵀ·A (one GEMM with beta = decay), b <- b - step·Σ delta, over the rows
+ * of one batch. The buffers are the caller's, so that the ranks of a node can write their rows of
+ * one batch into shared memory and then each update its part of every layer from the whole batch.
+ */
 typedef struct {
-    float **act;   /* [L + 1]: act[0] the input rows [n x sizes[0]], act[l] weight layer l-1's output */
+    /* [L + 1]: act[0] the input rows [n x sizes[0]], act[l] weight layer l-1's output */
+    float **act;
     float **delta; /* [L]: delta[l] = dC/dz of weight layer l's output [n x sizes[l + 1]] */
 } nndl_batch;
 
-/* The update's coefficients (see nndl_sgd_fused). Plain: w <- decay·(w - l1·sgn w) - step·Σ gradient.
- * Momentum (velocity != NULL, laid out as the parameters): v <- mu·v - step·Σ gradient - wd·w - l1·sgn w;
- * w <- w + v. */
+/* The update's coefficients (see nndl_sgd_fused). Plain: w <- decay·(w - l1·sgn w) - step·Σ
+ * gradient. Momentum (velocity != NULL, laid out as the parameters): v <- mu·v - step·Σ gradient -
+ * wd·w - l1·sgn w; w <- w + v. */
 typedef struct {
     float step, decay, l1, mu, wd;
     float *velocity;
@@ -143,8 +153,8 @@ typedef struct {
 
 /* Forward b->act[0] (n <= cap rows) into b->act[1..L] and every delta into b->delta; return the
  * summed cost, and in *bound the bound of nndl_net_backprop. n = 0 computes nothing. */
-double nndl_net_deltas(nndl_net *net, const nndl_batch *b, const uint8_t *y, int n, const nndl_dropout *drop,
-                       float *bound);
+double nndl_net_deltas(nndl_net *net, const nndl_batch *b, const uint8_t *y, int n,
+                       const nndl_dropout *drop, float *bound);
 
 /* Part `part` of `parts` (each layer's output units split evenly) of the gradient over the k rows
  * of b, into net->grads; 1 if any element is NaN or infinite. For steps whose bound does not prove
@@ -152,16 +162,16 @@ double nndl_net_deltas(nndl_net *net, const nndl_batch *b, const uint8_t *y, int
 int nndl_net_part_nonfinite(nndl_net *net, const nndl_batch *b, int k, int part, int parts);
 
 /* Update part `part` of `parts` of the parameters from the k >= 1 rows of b with coefficients u. */
-void nndl_net_update_part(nndl_net *net, const nndl_batch *b, int k, int part, int parts, const nndl_fused *u);
+void nndl_net_update_part(nndl_net *net, const nndl_batch *b, int k, int part, int parts,
+                          const nndl_fused *u);
 
-/* The same step with every GEMM split by units, for the ranks of a node on large layers (each rank's
- * GEMMs then cover the whole batch and its share of the weights, instead of its share of the batch
- * and all of them). The caller orders the phases with barriers; k is the batch's rows, all in b:
- *   forward_units(l) for l = 0 .. L-2: units `part` of weight layer l's output (activation, dropout);
- *   output_rows: rows [r0, r0 + n) of the output layer, their summed cost and output delta (y: their
- *     labels);
- *   delta_units(l) for l = L-1 .. 1: units `part` of delta[l - 1];
- *   nndl_net_bound (the bound of nndl_net_backprop, from the whole batch), nndl_net_update_part. */
+/* The same step with every GEMM split by units, for the ranks of a node on large layers (each
+ * rank's GEMMs then cover the whole batch and its share of the weights, instead of its share of the
+ * batch and all of them). The caller orders the phases with barriers; k is the batch's rows, all in
+ * b: forward_units(l) for l = 0 .. L-2: units `part` of weight layer l's output (activation,
+ * dropout); output_rows: rows [r0, r0 + n) of the output layer, their summed cost and output delta
+ * (y: their labels); delta_units(l) for l = L-1 .. 1: units `part` of delta[l - 1]; nndl_net_bound
+ * (the bound of nndl_net_backprop, from the whole batch), nndl_net_update_part. */
 void nndl_net_forward_units(nndl_net *net, const nndl_batch *b, int l, int k, int part, int parts,
                             const nndl_dropout *drop);
 double nndl_net_output_rows(nndl_net *net, const nndl_batch *b, const uint8_t *y, int r0, int n);
@@ -171,13 +181,13 @@ float nndl_net_bound(const nndl_net *net, const nndl_batch *b, int k);
 
 /* Evaluate x [n x sizes[0]] (n <= cap): add the summed cost to *cost and the
  * number of rows whose arg-max output equals the label to *correct. */
-void nndl_net_evaluate(nndl_net *net, const float *x, const uint8_t *y, int n, double *cost, long *correct);
+void nndl_net_evaluate(nndl_net *net, const float *x, const uint8_t *y, int n, double *cost,
+                       long *correct);
 
 /* 1 if any of v[0..n) is NaN or infinite (one vectorised pass over the bits). */
 int nndl_any_nonfinite(const float *v, size_t n);
 
 /* Arg-max class of each output row: pred[r] for x [n x sizes[0]] (n <= cap). */
 void nndl_net_predict(nndl_net *net, const float *x, int n, int *pred);
-
 
 #endif

@@ -16,8 +16,8 @@ typedef struct {
     size_t n_params;
 } nndl_sgd;
 
-nndl_status nndl_sgd_init(nndl_sgd *o, const nndl_net *net, double eta, double l1, double l2, double momentum,
-                          long n_train, nndl_err *err);
+nndl_status nndl_sgd_init(nndl_sgd *o, const nndl_net *net, double eta, double l1, double l2,
+                          double momentum, long n_train, nndl_err *err);
 void nndl_sgd_free(nndl_sgd *o);
 
 /* The regularisation term of the cost: (l2 / 2n) sum w^2 + (l1 / n) sum |w|, over weights only. */
@@ -32,9 +32,9 @@ void nndl_sgd_gradient(const nndl_sgd *o, const nndl_net *net, int batch, float 
 int nndl_sgd_fusable(double eta, double l2, double momentum, long n_train);
 
 /* The coefficients of the fused update (nndl_net_update_part) for a global batch of batch samples:
- * the same rule as nndl_sgd_step. Plain: w <- (1 - eta l2/n) w - eta (l1/n) sgn w - (eta/B) Σ gradient,
- * with the L1 term applied first and scaled by 1/decay; momentum: into o->velocity. 0 if the rule
- * cannot be fused (no momentum and a decay factor <= 0). */
+ * the same rule as nndl_sgd_step. Plain: w <- (1 - eta l2/n) w - eta (l1/n) sgn w - (eta/B) Σ
+ * gradient, with the L1 term applied first and scaled by 1/decay; momentum: into o->velocity. 0 if
+ * the rule cannot be fused (no momentum and a decay factor <= 0). */
 int nndl_sgd_fused(const nndl_sgd *o, int batch, nndl_fused *u);
 
 /* One update from net->grads (SUMS over the global batch of batch samples):
@@ -65,7 +65,8 @@ typedef struct {
 /* The state at the start: eta = s->eta0, no best yet. */
 nndl_schedule_state nndl_schedule_start(const nndl_schedule *s);
 
-/* After an epoch with validation accuracy val: improve, wait, decay or stop. Returns st->stopped. */
+/* After an epoch with validation accuracy val: improve, wait, decay or stop. Returns st->stopped.
+ */
 int nndl_schedule_update(const nndl_schedule *s, nndl_schedule_state *st, double val);
 
 #endif

@@ -12,16 +12,17 @@
 #include <stdint.h>
 
 enum {
-    NNDL_STREAM_INIT = 1,    /* sub = layer, counter = element pair */
-    NNDL_STREAM_PERM = 2,    /* sub = epoch, counter = Fisher-Yates position */
-    NNDL_STREAM_SPLIT = 3,   /* sub = 0, random validation split */
+    NNDL_STREAM_INIT = 1,  /* sub = layer, counter = element pair */
+    NNDL_STREAM_PERM = 2,  /* sub = epoch, counter = Fisher-Yates position */
+    NNDL_STREAM_SPLIT = 3, /* sub = 0, random validation split */
     NNDL_STREAM_DROPOUT = 4,
     NNDL_STREAM_AUGMENT = 5,
     NNDL_STREAM_PROBE = 6
 };
 
 /* Four 32-bit words from Philox4x32-10 with key = seed and counter = (counter, sub, stream). */
-void nndl_rng_block(uint64_t seed, uint32_t stream, uint32_t sub, uint64_t counter, uint32_t out[4]);
+void nndl_rng_block(uint64_t seed, uint32_t stream, uint32_t sub, uint64_t counter,
+                    uint32_t out[4]);
 
 /* Two uniform doubles in [0, 1) with 53 random bits each, from one block. */
 void nndl_rng_uniform2(uint64_t seed, uint32_t stream, uint32_t sub, uint64_t counter, double u[2]);

@@ -18,7 +18,8 @@
 /* hex = SHA-256 of the file at path. */
 nndl_status nndl_sha256_file(const char *path, char hex[NNDL_SHA256_HEX], nndl_err *err);
 
-/* hex = SHA-256 of len bytes at data (e.g. a network's float32 parameters: the weights' fingerprint). */
+/* hex = SHA-256 of len bytes at data (e.g. a network's float32 parameters: the weights'
+ * fingerprint). */
 void nndl_sha256_bytes(const void *data, size_t len, char hex[NNDL_SHA256_HEX]);
 
 /* fsync path, rename it to final, fsync final's directory. */
@@ -39,7 +40,7 @@ nndl_status nndl_check_writable_dir(const char *dir, const char *what, nndl_err 
  * error record and the cap bytes of out; the parent returns fn's status and message, or says the
  * reader crashed (signal) or timed out. */
 typedef nndl_status (*nndl_isolated_fn)(void *arg, void *out, size_t cap, nndl_err *err);
-nndl_status nndl_isolated(nndl_isolated_fn fn, void *arg, void *out, size_t cap, double seconds, const char *what,
-                          nndl_err *err);
+nndl_status nndl_isolated(nndl_isolated_fn fn, void *arg, void *out, size_t cap, double seconds,
+                          const char *what, nndl_err *err);
 
 #endif

@@ -12,80 +12,113 @@
 #include "nndl/version.h"
 #include "session.h"
 
+/* ---- usage ---- */
+
 static void usage(FILE *f)
 {
-    fputs("usage: nndl-eval RUN.h5 [--split test|val|train] [--model latest|best] [--data DIR]\n"
-          "Evaluate a run's model (its last checkpoint, or the best epoch's parameters) on a split:\n"
-          "accuracy, mean cost and the confusion matrix (rows = true label, columns = predicted),\n"
-          "printed and stored in the run file as /eval/SPLIT/confusion.\n"
-          "  --split NAME   test (10,000 test images), val or train   [test]\n"
-          "  --model WHICH  latest: the last checkpoint; best: the best validation epoch  [latest]\n"
-          "  --data DIR     where the dataset's files are now        [the run's --data default]\n"
-          "Example: nndl-eval runs/ch1.h5 --split test --model best\n", f);
+    fputs(
+        "usage: nndl-eval RUN.h5 [--split test|val|train] [--model latest|best] [--data DIR]\n"
+        "Evaluate a run's model (its last checkpoint, or the best epoch's parameters) on a split:\n"
+        "accuracy, mean cost and the confusion matrix (rows = true label, columns = predicted),\n"
+        "printed and stored in the run file as /eval/SPLIT/confusion.\n"
+        "  --split NAME   test (10,000 test images), val or train   [test]\n"
+        "  --model WHICH  latest: the last checkpoint; best: the best validation epoch  [latest]\n"
+        "  --data DIR     where the dataset's files are now        [the run's --data default]\n"
+        "Example: nndl-eval runs/ch1.h5 --split test --model best\n",
+        f);
 }
 
-static nndl_status eval(const char *run, const char *split, int best, const char *data, const nndl_dist *d,
-                        nndl_err *err)
+/* ---- evaluation ---- */
+
+/* A run's model on every rank: its stored configuration, the data, the net and the checkpoint's
+ * parameters (or the best epoch's); *epoch = the epoch they are of. COLLECTIVE. */
+static nndl_status load_model(const nndl_run_paths *p, int best, const char *data,
+                              const nndl_dist *d, nndl_dataset *ds, nndl_net **net, int *epoch,
+                              nndl_err *err)
 {
     nndl_options o;
     char *cfg = NULL, ckpt[4400] = "";
-    nndl_run_paths p;
-    nndl_run r;
-    nndl_dataset ds;
-    nndl_net *net = NULL;
+    nndl_run r = {0};
     nndl_train_state z = {0}; /* the position only: the velocity is not needed to evaluate */
-    memset(&r, 0, sizeof r);
-    memset(&ds, 0, sizeof ds);
-    nndl_run_paths_of(&p, run);
     nndl_options_init(&o);
-    nndl_status st = data ? nndl_options_set(&o, "data", data, err) : NNDL_OK; /* where the data are now */
-    if (st == NNDL_OK && d->rank == 0) st = nndl_runfile_open(&p, &cfg, ckpt, sizeof ckpt, err);
+    nndl_status st =
+        data ? nndl_options_set(&o, "data", data, err) : NNDL_OK; /* where they are now */
+    if (st == NNDL_OK && d->rank == 0) st = nndl_runfile_open(p, &cfg, ckpt, sizeof ckpt, err);
     if (st == NNDL_OK && d->rank == 0 && !ckpt[0])
-        st = nndl_fail(err, NNDL_EARG, "%s: no checkpoint yet (the run stopped before its first); nothing to evaluate",
-                       run);
-    if ((st = nndl_dist_agree(d, st, err, NULL)) != NNDL_OK) goto out;
-    if ((st = nndl_dist_bcast_str(d, &cfg, err)) != NNDL_OK) goto out;
-    st = nndl_options_merge_stored(&o, cfg, run, err);
-    if (st == NNDL_OK) st = nndl_dataset_load(&ds, &o, d, err);
-    if (st == NNDL_OK) st = nndl_net_create(&net, o.cfg.sizes, o.cfg.n_sizes, o.cfg.act, o.cfg.cost, err);
-    if (st == NNDL_OK && d->rank == 0) st = nndl_runfile_load_checkpoint(ckpt, &r, net, &z, err);
-    if (st == NNDL_OK && d->rank == 0 && best) {
-        if (!r.best_params) st = nndl_fail(err, NNDL_EARG, "%s: no best model recorded yet; use --model latest", run);
-        else memcpy(net->params, r.best_params, sizeof(float) * net->n_params);
+        st = nndl_fail(err, NNDL_EARG,
+                       "%s: no checkpoint yet (the run stopped before its first); "
+                       "nothing to evaluate",
+                       p->main);
+    if ((st = nndl_dist_agree(d, st, err, NULL)) == NNDL_OK) st = nndl_dist_bcast_str(d, &cfg, err);
+    if (st == NNDL_OK) st = nndl_options_merge_stored(&o, cfg, p->main, err);
+    if (st == NNDL_OK) st = nndl_dataset_load(ds, &o, d, err);
+    if (st == NNDL_OK)
+        st = nndl_net_create(net, o.cfg.sizes, o.cfg.n_sizes, o.cfg.act, o.cfg.cost, err);
+    if (st == NNDL_OK && d->rank == 0) st = nndl_runfile_load_checkpoint(ckpt, &r, *net, &z, err);
+    if (st == NNDL_OK && d->rank == 0 && best && !r.best_params)
+        st = nndl_fail(err, NNDL_EARG, "%s: no best model recorded yet; use --model latest",
+                       p->main);
+    if (st == NNDL_OK && d->rank == 0 && best)
+        memcpy((*net)->params, r.best_params, sizeof(float) * (*net)->n_params);
+    *epoch = best ? r.best_epoch : z.epoch;
+    free(cfg);
+    nndl_run_free(&r);
+    if ((st = nndl_dist_agree(d, st, err, NULL)) != NNDL_OK) return st;
+    if ((st = nndl_dist_bcast(d, (*net)->params, sizeof(float) * (*net)->n_params, err)) != NNDL_OK)
+        return st;
+    return nndl_dist_bcast(d, epoch, sizeof *epoch, err);
+}
+
+/* Rank 0: print the accuracy, cost and confusion matrix, and store them as /eval/SPLIT. */
+static nndl_status report(const nndl_run_paths *p, const char *split, int best, int epoch, int n,
+                          double acc, double cost, const double *conf, int m, nndl_err *err)
+{
+    printf("%s: %s model (epoch %d) on %s (%d samples): accuracy %.4f, cost %.4f\n", p->main,
+           best ? "best" : "latest", epoch, split, n, acc, cost);
+    printf("confusion matrix (rows = true label, columns = predicted):\n     ");
+    for (int j = 0; j < m; j++) printf("%6d", j);
+    printf("\n");
+    int64_t ci[NNDL_MAX_SIZES * NNDL_MAX_SIZES];
+    for (int i = 0; i < m; i++) {
+        printf("%5d", i);
+        for (int j = 0; j < m; j++) {
+            ci[i * m + j] = (int64_t)conf[i * m + j];
+            printf("%6lld", (long long)ci[i * m + j]);
+        }
+        printf("\n");
     }
-    if ((st = nndl_dist_agree(d, st, err, NULL)) != NNDL_OK) goto out;
-    int epoch = best ? r.best_epoch : z.epoch;
-    if ((st = nndl_dist_bcast(d, net->params, sizeof(float) * net->n_params, err)) != NNDL_OK) goto out;
-    if ((st = nndl_dist_bcast(d, &epoch, sizeof epoch, err)) != NNDL_OK) goto out;
-    const nndl_split *s = !strcmp(split, "test") ? &ds.test : !strcmp(split, "val") ? &ds.val : &ds.train;
+    nndl_status st = nndl_runfile_store_eval(p, split, ci, m, acc, cost, epoch, err);
+    if (st == NNDL_OK) printf("stored as /eval/%s in %s\n", split, p->main);
+    return st;
+}
+
+static nndl_status eval(const char *run, const char *split, int best, const char *data,
+                        const nndl_dist *d, nndl_err *err)
+{
+    nndl_run_paths p;
+    nndl_dataset ds = {0};
+    nndl_net *net = NULL;
+    int epoch = 0;
+    nndl_run_paths_of(&p, run);
+    nndl_status st = load_model(&p, best, data, d, &ds, &net, &epoch, err);
     double acc, cost, conf[NNDL_MAX_SIZES * NNDL_MAX_SIZES];
-    int m = net->sizes[net->n_layers];
-    if (m > NNDL_MAX_SIZES) st = nndl_fail(err, NNDL_EARG, "%d classes: at most %d supported", m, NNDL_MAX_SIZES);
+    int m = net ? net->sizes[net->n_layers] : 0;
+    if (st == NNDL_OK && m > NNDL_MAX_SIZES)
+        st = nndl_fail(err, NNDL_EARG, "%d classes: at most %d supported", m, NNDL_MAX_SIZES);
+    const nndl_split *s = !strcmp(split, "test")  ? &ds.test
+                          : !strcmp(split, "val") ? &ds.val
+                                                  : &ds.train;
     if (st == NNDL_OK) st = nndl_eval_split(net, s, d, &acc, &cost, err);
     if (st == NNDL_OK) st = nndl_eval_confusion(net, s, d, conf, err);
-    if (st == NNDL_OK && d->rank == 0) {
-        printf("%s: %s model (epoch %d) on %s (%d samples): accuracy %.4f, cost %.4f\n", run, best ? "best" : "latest",
-               epoch, split, s->n, acc, cost);
-        printf("confusion matrix (rows = true label, columns = predicted):\n     ");
-        for (int j = 0; j < m; j++) printf("%6d", j);
-        printf("\n");
-        int64_t ci[NNDL_MAX_SIZES * NNDL_MAX_SIZES];
-        for (int i = 0; i < m; i++) {
-            printf("%5d", i);
-            for (int j = 0; j < m; j++) printf("%6lld", (long long)(ci[i * m + j] = (int64_t)conf[i * m + j]));
-            printf("\n");
-        }
-        st = nndl_runfile_store_eval(&p, split, ci, m, acc, cost, epoch, err);
-        if (st == NNDL_OK) printf("stored as /eval/%s in %s\n", split, run);
-    }
+    if (st == NNDL_OK && d->rank == 0)
+        st = report(&p, split, best, epoch, s->n, acc, cost, conf, m, err);
     st = nndl_dist_agree(d, st, err, NULL);
-out:
-    free(cfg);
     nndl_net_free(net);
-    nndl_run_free(&r);
     nndl_dataset_free(&ds);
     return st;
 }
+
+/* ---- main ---- */
 
 int main(int argc, char **argv)
 {
@@ -95,23 +128,35 @@ int main(int argc, char **argv)
     const char *split = "test", *data = NULL;
     int best = 0, help = 0;
     nndl_status st = nndl_dist_init(&d, MPI_COMM_WORLD, &err);
-    static const struct option opts[] = {{"split", 1, 0, 's'}, {"model", 1, 0, 'm'}, {"data", 1, 0, 'd'},
-                                         {"help", 0, 0, 'h'}, {"version", 0, 0, 'V'}, {0, 0, 0, 0}};
+    static const struct option opts[] = {{"split", 1, 0, 's'},   {"model", 1, 0, 'm'},
+                                         {"data", 1, 0, 'd'},    {"help", 0, 0, 'h'},
+                                         {"version", 0, 0, 'V'}, {0, 0, 0, 0}};
     int c;
     opterr = 0;
     while (st == NNDL_OK && (c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
-        if (c == 's' && (!strcmp(optarg, "test") || !strcmp(optarg, "val") || !strcmp(optarg, "train"))) split = optarg;
-        else if (c == 's') st = nndl_fail(&err, NNDL_EARG, "--split: expected test, val or train, found '%s'", optarg);
-        else if (c == 'm' && (!strcmp(optarg, "latest") || !strcmp(optarg, "best"))) best = !strcmp(optarg, "best");
-        else if (c == 'm') st = nndl_fail(&err, NNDL_EARG, "--model: expected latest or best, found '%s'", optarg);
-        else if (c == 'd') data = optarg;
-        else if (c == 'h') help = 1;
-        else if (c == 'V') help = 2;
-        else st = nndl_fail(&err, NNDL_EARG, "%s '%s'; see nndl-eval --help", c == ':' ? "missing value for" :
-                            "unknown flag", argv[optind - 1]);
+        if (c == 's' &&
+            (!strcmp(optarg, "test") || !strcmp(optarg, "val") || !strcmp(optarg, "train")))
+            split = optarg;
+        else if (c == 's')
+            st = nndl_fail(&err, NNDL_EARG, "--split: expected test, val or train, found '%s'",
+                           optarg);
+        else if (c == 'm' && (!strcmp(optarg, "latest") || !strcmp(optarg, "best")))
+            best = !strcmp(optarg, "best");
+        else if (c == 'm')
+            st = nndl_fail(&err, NNDL_EARG, "--model: expected latest or best, found '%s'", optarg);
+        else if (c == 'd')
+            data = optarg;
+        else if (c == 'h')
+            help = 1;
+        else if (c == 'V')
+            help = 2;
+        else
+            st = nndl_fail(&err, NNDL_EARG, "%s '%s'; see nndl-eval --help",
+                           c == ':' ? "missing value for" : "unknown flag", argv[optind - 1]);
     }
     if (st == NNDL_OK && !help && optind != argc - 1)
-        st = nndl_fail(&err, NNDL_EARG, "expected one run file (e.g. nndl-eval runs/ch1.h5), found %d arguments",
+        st = nndl_fail(&err, NNDL_EARG,
+                       "expected one run file (e.g. nndl-eval runs/ch1.h5), found %d arguments",
                        argc - optind);
     if (st == NNDL_OK && help) {
         if (d.rank == 0) help == 1 ? usage(stdout) : (void)printf("nndl-eval %s\n", NNDL_VERSION);

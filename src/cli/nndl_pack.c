@@ -1,4 +1,5 @@
-/* nndl-pack RUN.h5 OUT.h5: one self-contained HDF5 file (no links, no companion files) for sharing. */
+/* nndl-pack RUN.h5 OUT.h5: one self-contained HDF5 file (no links, no companion files) for sharing.
+ */
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -10,7 +11,8 @@ int main(int argc, char **argv)
 {
     if (argc == 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
         puts("usage: nndl-pack RUN.h5 OUT.h5\n"
-             "Copy a run into one self-contained HDF5 file: the weight histories and activations (virtual\n"
+             "Copy a run into one self-contained HDF5 file: the weight histories and activations "
+             "(virtual\n"
              "datasets over RUN.h5.d/) become real datasets, /checkpoint and /eval become groups.\n"
              "Example: nndl-pack runs/ch1.h5 ch1-packed.h5");
         return 0;
@@ -20,12 +22,18 @@ int main(int argc, char **argv)
         return 0;
     }
     if (argc != 3) {
-        fprintf(stderr, "nndl-pack: error: expected RUN.h5 OUT.h5 (e.g. nndl-pack runs/ch1.h5 ch1-packed.h5), "
-                        "found %d arguments\n", argc - 1);
+        fprintf(
+            stderr,
+            "nndl-pack: error: expected RUN.h5 OUT.h5 (e.g. nndl-pack runs/ch1.h5 ch1-packed.h5), "
+            "found %d arguments\n",
+            argc - 1);
         return 2;
     }
     if (access(argv[2], F_OK) == 0) {
-        fprintf(stderr, "nndl-pack: error: %s exists; choose another output name (nothing is overwritten)\n", argv[2]);
+        fprintf(
+            stderr,
+            "nndl-pack: error: %s exists; choose another output name (nothing is overwritten)\n",
+            argv[2]);
         return 2;
     }
     nndl_run_paths p;

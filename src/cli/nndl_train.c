@@ -45,8 +45,8 @@ static void on_progress(void *ctx, int epoch, long step, long n_steps)
     if (t - r->last_bar < 0.1 && step < n_steps) return;
     r->last_bar = t;
     int width = 30, done = (int)(width * step / n_steps);
-    fprintf(stderr, "\repoch %d [%.*s%*s] %3d%%", epoch, done, "##############################", width - done, "",
-            (int)(100 * step / n_steps));
+    fprintf(stderr, "\repoch %d [%.*s%*s] %3d%%", epoch, done, "##############################",
+            width - done, "", (int)(100 * step / n_steps));
     fflush(stderr);
 }
 
@@ -57,25 +57,33 @@ static void on_epoch(void *ctx, const nndl_epoch_metrics *m)
     const double *row = r->session->last_row;
     const nndl_config *c = &r->o->cfg;
     const nndl_schedule_state *sc = &nndl_trainer_state(r->session->tr)->sched;
-    static const int extra[] = {NNDL_M_TRAIN_ACCURACY, NNDL_M_TRAIN_FULL_COST, NNDL_M_TEST_ACCURACY, NNDL_M_TEST_COST};
+    static const int extra[] = {NNDL_M_TRAIN_ACCURACY, NNDL_M_TRAIN_FULL_COST, NNDL_M_TEST_ACCURACY,
+                                NNDL_M_TEST_COST};
     if (r->bar) fprintf(stderr, "\r%60s\r", "");
     if (r->human) {
         char more[256] = "";
         if (r->o->monitor & NNDL_MONITOR_TRAIN)
-            snprintf(more + strlen(more), sizeof more - strlen(more), "  train_acc %.4f", row[NNDL_M_TRAIN_ACCURACY]);
+            snprintf(more + strlen(more), sizeof more - strlen(more), "  train_acc %.4f",
+                     row[NNDL_M_TRAIN_ACCURACY]);
         if (r->o->monitor & NNDL_MONITOR_TEST)
-            snprintf(more + strlen(more), sizeof more - strlen(more), "  test_acc %.4f", row[NNDL_M_TEST_ACCURACY]);
-        if (c->patience > 0) snprintf(more + strlen(more), sizeof more - strlen(more), "  eta %g", m->learning_rate);
-        printf("epoch %3d/%d  train_cost %.4f  val_acc %.4f  val_cost %.4f%s  %6.2f s  %8.0f samples/s\n", m->epoch,
-               r->o->cfg.epochs, m->train_cost, m->val_accuracy, m->val_cost, more, m->seconds, m->samples_per_s);
+            snprintf(more + strlen(more), sizeof more - strlen(more), "  test_acc %.4f",
+                     row[NNDL_M_TEST_ACCURACY]);
+        if (c->patience > 0)
+            snprintf(more + strlen(more), sizeof more - strlen(more), "  eta %g", m->learning_rate);
+        printf("epoch %3d/%d  train_cost %.4f  val_acc %.4f  val_cost %.4f%s  %6.2f s  %8.0f "
+               "samples/s\n",
+               m->epoch, r->o->cfg.epochs, m->train_cost, m->val_accuracy, m->val_cost, more,
+               m->seconds, m->samples_per_s);
         if (m->skipped)
-            printf("  %ld batch%s skipped: non-finite cost (--on-nan skip-batch)\n", m->skipped, m->skipped > 1 ? "es" : "");
+            printf("  %ld batch%s skipped: non-finite cost (--on-nan skip-batch)\n", m->skipped,
+                   m->skipped > 1 ? "es" : "");
         if (sc->eta != m->learning_rate && !sc->stopped)
-            printf("  no better validation accuracy for %d epochs: eta %g -> %g\n", c->patience, m->learning_rate,
-                   sc->eta);
+            printf("  no better validation accuracy for %d epochs: eta %g -> %g\n", c->patience,
+                   m->learning_rate, sc->eta);
         if (sc->stopped)
             printf("  stopping: %s\n", c->early_stop > 0 && sc->since_best >= c->early_stop
-                   ? "no better validation accuracy for --early-stop epochs" : "eta fell below eta0 / --lr-min-ratio");
+                                           ? "no better validation accuracy for --early-stop epochs"
+                                           : "eta fell below eta0 / --lr-min-ratio");
         fflush(stdout);
     }
     if (r->json) {
@@ -89,7 +97,8 @@ static void on_epoch(void *ctx, const nndl_epoch_metrics *m)
         cJSON_AddNumberToObject(j, "samples_per_s", m->samples_per_s);
         cJSON_AddNumberToObject(j, "eval_seconds", m->eval_seconds);
         for (int i = 0; i < 4; i++)
-            if (!isnan(row[extra[i]])) cJSON_AddNumberToObject(j, nndl_metric_names[extra[i]], row[extra[i]]);
+            if (!isnan(row[extra[i]]))
+                cJSON_AddNumberToObject(j, nndl_metric_names[extra[i]], row[extra[i]]);
         if (sc->stopped) cJSON_AddBoolToObject(j, "schedule_stop", 1);
         if (m->skipped) cJSON_AddNumberToObject(j, "skipped_batches", (double)m->skipped);
         char *s = cJSON_PrintUnformatted(j);
@@ -149,11 +158,13 @@ static void catch_signals(void)
 
 /* ---- where the rank runs: hwloc binding, oversubscription ---- */
 
-static nndl_status place_rank(const nndl_dist *d, const nndl_options *o, int yielding, nndl_err *err)
+static nndl_status place_rank(const nndl_dist *d, const nndl_options *o, int yielding,
+                              nndl_err *err)
 {
     MPI_Comm node;
     int lr = 0, ls = 1;
-    if (MPI_Comm_split_type(d->comm, MPI_COMM_TYPE_SHARED, d->rank, MPI_INFO_NULL, &node) == MPI_SUCCESS) {
+    if (MPI_Comm_split_type(d->comm, MPI_COMM_TYPE_SHARED, d->rank, MPI_INFO_NULL, &node) ==
+        MPI_SUCCESS) {
         MPI_Comm_rank(node, &lr);
         MPI_Comm_size(node, &ls);
         MPI_Comm_free(&node);
@@ -162,12 +173,16 @@ static nndl_status place_rank(const nndl_dist *d, const nndl_options *o, int yie
     nndl_status st = nndl_topo_init(&t, lr, ls, err);
     if (st != NNDL_OK) return st;
     if (d->rank == 0 && t.oversubscribed)
-        fprintf(stderr, "nndl-train: warning: %d ranks share %d cores on this node (oversubscribed): expect it to be "
-                "slower than %d ranks%s\n", ls, t.cores, t.cores, yielding ? "; the ranks yield while they wait" : "");
+        fprintf(stderr,
+                "nndl-train: warning: %d ranks share %d cores on this node (oversubscribed): "
+                "expect it to be "
+                "slower than %d ranks%s\n",
+                ls, t.cores, t.cores, yielding ? "; the ranks yield while they wait" : "");
     if (o->verbose) { /* every rank's binding, printed by rank 0 in rank order */
         char line[256], *all = d->rank == 0 ? malloc(sizeof line * d->size) : NULL;
-        snprintf(line, sizeof line, "rank %d: node rank %d/%d, cores {%s}%s, %d BLAS thread%s", d->rank, lr, ls,
-                 t.binding, t.bound_by_us ? " (bound by nndl)" : " (as launched)", o->threads, o->threads > 1 ? "s" : "");
+        snprintf(line, sizeof line, "rank %d: node rank %d/%d, cores {%s}%s, %d BLAS thread%s",
+                 d->rank, lr, ls, t.binding, t.bound_by_us ? " (bound by nndl)" : " (as launched)",
+                 o->threads, o->threads > 1 ? "s" : "");
         MPI_Gather(line, sizeof line, MPI_CHAR, all, sizeof line, MPI_CHAR, 0, d->comm);
         for (int r = 0; d->rank == 0 && r < d->size; r++) printf("%s\n", all + r * sizeof line);
         free(all);
@@ -183,19 +198,27 @@ static void print_header(const nndl_session *s, const nndl_dist *d)
     char sz[1024], acts[512] = "";
     nndl_options_sizes_str(&o->cfg, sz, sizeof sz, '-');
     for (int l = 0; l < s->net->n_layers; l++)
-        snprintf(acts + strlen(acts), sizeof acts - strlen(acts), "%s%s", l ? "," : "", nndl_act_name(s->net->act[l]));
-    printf("nndl-train %s: %s (%s), %s cost, %s init, eta %g, batch %d, %d epochs, seed %llu; %d rank%s\n",
-           NNDL_VERSION, sz, acts, nndl_cost_name(o->cfg.cost), o->init_from[0] ? "from file" : nndl_init_name(o->cfg.init),
-           o->cfg.eta, o->cfg.batch, o->cfg.epochs, (unsigned long long)o->cfg.seed, d->size, d->size > 1 ? "s" : "");
+        snprintf(acts + strlen(acts), sizeof acts - strlen(acts), "%s%s", l ? "," : "",
+                 nndl_act_name(s->net->act[l]));
+    printf("nndl-train %s: %s (%s), %s cost, %s init, eta %g, batch %d, %d epochs, seed %llu; %d "
+           "rank%s\n",
+           NNDL_VERSION, sz, acts, nndl_cost_name(o->cfg.cost),
+           o->init_from[0] ? "from file" : nndl_init_name(o->cfg.init), o->cfg.eta, o->cfg.batch,
+           o->cfg.epochs, (unsigned long long)o->cfg.seed, d->size, d->size > 1 ? "s" : "");
     const nndl_config *c = &o->cfg;
-    if (c->l1 > 0 || c->l2 > 0 || c->dropout > 0 || c->momentum > 0 || c->patience > 0 || c->early_stop > 0 || c->augment)
-        printf("chapter 3: l1 %g, l2 %g, dropout %g, momentum %g, patience %d (decay %g, min ratio %g), early stop %d, "
-               "augment %s\n", c->l1, c->l2, c->dropout, c->momentum, c->patience, c->lr_decay, c->lr_min_ratio,
+    if (c->l1 > 0 || c->l2 > 0 || c->dropout > 0 || c->momentum > 0 || c->patience > 0 ||
+        c->early_stop > 0 || c->augment)
+        printf("chapter 3: l1 %g, l2 %g, dropout %g, momentum %g, patience %d (decay %g, min ratio "
+               "%g), early stop %d, "
+               "augment %s\n",
+               c->l1, c->l2, c->dropout, c->momentum, c->patience, c->lr_decay, c->lr_min_ratio,
                c->early_stop, c->augment ? "shift" : "none");
-    printf("data: %s from %s: %d training, %d validation (%s), %d test samples; one copy per node, shared by "
-           "%d rank%s\n", nndl_datasets[o->dataset], o->data_dir, s->ds.train.n, s->ds.val.n,
-           o->val_random ? "random" : "last of the training file", s->ds.test.n, s->ds.share.node_size,
-           s->ds.share.node_size > 1 ? "s" : "");
+    printf("data: %s from %s: %d training, %d validation (%s), %d test samples; one copy per node, "
+           "shared by "
+           "%d rank%s\n",
+           nndl_datasets[o->dataset], o->data_dir, s->ds.train.n, s->ds.val.n,
+           o->val_random ? "random" : "last of the training file", s->ds.test.n,
+           s->ds.share.node_size, s->ds.share.node_size > 1 ? "s" : "");
     char step[256];
     nndl_step_plan_name(&s->plan, step, sizeof step);
     printf("step: %s (%s)\n", step, s->plan.why);
@@ -207,16 +230,22 @@ static void print_header(const nndl_session *s, const nndl_dist *d)
     fflush(stdout);
 }
 
-static nndl_status run(nndl_options *o, const nndl_dist *d, report *rep, int argc, char **argv, nndl_err *err)
+static nndl_status run(nndl_options *o, const nndl_dist *d, report *rep, int argc, char **argv,
+                       nndl_err *err)
 {
     nndl_session s;
     nndl_status st = NNDL_OK;
     if (d->rank == 0 && o->log[0] && strcmp(o->log, "-") != 0 && !(rep->json = fopen(o->log, "a")))
-        st = nndl_fail(err, NNDL_EARG, "--log %s: cannot open for writing: %s; check the directory exists and is "
-                       "writable", o->log, strerror(errno));
+        st = nndl_fail(err, NNDL_EARG,
+                       "--log %s: cannot open for writing: %s; check the directory exists and is "
+                       "writable",
+                       o->log, strerror(errno));
     if ((st = nndl_dist_agree(d, st, err, NULL)) != NNDL_OK) return st;
-    nndl_train_hooks hooks = {.ctx = rep, .on_progress = on_progress, .on_step = on_step,
-                              .stop_request = &stop_requested, .stop_after_steps = o->stop_after_steps};
+    nndl_train_hooks hooks = {.ctx = rep,
+                              .on_progress = on_progress,
+                              .on_step = on_step,
+                              .stop_request = &stop_requested,
+                              .stop_after_steps = o->stop_after_steps};
     rep->session = &s;
     st = nndl_session_start(&s, o, d, argc, argv, &hooks, err);
     if (st == NNDL_OK && rep->rank0 && rep->human) print_header(&s, d);
@@ -232,12 +261,15 @@ static nndl_status run(nndl_options *o, const nndl_dist *d, report *rep, int arg
     st = nndl_dist_agree(d, st, err, NULL);
     st = nndl_session_finish(&s, st, err);
     double total = wall() - t0;
-    char wsha[NNDL_SHA256_HEX] = ""; /* the final weights' fingerprint: the same bits give the same hex */
-    if (st == NNDL_OK && rep->rank0) nndl_sha256_bytes(s.net->params, sizeof(float) * s.net->n_params, wsha);
+    /* the final weights' fingerprint: the same bits give the same hex */
+    char wsha[NNDL_SHA256_HEX] = "";
+    if (st == NNDL_OK && rep->rank0)
+        nndl_sha256_bytes(s.net->params, sizeof(float) * s.net->n_params, wsha);
     if (st == NNDL_OK && rep->rank0 && rep->human)
-        printf("test accuracy %.4f (test cost %.4f); best validation accuracy %.4f at epoch %d (test %.4f); %.1f s\n"
-               "run file: %s\nweights SHA-256: %s\n", acc, cost, s.run.best_val, s.run.best_epoch, s.run.best_test,
-               total, o->out, wsha);
+        printf("test accuracy %.4f (test cost %.4f); best validation accuracy %.4f at epoch %d "
+               "(test %.4f); %.1f s\n"
+               "run file: %s\nweights SHA-256: %s\n",
+               acc, cost, s.run.best_val, s.run.best_epoch, s.run.best_test, total, o->out, wsha);
     if (st == NNDL_OK && rep->rank0 && rep->json) {
         cJSON *j = cJSON_CreateObject();
         cJSON_AddNumberToObject(j, "test_accuracy", acc);
@@ -270,9 +302,12 @@ int main(int argc, char **argv)
     if (st == NNDL_OK) st = nndl_options_parse(&o, argc, argv, &err);
     int parsed = st == NNDL_OK; /* every rank parsed the same argv: rank 0 speaks for all */
     if (st == NNDL_OK && (o.help || o.help_markdown || o.version)) {
-        if (d.rank == 0 && o.help) nndl_options_usage(stdout);
-        else if (d.rank == 0 && o.help_markdown) nndl_options_markdown(stdout);
-        else if (d.rank == 0) printf("nndl-train %s\n", NNDL_VERSION);
+        if (d.rank == 0 && o.help)
+            nndl_options_usage(stdout);
+        else if (d.rank == 0 && o.help_markdown)
+            nndl_options_markdown(stdout);
+        else if (d.rank == 0)
+            printf("nndl-train %s\n", NNDL_VERSION);
     } else if (st == NNDL_OK) {
         openblas_set_num_threads(o.threads);
         st = place_rank(&d, &o, yielding, &err);
@@ -281,14 +316,22 @@ int main(int argc, char **argv)
             rep.json = stdout;
             rep.human = 0;
         }
-        rep.bar = d.rank == 0 && rep.human && (o.progress == 1 || (o.progress == -1 && on_terminal()));
+        rep.bar =
+            d.rank == 0 && rep.human &&
+            (o.progress == NNDL_PROGRESS_ON || (o.progress == NNDL_PROGRESS_AUTO && on_terminal()));
         if (st == NNDL_OK) st = run(&o, &d, &rep, argc, argv, &err);
         if (rep.json && rep.json != stdout) fclose(rep.json);
     }
     if (st == NNDL_ESTOP && d.rank == 0)
-        fprintf(stderr, "nndl-train: %s%s; checkpoint written to %s; continue with --resume %s (exit status 75)\n",
-                err.msg, stop_requested == SIGUSR1 ? " by SIGUSR1" : stop_requested == SIGTERM ? " by SIGTERM"
-                : stop_requested == SIGINT ? " by SIGINT" : "", o.out, o.out);
+        fprintf(stderr,
+                "nndl-train: %s%s; checkpoint written to %s; continue with --resume %s (exit "
+                "status 75)\n",
+                err.msg,
+                stop_requested == SIGUSR1   ? " by SIGUSR1"
+                : stop_requested == SIGTERM ? " by SIGTERM"
+                : stop_requested == SIGINT  ? " by SIGINT"
+                                            : "",
+                o.out, o.out);
     else if (st != NNDL_OK && (parsed ? !err.silent : d.rank == 0))
         fprintf(stderr, "nndl-train: error: %s\n", err.msg);
     MPI_Finalize();

@@ -23,7 +23,10 @@ static int row_of(const char *name)
 
 static void *at(nndl_options *o, const flag *f) { return (char *)o + f->off; }
 static const void *cat(const nndl_options *o, const flag *f) { return (const char *)o + f->off; }
-static int *count_of(nndl_options *o, const flag *f) { return (int *)(void *)((char *)o + f->count); }
+static int *count_of(nndl_options *o, const flag *f)
+{
+    return (int *)(void *)((char *)o + f->count);
+}
 
 /* Index of name among choices "a|b|c" (len: the name's length), or -1. */
 static int choice_index(const char *choices, const char *name, size_t len)
@@ -55,7 +58,10 @@ static const char *choices_text(const char *choices, char *buf, size_t cap)
     for (int i = 0; i < n; i++) {
         char name[64];
         size_t used = strlen(buf);
-        snprintf(buf + used, cap - used, "%s%s", i == 0 ? "" : i == n - 1 ? " or " : ", ",
+        snprintf(buf + used, cap - used, "%s%s",
+                 i == 0       ? ""
+                 : i == n - 1 ? " or "
+                              : ", ",
                  choice_name(choices, i, name, sizeof name));
     }
     return buf;
@@ -66,13 +72,15 @@ static const char *choices_text(const char *choices, char *buf, size_t cap)
 static nndl_status bad(const flag *f, const char *arg, nndl_err *err)
 {
     char what[256];
-    if (f->expect) snprintf(what, sizeof what, "%s", f->expect);
+    if (f->expect)
+        snprintf(what, sizeof what, "%s", f->expect);
     else if (f->kind == FLAG_INT || f->kind == FLAG_LONG)
         snprintf(what, sizeof what, "a whole number from %.0f to %.0f", f->lo, f->hi);
-    else choices_text(f->choices ? f->choices : "", what, sizeof what);
+    else
+        choices_text(f->choices ? f->choices : "", what, sizeof what);
     if (f->example)
-        return nndl_fail(err, NNDL_EARG, "--%s: expected %s, found '%s' (e.g. --%s %s)", f->name, what, arg, f->name,
-                         f->example);
+        return nndl_fail(err, NNDL_EARG, "--%s: expected %s, found '%s' (e.g. --%s %s)", f->name,
+                         what, arg, f->name, f->example);
     return nndl_fail(err, NNDL_EARG, "--%s: expected %s, found '%s'", f->name, what, arg);
 }
 
@@ -82,23 +90,30 @@ static nndl_status parse_number(nndl_options *o, const flag *f, const char *arg,
     errno = 0;
     if (f->kind == FLAG_SEED) {
         if (!*arg || strspn(arg, "0123456789") != strlen(arg) || strlen(arg) > 16 ||
-            strtoull(arg, NULL, 10) >= (1ull << 53)) /* exact in the JSON configuration (a double) */
-            return nndl_fail(err, NNDL_EARG, "--%s: expected a whole number from 0 to 2^53-1, found '%s' (e.g. --%s "
-                                             "%s)", f->name, arg, f->name, f->example);
+            /* exact in the JSON configuration (a double) */
+            strtoull(arg, NULL, 10) >= (1ull << 53))
+            return nndl_fail(
+                err, NNDL_EARG,
+                "--%s: expected a whole number from 0 to 2^53-1, found '%s' (e.g. --%s "
+                "%s)",
+                f->name, arg, f->name, f->example);
         *(uint64_t *)at(o, f) = strtoull(arg, NULL, 10);
         return NNDL_OK;
     }
     if (f->kind == FLAG_DOUBLE) {
         double v = strtod(arg, &end);
-        if (errno || end == arg || *end || !isfinite(v) || v < f->lo || (f->open_lo && v == f->lo) || v >= f->hi)
+        if (errno || end == arg || *end || !isfinite(v) || v < f->lo ||
+            (f->open_lo && v == f->lo) || v >= f->hi)
             return bad(f, arg, err);
         *(double *)at(o, f) = v;
         return NNDL_OK;
     }
     long v = strtol(arg, &end, 10);
     if (errno || end == arg || *end || v < f->lo || v > f->hi) return bad(f, arg, err);
-    if (f->kind == FLAG_LONG) *(long *)at(o, f) = v;
-    else *(int *)at(o, f) = (int)v;
+    if (f->kind == FLAG_LONG)
+        *(long *)at(o, f) = v;
+    else
+        *(int *)at(o, f) = (int)v;
     return NNDL_OK;
 }
 
@@ -118,16 +133,21 @@ static nndl_status parse_names(nndl_options *o, const flag *f, const char *arg, 
         if (f->kind == FLAG_SET && len == 4 && !strncmp(p, "none", 4)) i = -2; /* "none": no bit */
         if (i == -1 || (f->kind == FLAG_ACTS && n == NNDL_MAX_SIZES)) {
             if (f->kind == FLAG_SET) return bad(f, arg, err);
-            return nndl_fail(err, NNDL_EARG, "--%s: expected %s, found '%.*s' in '%s'", f->name, f->expect, (int)len, p,
-                             arg);
+            return nndl_fail(err, NNDL_EARG, "--%s: expected %s, found '%.*s' in '%s'", f->name,
+                             f->expect, (int)len, p, arg);
         }
-        if (f->kind == FLAG_SET) n |= i >= 0 ? 1 << i : 0;
-        else out[n++] = i;
+        if (f->kind == FLAG_SET)
+            n |= i >= 0 ? 1 << i : 0;
+        else
+            out[n++] = i;
         p += len + (p[len] == ',');
     }
-    if (f->kind == FLAG_SET) *out = n;
-    else if (n == 0) return nndl_fail(err, NNDL_EARG, "--%s: expected %s, found '%s'", f->name, f->expect, arg);
-    else *count_of(o, f) = n;
+    if (f->kind == FLAG_SET)
+        *out = n;
+    else if (n == 0)
+        return nndl_fail(err, NNDL_EARG, "--%s: expected %s, found '%s'", f->name, f->expect, arg);
+    else
+        *count_of(o, f) = n;
     return NNDL_OK;
 }
 
@@ -139,17 +159,20 @@ static nndl_status parse_ints(nndl_options *o, const flag *f, const char *arg, n
         char *end;
         errno = 0;
         long v = strtol(p, &end, 10);
-        if (end == p || errno || v < f->lo || v > f->hi || (*end && *end != ',')) return bad(f, arg, err);
+        if (end == p || errno || v < f->lo || v > f->hi || (*end && *end != ','))
+            return bad(f, arg, err);
         if (n == NNDL_MAX_SIZES)
-            return nndl_fail(err, NNDL_EARG, "--%s: at most %d values, found more in '%s'", f->name, NNDL_MAX_SIZES, arg);
+            return nndl_fail(err, NNDL_EARG, "--%s: at most %d values, found more in '%s'", f->name,
+                             NNDL_MAX_SIZES, arg);
         out[n++] = (int)v;
         p = *end ? end + 1 : end;
         if (*end && !*p)
-            return nndl_fail(err, NNDL_EARG, "--%s: '%s' ends with a comma (e.g. --%s %s)", f->name, arg, f->name,
-                             f->example);
+            return nndl_fail(err, NNDL_EARG, "--%s: '%s' ends with a comma (e.g. --%s %s)", f->name,
+                             arg, f->name, f->example);
     }
     if (n < f->min_n)
-        return nndl_fail(err, NNDL_EARG, "--%s: expected at least %d value%s, found '%s' (e.g. --%s %s)", f->name,
+        return nndl_fail(err, NNDL_EARG,
+                         "--%s: expected at least %d value%s, found '%s' (e.g. --%s %s)", f->name,
                          f->min_n, f->min_n > 1 ? "s" : "", arg, f->name, f->example);
     *count_of(o, f) = n;
     return NNDL_OK;
@@ -177,25 +200,32 @@ static nndl_status parse_value(nndl_options *o, const flag *f, const char *arg, 
 
 /* ---- defaults and the command line ---- */
 
-/* The table's default of f (text, parsed, but not held to the flag's range: train-samples 0 = all). */
+/* The table's default of f (text, parsed, but not held to the flag's range: train-samples 0 = all).
+ */
 static void set_default(nndl_options *o, const flag *f)
 {
     nndl_err err;
     const char *d = f->def;
-    if (f->kind == FLAG_SWITCH || f->kind == FLAG_INT) *(int *)at(o, f) = atoi(d);
-    else if (f->kind == FLAG_LONG) *(long *)at(o, f) = atol(d);
-    else if (d[0]) parse_value(o, f, d, &err);
-    else if (f->kind == FLAG_PATH) ((char *)at(o, f))[0] = 0;
-    else if (f->kind == FLAG_SET) *(int *)at(o, f) = 0;
-    else if (f->count) *count_of(o, f) = 0;
+    if (f->kind == FLAG_SWITCH || f->kind == FLAG_INT)
+        *(int *)at(o, f) = atoi(d);
+    else if (f->kind == FLAG_LONG)
+        *(long *)at(o, f) = atol(d);
+    else if (d[0])
+        parse_value(o, f, d, &err);
+    else if (f->kind == FLAG_PATH)
+        ((char *)at(o, f))[0] = 0;
+    else if (f->kind == FLAG_SET)
+        *(int *)at(o, f) = 0;
+    else if (f->count)
+        *count_of(o, f) = 0;
 }
 
 void nndl_options_init(nndl_options *o)
 {
     memset(o, 0, sizeof *o);
     for (int i = 0; i < NNDL_MAX_SIZES; i++) o->cfg.act[i] = NNDL_ACT_SIGMOID;
-    for (int i = 0; i < nndl_n_flags; i++)
-        if (nndl_flags[i].def) set_default(o, &nndl_flags[i]); /* no def: zero, or set by another row */
+    for (int i = 0; i < nndl_n_flags; i++) /* no def: zero, or set by another row */
+        if (nndl_flags[i].def) set_default(o, &nndl_flags[i]);
 }
 
 int nndl_options_given(const nndl_options *o, const char *name)
@@ -219,7 +249,8 @@ static const struct option *long_options(void)
     if (opts[0].name) return opts; /* made once: the table does not change */
     for (int k = 0; k < nndl_n_flags; k++) {
         const flag *f = &nndl_flags[k];
-        opts[k] = (struct option){f->name, f->kind == FLAG_SWITCH ? no_argument : required_argument, NULL, 256 + k};
+        opts[k] = (struct option){f->name, f->kind == FLAG_SWITCH ? no_argument : required_argument,
+                                  NULL, 256 + k};
     }
     return opts;
 }
@@ -227,7 +258,8 @@ static const struct option *long_options(void)
 static void default_data_dir(nndl_options *o)
 {
     const char *root = getenv("NNDL_DATA");
-    snprintf(o->data_dir, sizeof o->data_dir, "%s/%s", root && *root ? root : "data", nndl_datasets[o->dataset]);
+    snprintf(o->data_dir, sizeof o->data_dir, "%s/%s", root && *root ? root : "data",
+             nndl_datasets[o->dataset]);
 }
 
 /* --act: one entry for every hidden layer, one per hidden layer, or one per layer where the last
@@ -239,16 +271,23 @@ static nndl_status resolve_act(nndl_options *o, nndl_err *err)
     nndl_act out = c->cost == NNDL_COST_LOG_LIKELIHOOD ? NNDL_ACT_SOFTMAX : NNDL_ACT_SIGMOID;
     if (n == 0) return NNDL_OK;
     if (n == hidden + 1 && o->act_list[n - 1] != out)
-        return nndl_fail(err, NNDL_EARG, "--act: the output layer is %s with --cost %s, found %s; drop the last entry "
-                                         "or change --cost", nndl_act_name(out), nndl_cost_name(c->cost),
-                         nndl_act_name(o->act_list[n - 1]));
+        return nndl_fail(
+            err, NNDL_EARG,
+            "--act: the output layer is %s with --cost %s, found %s; drop the last entry "
+            "or change --cost",
+            nndl_act_name(out), nndl_cost_name(c->cost), nndl_act_name(o->act_list[n - 1]));
     if (n != 1 && n != hidden && n != hidden + 1)
-        return nndl_fail(err, NNDL_EARG, "--act: %d entries for %d hidden layers (--sizes); give one for all or one "
-                                         "per hidden layer", n, hidden);
+        return nndl_fail(
+            err, NNDL_EARG,
+            "--act: %d entries for %d hidden layers (--sizes); give one for all or one "
+            "per hidden layer",
+            n, hidden);
     for (int l = 0; l < hidden; l++) {
         c->act[l] = o->act_list[n == 1 ? 0 : l];
         if (c->act[l] == NNDL_ACT_SOFTMAX)
-            return nndl_fail(err, NNDL_EARG, "--act: softmax only as the output layer (with --cost log-likelihood)");
+            return nndl_fail(
+                err, NNDL_EARG,
+                "--act: softmax only as the output layer (with --cost log-likelihood)");
     }
     return NNDL_OK;
 }
@@ -259,15 +298,21 @@ static nndl_status finish_parse(nndl_options *o, nndl_err *err)
     nndl_status st = resolve_act(o, err);
     if (st != NNDL_OK) return st;
     if (o->cfg.cost == NNDL_COST_LOG_LIKELIHOOD && o->cfg.sizes[o->cfg.n_sizes - 1] < 2)
-        return nndl_fail(err, NNDL_EARG, "--cost log-likelihood needs a softmax over at least 2 outputs");
+        return nndl_fail(err, NNDL_EARG,
+                         "--cost log-likelihood needs a softmax over at least 2 outputs");
     if (o->resume[0] && o->out[0] && strcmp(o->resume, o->out) != 0)
-        return nndl_fail(err, NNDL_EARG, "--resume %s --out %s: a resumed run keeps writing to its own file; "
-                                         "drop --out", o->resume, o->out);
+        return nndl_fail(err, NNDL_EARG,
+                         "--resume %s --out %s: a resumed run keeps writing to its own file; "
+                         "drop --out",
+                         o->resume, o->out);
     if (o->resume[0] && o->force)
-        return nndl_fail(err, NNDL_EARG, "--resume with --force: --force would delete the run being resumed; drop one");
+        return nndl_fail(
+            err, NNDL_EARG,
+            "--resume with --force: --force would delete the run being resumed; drop one");
     if (o->resume[0] && nndl_options_given(o, "init-from"))
-        return nndl_fail(err, NNDL_EARG, "--resume with --init-from: a resumed run continues from its own "
-                                         "checkpoint; drop --init-from");
+        return nndl_fail(err, NNDL_EARG,
+                         "--resume with --init-from: a resumed run continues from its own "
+                         "checkpoint; drop --init-from");
     if (!o->data_dir[0]) default_data_dir(o);
     return NNDL_OK;
 }
@@ -280,18 +325,22 @@ nndl_status nndl_options_parse(nndl_options *o, int argc, char **argv, nndl_err 
     int opt;
     while ((opt = getopt_long(argc, argv, ":", long_options(), NULL)) != -1) {
         if (opt == '?')
-            return nndl_fail(err, NNDL_EARG, "unknown flag '%s'; see nndl-train --help for the flags",
+            return nndl_fail(err, NNDL_EARG,
+                             "unknown flag '%s'; see nndl-train --help for the flags",
                              argv[optind - 1]);
         if (opt == ':')
-            return nndl_fail(err, NNDL_EARG, "%s needs a value; see nndl-train --help", argv[optind - 1]);
+            return nndl_fail(err, NNDL_EARG, "%s needs a value; see nndl-train --help",
+                             argv[optind - 1]);
         const flag *f = &nndl_flags[opt - 256];
         nndl_status st = parse_value(o, f, optarg ? optarg : "", err);
         if (st != NNDL_OK) return st;
         o->given[opt - 256] = 1;
     }
     if (optind < argc)
-        return nndl_fail(err, NNDL_EARG, "unexpected argument '%s': nndl-train takes only flags; see nndl-train "
-                                         "--help", argv[optind]);
+        return nndl_fail(err, NNDL_EARG,
+                         "unexpected argument '%s': nndl-train takes only flags; see nndl-train "
+                         "--help",
+                         argv[optind]);
     return finish_parse(o, err);
 }
 
@@ -300,21 +349,31 @@ nndl_status nndl_options_check(const nndl_options *o, nndl_err *err)
     int L = o->cfg.n_sizes - 1;
     for (int i = 0; i < o->n_probe_layers; i++)
         if (o->probe_layers[i] > L)
-            return nndl_fail(err, NNDL_EARG, "--probe-layers: layer %d does not exist: --sizes has %d weight layers "
-                                             "(1 to %d; %d is the output)", o->probe_layers[i], L, L, L);
+            return nndl_fail(
+                err, NNDL_EARG,
+                "--probe-layers: layer %d does not exist: --sizes has %d weight layers "
+                "(1 to %d; %d is the output)",
+                o->probe_layers[i], L, L, L);
     if (o->cfg.chunk > 0 && !o->cfg.reproducible)
-        return nndl_fail(err, NNDL_EARG, "--chunk %d: chunks are the --reproducible mode's; add --reproducible or "
-                                         "drop --chunk", o->cfg.chunk);
+        return nndl_fail(err, NNDL_EARG,
+                         "--chunk %d: chunks are the --reproducible mode's; add --reproducible or "
+                         "drop --chunk",
+                         o->cfg.chunk);
     if (o->cfg.chunk > o->cfg.batch)
-        return nndl_fail(err, NNDL_EARG, "--chunk %d is larger than --batch %d; use --chunk %d or less", o->cfg.chunk,
-                         o->cfg.batch, o->cfg.batch);
+        return nndl_fail(err, NNDL_EARG,
+                         "--chunk %d is larger than --batch %d; use --chunk %d or less",
+                         o->cfg.chunk, o->cfg.batch, o->cfg.batch);
     if (o->cfg.reproducible && o->threads > 1)
-        return nndl_fail(err, NNDL_EARG, "--threads %d with --reproducible: the reproducible mode uses 1 BLAS thread "
-                                         "per rank (threaded GEMMs may sum in another order); drop --threads",
-                         o->threads);
+        return nndl_fail(
+            err, NNDL_EARG,
+            "--threads %d with --reproducible: the reproducible mode uses 1 BLAS thread "
+            "per rank (threaded GEMMs may sum in another order); drop --threads",
+            o->threads);
     if (o->probe > o->val_samples)
-        return nndl_fail(err, NNDL_EARG, "--probe %d: only %d validation images to probe (--val-samples); use "
-                                         "--probe %d or less", o->probe, o->val_samples, o->val_samples);
+        return nndl_fail(err, NNDL_EARG,
+                         "--probe %d: only %d validation images to probe (--val-samples); use "
+                         "--probe %d or less",
+                         o->probe, o->val_samples, o->val_samples);
     return NNDL_OK;
 }
 
@@ -324,7 +383,8 @@ static cJSON *names_json(const flag *f, const int *idx, int n)
 {
     cJSON *a = cJSON_CreateArray();
     char name[64];
-    for (int i = 0; i < n; i++) cJSON_AddItemToArray(a, cJSON_CreateString(choice_name(f->choices, idx[i], name, 64)));
+    for (int i = 0; i < n; i++)
+        cJSON_AddItemToArray(a, cJSON_CreateString(choice_name(f->choices, idx[i], name, 64)));
     return a;
 }
 
@@ -339,13 +399,16 @@ static cJSON *value_json(const nndl_options *o, const flag *f)
     case FLAG_DOUBLE: return cJSON_CreateNumber(*(const double *)v);
     case FLAG_SEED: return cJSON_CreateNumber((double)*(const uint64_t *)v); /* < 2^53: exact */
     case FLAG_SWITCH: return cJSON_CreateBool(*(const int *)v == f->value);
-    case FLAG_CHOICE: return cJSON_CreateString(choice_name(f->choices, *(const int *)v, name, sizeof name));
+    case FLAG_CHOICE:
+        return cJSON_CreateString(choice_name(f->choices, *(const int *)v, name, sizeof name));
     case FLAG_SET:
         for (int i = 0; i < 8; i++)
             if (*(const int *)v & 1 << i) bits[n++] = i;
         return names_json(f, bits, n);
-    case FLAG_PATH: return cJSON_CreateString(f->absolute && realpath(v, abs) ? abs : (const char *)v);
-    case FLAG_INTS: return cJSON_CreateIntArray(v, *(const int *)(const void *)((const char *)o + f->count));
+    case FLAG_PATH:
+        return cJSON_CreateString(f->absolute && realpath(v, abs) ? abs : (const char *)v);
+    case FLAG_INTS:
+        return cJSON_CreateIntArray(v, *(const int *)(const void *)((const char *)o + f->count));
     case FLAG_ACTS: /* as resolved: one per hidden layer */
         return names_json(f, (const int *)o->cfg.act, o->cfg.n_sizes - 2);
     }
@@ -356,22 +419,28 @@ cJSON *nndl_options_to_json(const nndl_options *o)
 {
     cJSON *j = cJSON_CreateObject();
     for (int i = 0; i < nndl_n_flags; i++)
-        if (nndl_flags[i].resume != RESUME_LAUNCH) cJSON_AddItemToObject(j, nndl_flags[i].name, value_json(o, &nndl_flags[i]));
+        if (nndl_flags[i].resume != RESUME_LAUNCH)
+            cJSON_AddItemToObject(j, nndl_flags[i].name, value_json(o, &nndl_flags[i]));
     return j;
 }
 
-/* A stored value as the text a user would have typed ("a,b" for arrays); 0 if it is of the wrong kind. */
+/* A stored value as the text a user would have typed ("a,b" for arrays); 0 if it is of the wrong
+ * kind. */
 static int stored_text(const flag *f, const cJSON *v, char *buf, size_t cap)
 {
     buf[0] = 0;
     if (cJSON_IsString(v)) return snprintf(buf, cap, "%s", v->valuestring) < (int)cap;
-    if (cJSON_IsNumber(v)) return snprintf(buf, cap, f->kind == FLAG_DOUBLE ? "%.17g" : "%.0f", v->valuedouble) > 0;
+    if (cJSON_IsNumber(v))
+        return snprintf(buf, cap, f->kind == FLAG_DOUBLE ? "%.17g" : "%.0f", v->valuedouble) > 0;
     for (int i = 0; cJSON_IsArray(v) && i < cJSON_GetArraySize(v); i++) {
         const cJSON *it = cJSON_GetArrayItem(v, i);
         size_t used = strlen(buf);
-        if (cJSON_IsString(it)) snprintf(buf + used, cap - used, "%s%s", i ? "," : "", it->valuestring);
-        else if (cJSON_IsNumber(it)) snprintf(buf + used, cap - used, "%s%.0f", i ? "," : "", it->valuedouble);
-        else return 0;
+        if (cJSON_IsString(it))
+            snprintf(buf + used, cap - used, "%s%s", i ? "," : "", it->valuestring);
+        else if (cJSON_IsNumber(it))
+            snprintf(buf + used, cap - used, "%s%.0f", i ? "," : "", it->valuedouble);
+        else
+            return 0;
     }
     return cJSON_IsArray(v);
 }
@@ -399,23 +468,30 @@ static nndl_status apply_stored(nndl_options *o, const flag *f, const cJSON *v)
     return parse_value(o, f, text, &e) == NNDL_OK ? NNDL_OK : NNDL_EFORMAT;
 }
 
-nndl_status nndl_options_merge_stored(nndl_options *o, const char *stored_json, const char *run, nndl_err *err)
+nndl_status nndl_options_merge_stored(nndl_options *o, const char *stored_json, const char *run,
+                                      nndl_err *err)
 {
     cJSON *stored = cJSON_Parse(stored_json), *mine = nndl_options_to_json(o);
-    nndl_status st = stored ? NNDL_OK : nndl_fail(err, NNDL_EFORMAT, "%s: the stored configuration is not JSON", run);
+    nndl_status st =
+        stored ? NNDL_OK
+               : nndl_fail(err, NNDL_EFORMAT, "%s: the stored configuration is not JSON", run);
     for (int i = 0; st == NNDL_OK && i < nndl_n_flags; i++) {
         const flag *f = &nndl_flags[i];
-        const cJSON *sv = cJSON_GetObjectItem(stored, f->name), *mv = cJSON_GetObjectItem(mine, f->name);
-        if (!sv || f->resume == RESUME_LAUNCH) continue; /* a key this run's nndl did not know: the default */
+        const cJSON *sv = cJSON_GetObjectItem(stored, f->name),
+                    *mv = cJSON_GetObjectItem(mine, f->name);
+        /* a key this run's nndl did not know: the default */
+        if (!sv || f->resume == RESUME_LAUNCH) continue;
         if (o->given[i] && f->resume == RESUME_STRICT && !cJSON_Compare(sv, mv, 1)) {
             char *a = cJSON_PrintUnformatted(mv), *b = cJSON_PrintUnformatted(sv);
-            st = nndl_fail(err, NNDL_EARG, "--%s %s contradicts the run's stored %s = %s (%s); drop the flag to "
-                                           "continue the run, or start a new run with --out", f->name, a, f->name, b,
-                           run);
+            st = nndl_fail(err, NNDL_EARG,
+                           "--%s %s contradicts the run's stored %s = %s (%s); drop the flag to "
+                           "continue the run, or start a new run with --out",
+                           f->name, a, f->name, b, run);
             free(a);
             free(b);
         } else if (!o->given[i] && apply_stored(o, f, sv) != NNDL_OK) {
-            st = nndl_fail(err, NNDL_EFORMAT, "%s: stored configuration key '%s' has an unexpected value", run,
+            st = nndl_fail(err, NNDL_EFORMAT,
+                           "%s: stored configuration key '%s' has an unexpected value", run,
                            f->name);
         }
     }
@@ -423,82 +499,9 @@ nndl_status nndl_options_merge_stored(nndl_options *o, const char *stored_json, 
     cJSON_Delete(mine);
     nndl_err e;
     if (st == NNDL_OK && resolve_act(o, &e) != NNDL_OK)
-        st = nndl_fail(err, NNDL_EFORMAT, "%s: the stored activations do not fit the stored sizes", run);
+        st = nndl_fail(err, NNDL_EFORMAT, "%s: the stored activations do not fit the stored sizes",
+                       run);
     return st;
-}
-
-/* ---- --help and docs/flags.md ---- */
-
-/* The default as shown, into buf ("" if none is worth showing). */
-static const char *default_text(const flag *f, char *buf, size_t cap)
-{
-    snprintf(buf, cap, "%s", f->shown ? f->shown : f->kind != FLAG_SWITCH && f->def ? f->def : "");
-    return buf;
-}
-
-void nndl_options_usage(FILE *out)
-{
-    fputs("usage: mpirun -np P nndl-train [FLAGS]\n"
-          "Train a fully connected network on MNIST with mini-batch SGD, data-parallel over the MPI ranks.\n"
-          "With no flags: the book's chapter-1 network (784-30-10, quadratic cost, eta 3.0, batch 10).\n", out);
-    const char *section = "";
-    for (int i = 0; i < nndl_n_flags; i++) {
-        const flag *f = &nndl_flags[i];
-        char left[64], def[128];
-        if (strcmp(section, f->section)) {
-            section = f->section;
-            fprintf(out, "\n%s\n", section);
-        }
-        snprintf(left, sizeof left, "--%s%s%s", f->name, f->meta ? " " : "", f->meta ? f->meta : "");
-        fprintf(out, "  %-24s ", left);
-        for (const char *p = f->help; *p;) {
-            size_t n = strcspn(p, "\n");
-            fprintf(out, "%.*s%s", (int)n, p, p[n] ? "\n                           " : "");
-            p += n + (p[n] == '\n');
-        }
-        if (default_text(f, def, sizeof def)[0]) fprintf(out, "  [%s]", def);
-        fputc('\n', out);
-    }
-    fputs("\nExample (the book's chapter-3 network on 2 ranks, JSON log):\n"
-          "  mpirun -np 2 nndl-train --sizes 784,100,10 --cost cross-entropy --init nielsen \\\n"
-          "      --eta 0.5 --epochs 30 --log runs/ch3.jsonl\n"
-          "Signals: SIGUSR1, SIGTERM or SIGINT make every rank stop at the next step, write a\n"
-          "checkpoint and exit with status 75 (resume with --resume); a second signal aborts.\n"
-          "Exit status: 0 done, 2 bad flags or input files, 75 stopped (resumable), 1 other failures.\n", out);
-}
-
-/* text with newlines as spaces and Markdown's table and emphasis characters escaped */
-static void md_text(FILE *out, const char *s)
-{
-    for (; *s; s++) {
-        if (*s == '|' || *s == '*' || *s == '_' || *s == '<') fputc('\\', out);
-        fputc(*s == '\n' ? ' ' : *s, out);
-    }
-}
-
-void nndl_options_markdown(FILE *out)
-{
-    static const char *resume[] = {"must agree", "may change", "this launch only"};
-    fputs("# nndl-train flags\n\n"
-          "Made by `nndl-train --help-markdown` from the flag table in `src/cli/flags.c`, which also makes\n"
-          "`--help`, the parser, the configuration stored in the run file and the `--resume` merge; the test\n"
-          "`flags_doc` fails when this file differs from what the table makes. The last column says what\n"
-          "`--resume` does with a flag: *must agree* (stored: giving another value is an error), *may change*\n"
-          "(stored, a new value applies), *this launch only* (not stored).\n", out);
-    const char *section = "";
-    for (int i = 0; i < nndl_n_flags; i++) {
-        const flag *f = &nndl_flags[i];
-        char def[128];
-        if (strcmp(section, f->section)) {
-            section = f->section;
-            fprintf(out, "\n## %s\n\n| flag | meaning | default | `--resume` |\n|---|---|---|---|\n", section);
-        }
-        fprintf(out, "| `--%s%s%s` | ", f->name, f->meta ? " " : "", f->meta ? f->meta : "");
-        md_text(out, f->help);
-        fputs(" | ", out);
-        if (default_text(f, def, sizeof def)[0]) fprintf(out, "`%s`", def);
-        fprintf(out, " | %s |\n", resume[f->resume]);
-    }
 }
 
 void nndl_options_sizes_str(const nndl_config *c, char *buf, size_t cap, char sep)

@@ -10,13 +10,14 @@
 typedef struct {
     nndl_images train_file, test_file;
     nndl_split train, val, test;
-    char paths[4][4200]; /* train images, train labels, test images, test labels */
+    char paths[4][4200];   /* train images, train labels, test images, test labels */
     nndl_node_share share; /* one copy of the pixels per node */
 } nndl_dataset;
 
 /* Load the dataset o names (one copy per node: node rank 0 reads, the others share it; collective),
  * split it as o says, check --sizes against it. */
-nndl_status nndl_dataset_load(nndl_dataset *ds, const nndl_options *o, const nndl_dist *d, nndl_err *err);
+nndl_status nndl_dataset_load(nndl_dataset *ds, const nndl_options *o, const nndl_dist *d,
+                              nndl_err *err);
 void nndl_dataset_free(nndl_dataset *ds);
 
 typedef struct {
@@ -24,23 +25,23 @@ typedef struct {
     const nndl_dist *d;
     nndl_dataset ds;
     nndl_net *net;
-    nndl_step_plan plan;     /* the step the trainer runs, resolved once (nndl_trainer_plan) */
+    nndl_step_plan plan; /* the step the trainer runs, resolved once (nndl_trainer_plan) */
     nndl_trainer *tr;
-    nndl_run run;            /* rank 0's record; the others keep only progress */
+    nndl_run run; /* rank 0's record; the others keep only progress */
     nndl_run_paths paths;
     float *act[NNDL_MAX_SIZES]; /* this rank's probe activations, per probe layer */
     int probe_first, probe_rows;
-    int resumed;             /* continued from a checkpoint */
+    int resumed;                     /* continued from a checkpoint */
     double last_row[NNDL_N_METRICS]; /* the last epoch's metrics (for the log) */
     int last_ckpt_epoch;
     long last_ckpt_step;
 } nndl_session;
 
 /* Everything before the first epoch: options merged with a resumed run's, data, network, the step
- * plan, parameters (initialised, --init-from or the checkpoint's), the trainer (with hooks), run file
- * started. Collective. */
-nndl_status nndl_session_start(nndl_session *s, nndl_options *o, const nndl_dist *d, int argc, char **argv,
-                               const nndl_train_hooks *hooks, nndl_err *err);
+ * plan, parameters (initialised, --init-from or the checkpoint's), the trainer (with hooks), run
+ * file started. Collective. */
+nndl_status nndl_session_start(nndl_session *s, nndl_options *o, const nndl_dist *d, int argc,
+                               char **argv, const nndl_train_hooks *hooks, nndl_err *err);
 
 /* 1 while epochs remain: fewer than --epochs done and the schedule has not stopped training. */
 int nndl_session_more(const nndl_session *s);

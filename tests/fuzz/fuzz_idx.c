@@ -1,6 +1,7 @@
 /* libFuzzer harness: the IDX reader (raw and gzip) on an image file and a label file.
- * Input: [4 bytes: where the image file ends, little-endian, taken modulo the size][images][labels].
- * A success must describe data that is really there: counts agree, labels < 10, every pixel readable. */
+ * Input: [4 bytes: where the image file ends, little-endian, taken modulo the
+ * size][images][labels]. A success must describe data that is really there: counts agree, labels <
+ * 10, every pixel readable. */
 #include "fuzz_util.h"
 #include "nndl/data.h"
 

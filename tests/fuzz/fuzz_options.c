@@ -1,6 +1,7 @@
 /* libFuzzer harness: nndl-train's command line and, on resume, the stored configuration JSON it is
  * merged with. Input: lines; each line up to a line "%%" is one argv entry, the rest is the stored
- * JSON (as a run file's manifest holds it). Parsing must never crash, and a failure must say why. */
+ * JSON (as a run file's manifest holds it). Parsing must never crash, and a failure must say why.
+ */
 #include "fuzz_util.h"
 #include "options.h"
 
@@ -28,7 +29,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (st == NNDL_OK && json) st = nndl_options_merge_stored(&o, json, "fuzz.h5", &err);
     if (st == NNDL_OK) st = nndl_options_check(&o, &err);
     if (st == NNDL_OK) {
-        cJSON *j = nndl_options_to_json(&o); /* and what it stores parses back to the same settings */
+        /* and what it stores parses back to the same settings */
+        cJSON *j = nndl_options_to_json(&o);
         char *s = cJSON_PrintUnformatted(j);
         nndl_options o2;
         char *argv2[] = {"nndl-train", NULL};

@@ -24,14 +24,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         nndl_run r;
         nndl_train_state z = {0};
         memset(&r, 0, sizeof r);
-        nndl_status st = k ? nndl_runfile_load_checkpoint(path, &r, net, &z, &err) : nndl_runfile_load_model(path, net, &err);
+        nndl_status st = k ? nndl_runfile_load_checkpoint(path, &r, net, &z, &err)
+                           : nndl_runfile_load_model(path, net, &err);
         if (st != NNDL_OK && !err.msg[0]) abort();
         ok += st == NNDL_OK;
-        contained += strstr(err.msg, "crashed the reader") || strstr(err.msg, "did not finish within");
+        contained +=
+            strstr(err.msg, "crashed the reader") || strstr(err.msg, "did not finish within");
         nndl_run_free(&r);
     }
     if (++inputs % 500 == 0) /* what HDF5 did, contained by the isolated readers */
-        fprintf(stderr, "fuzz_runfile: %ld inputs: %ld loads succeeded, %ld HDF5 crashes or hangs contained\n", inputs,
-                ok, contained);
+        fprintf(
+            stderr,
+            "fuzz_runfile: %ld inputs: %ld loads succeeded, %ld HDF5 crashes or hangs contained\n",
+            inputs, ok, contained);
     return 0;
 }

@@ -1,9 +1,9 @@
 /* nndl-bench-micro: the machine's limits for tools/bench/run.
- *   nndl-bench-micro sgemm N REPS            single-thread cblas_sgemm GFLOP/s on N x N (median of REPS)
- *   nndl-bench-micro gemms SIZES BATCH REPS  the GEMMs alone of one training step (forward + backward) on
- *                                            a batch: microseconds per step and samples/s (median)
- *   mpirun -np P nndl-bench-micro allreduce N REPS   MPI_Allreduce(SUM) of N floats: median microseconds
- *   mpirun -np P nndl-bench-micro steps SIZES BATCH ROUNDS   training steps, blocking vs overlapped reduction
+ *   nndl-bench-micro sgemm N REPS            single-thread cblas_sgemm GFLOP/s on N x N (median of
+ * REPS) nndl-bench-micro gemms SIZES BATCH REPS  the GEMMs alone of one training step (forward +
+ * backward) on a batch: microseconds per step and samples/s (median) mpirun -np P nndl-bench-micro
+ * allreduce N REPS   MPI_Allreduce(SUM) of N floats: median microseconds mpirun -np P
+ * nndl-bench-micro steps SIZES BATCH ROUNDS   training steps, blocking vs overlapped reduction
  * Prints one JSON object. */
 #include <cblas.h>
 #include <mpi.h>
@@ -44,14 +44,16 @@ static int sgemm_peak(int n, int reps)
 {
     float *a = rnd((size_t)n * n), *b = rnd((size_t)n * n), *c = rnd((size_t)n * n);
     double *t = malloc(sizeof(double) * reps);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1, a, n, b, n, 0, c, n); /* warm up */
+    /* warm up */
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1, a, n, b, n, 0, c, n);
     for (int r = 0; r < reps; r++) {
         double t0 = now();
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1, a, n, b, n, 0, c, n);
         t[r] = now() - t0;
     }
     double s = median(t, reps);
-    printf("{\"sgemm_n\": %d, \"sgemm_seconds\": %.6g, \"sgemm_gflops\": %.2f}\n", n, s, 2.0 * n * n * n / s / 1e9);
+    printf("{\"sgemm_n\": %d, \"sgemm_seconds\": %.6g, \"sgemm_gflops\": %.2f}\n", n, s,
+           2.0 * n * n * n / s / 1e9);
     return 0;
 }
 
@@ -80,20 +82,23 @@ static int gemms(const char *sizes_s, int batch, int reps)
     for (int r = -10; r < reps; r++) {
         double t0 = now();
         for (int l = 0; l + 1 < n; l++)
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, batch, sizes[l + 1], sizes[l], 1, a[l], sizes[l], w[l],
-                        sizes[l], 1, a[l + 1], sizes[l + 1]);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, batch, sizes[l + 1], sizes[l], 1,
+                        a[l], sizes[l], w[l], sizes[l], 1, a[l + 1], sizes[l + 1]);
         for (int l = n - 2; l >= 0; l--) {
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, sizes[l + 1], sizes[l], batch, 1, d[l + 1], sizes[l + 1],
-                        a[l], sizes[l], 0, dw[l], sizes[l]);
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, sizes[l + 1], sizes[l], batch, 1,
+                        d[l + 1], sizes[l + 1], a[l], sizes[l], 0, dw[l], sizes[l]);
             if (l > 0)
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, batch, sizes[l], sizes[l + 1], 1, d[l + 1],
-                            sizes[l + 1], w[l], sizes[l], 0, d[l], sizes[l]);
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, batch, sizes[l],
+                            sizes[l + 1], 1, d[l + 1], sizes[l + 1], w[l], sizes[l], 0, d[l],
+                            sizes[l]);
         }
         if (r >= 0) t[r] = now() - t0;
     }
     double s = median(t, reps);
-    printf("{\"sizes\": \"%s\", \"batch\": %d, \"gemm_us_per_step\": %.4g, \"gemm_samples_per_s\": %.0f, "
-           "\"flops_per_step\": %.6g, \"gemm_gflops\": %.2f}\n", sizes_s, batch, 1e6 * s, batch / s, flops, flops / s / 1e9);
+    printf("{\"sizes\": \"%s\", \"batch\": %d, \"gemm_us_per_step\": %.4g, \"gemm_samples_per_s\": "
+           "%.0f, "
+           "\"flops_per_step\": %.6g, \"gemm_gflops\": %.2f}\n",
+           sizes_s, batch, 1e6 * s, batch / s, flops, flops / s / 1e9);
     return 0;
 }
 
@@ -113,41 +118,59 @@ static int allreduce(int argc, char **argv, long n, int reps)
         for (long i = 0; i < n; i++) buf[i] *= 0.5f; /* keep the values finite */
     }
     double s = median(t, reps);
-    if (rank == 0) printf("{\"allreduce_floats\": %ld, \"ranks\": %d, \"allreduce_us\": %.4g}\n", n, size, 1e6 * s);
+    if (rank == 0)
+        printf("{\"allreduce_floats\": %ld, \"ranks\": %d, \"allreduce_us\": %.4g}\n", n, size,
+               1e6 * s);
     MPI_Finalize();
     return 0;
 }
 
-/* Training steps of SIZES at BATCH on the ranks of mpirun, the gradient reduction alternating between
- * one blocking MPI_Allreduce and buckets overlapping backprop (--overlap), round by round in one
- * process (the fairest comparison on a noisy machine): median seconds per step of each. */
+static int fail(const char *msg)
+{
+    fprintf(stderr, "nndl-bench-micro: %s\n", msg);
+    return 1;
+}
+
+/* Synthetic images for a net of c's sizes: n training and batch validation samples (pixels from a
+ * multiplicative hash: the timing does not depend on their values). */
+static void synthetic(const nndl_config *c, int n, int batch, nndl_images *im, nndl_split *tr,
+                      nndl_split *va)
+{
+    nndl_err err;
+    int px = c->sizes[0], total = n + batch;
+    *im = (nndl_images){
+        total, 1, px, c->sizes[c->n_sizes - 1], malloc((size_t)total * px), malloc((size_t)total),
+        0};
+    for (size_t i = 0; i < (size_t)total * px; i++)
+        im->pixels[i] = (uint8_t)((i * 2654435761u) >> 24);
+    for (int i = 0; i < total; i++) im->labels[i] = (uint8_t)(i % im->n_classes);
+    nndl_split_range(tr, im, 0, n, &err);
+    nndl_split_range(va, im, n, batch, &err);
+}
+
+/* Training steps of SIZES at BATCH on the ranks of mpirun, the gradient reduction alternating
+ * between one blocking MPI_Allreduce and buckets overlapping backprop (--overlap), round by round
+ * in one process (the fairest comparison on a noisy machine): median seconds per step of each. */
 static int steps(int argc, char **argv, const char *sizes_s, int batch, int rounds)
 {
     MPI_Init(&argc, &argv);
     nndl_dist d;
     nndl_err err;
     nndl_dist_init(&d, MPI_COMM_WORLD, &err);
-    nndl_config c;
-    memset(&c, 0, sizeof c);
-    for (const char *p = sizes_s; *p && c.n_sizes < NNDL_MAX_SIZES;) {
+    nndl_config c = {.cost = NNDL_COST_LOG_LIKELIHOOD,
+                     .eta = 0.001,
+                     .batch = batch,
+                     .seed = 1,
+                     .shuffle = 1,
+                     .reduce = NNDL_REDUCE_MPI};
+    for (const char *p = sizes_s; *p && c.n_sizes < NNDL_MAX_SIZES;
+         p += strcspn(p, ",") + (p[strcspn(p, ",")] != 0))
         c.sizes[c.n_sizes++] = atoi(p);
-        while (*p && *p != ',') p++;
-        if (*p) p++;
-    }
     for (int i = 0; i < NNDL_MAX_SIZES; i++) c.act[i] = NNDL_ACT_RELU;
-    c.cost = NNDL_COST_LOG_LIKELIHOOD;
-    c.eta = 0.001;
-    c.batch = batch;
-    c.seed = 1;
-    c.shuffle = 1;
-    int per_round = 20, n = batch * per_round, px = c.sizes[0];
-    nndl_images im = {n + batch, 1, px, c.sizes[c.n_sizes - 1], malloc((size_t)(n + batch) * px),
-                      malloc((size_t)(n + batch)), 0};
-    for (size_t i = 0; i < (size_t)(n + batch) * px; i++) im.pixels[i] = (uint8_t)((i * 2654435761u) >> 24);
-    for (int i = 0; i < n + batch; i++) im.labels[i] = (uint8_t)(i % im.n_classes);
+    int per_round = 20;
+    nndl_images im;
     nndl_split tr, va;
-    nndl_split_range(&tr, &im, 0, n, &err);
-    nndl_split_range(&va, &im, n, batch, &err);
+    synthetic(&c, batch * per_round, batch, &im, &tr, &va);
     nndl_net *net;
     nndl_net_create(&net, c.sizes, c.n_sizes, c.act, c.cost, &err);
     nndl_net_init(net, NNDL_INIT_NIELSEN, 1);
@@ -156,29 +179,24 @@ static int steps(int argc, char **argv, const char *sizes_s, int batch, int roun
     nndl_step_plan plan[2];
     for (int mode = 0; mode < 2; mode++) {
         c.overlap = mode ? NNDL_OVERLAP_ON : NNDL_OVERLAP_OFF;
-        c.reduce = NNDL_REDUCE_MPI;
         nndl_trainer_setup s = {net, &c, &plan[mode], &tr, &va, &d, NULL, {0}};
         if (nndl_trainer_plan(&c, net, tr.n, &d, &plan[mode], &err) != NNDL_OK ||
-            nndl_trainer_create(&t[mode], &s, &err) != NNDL_OK) {
-            fprintf(stderr, "%s\n", err.msg);
-            return 1;
-        }
+            nndl_trainer_create(&t[mode], &s, &err) != NNDL_OK)
+            return fail(err.msg);
     }
     double *ts[2] = {malloc(sizeof(double) * rounds), malloc(sizeof(double) * rounds)};
     for (int r = -2; r < rounds; r++)
         for (int mode = 0; mode < 2; mode++) {
             nndl_epoch_metrics m;
-            if (nndl_trainer_epoch(t[mode], &m, &err) != NNDL_OK) {
-                fprintf(stderr, "%s\n", err.msg);
-                return 1;
-            }
+            if (nndl_trainer_epoch(t[mode], &m, &err) != NNDL_OK) return fail(err.msg);
             if (r >= 0) ts[mode][r] = m.seconds / per_round;
         }
     double b = median(ts[0], rounds), o = median(ts[1], rounds);
     if (d.rank == 0)
-        printf("{\"sizes\": \"%s\", \"batch\": %d, \"ranks\": %d, \"overlap\": %d, \"blocking_us_per_step\": %.4g, "
-               "\"overlap_us_per_step\": %.4g, \"overlap_speedup\": %.3f}\n", sizes_s, batch, d.size, plan[1].overlap,
-               1e6 * b, 1e6 * o, b / o);
+        printf("{\"sizes\": \"%s\", \"batch\": %d, \"ranks\": %d, \"overlap\": %d, "
+               "\"blocking_us_per_step\": %.4g, \"overlap_us_per_step\": %.4g, "
+               "\"overlap_speedup\": %.3f}\n",
+               sizes_s, batch, d.size, plan[1].overlap, 1e6 * b, 1e6 * o, b / o);
     nndl_trainer_free(t[0]);
     nndl_trainer_free(t[1]);
     MPI_Finalize();
@@ -190,9 +208,12 @@ int main(int argc, char **argv)
     openblas_set_num_threads(1);
     if (argc == 4 && !strcmp(argv[1], "sgemm")) return sgemm_peak(atoi(argv[2]), atoi(argv[3]));
     if (argc == 5 && !strcmp(argv[1], "gemms")) return gemms(argv[2], atoi(argv[3]), atoi(argv[4]));
-    if (argc == 4 && !strcmp(argv[1], "allreduce")) return allreduce(argc, argv, atol(argv[2]), atoi(argv[3]));
-    if (argc == 5 && !strcmp(argv[1], "steps")) return steps(argc, argv, argv[2], atoi(argv[3]), atoi(argv[4]));
-    fprintf(stderr, "usage: nndl-bench-micro sgemm N REPS | gemms SIZES BATCH REPS | allreduce N REPS | "
+    if (argc == 4 && !strcmp(argv[1], "allreduce"))
+        return allreduce(argc, argv, atol(argv[2]), atoi(argv[3]));
+    if (argc == 5 && !strcmp(argv[1], "steps"))
+        return steps(argc, argv, argv[2], atoi(argv[3]), atoi(argv[4]));
+    fprintf(stderr,
+            "usage: nndl-bench-micro sgemm N REPS | gemms SIZES BATCH REPS | allreduce N REPS | "
             "steps SIZES BATCH ROUNDS\n");
     return 2;
 }
