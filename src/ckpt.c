@@ -23,17 +23,12 @@ void nndl_run_paths_of(nndl_run_paths *p, const char *main)
 
 void nndl_run_free(nndl_run *r)
 {
-    free(r->config_json);
-    free(r->command_line);
-    free(r->host);
-    free(r->start_time);
-    free(r->dataset);
-    free(r->dataset_sha256_json);
+    char *strs[] = {r->config_json, r->command_line, r->host,
+                    r->start_time,  r->dataset,      r->dataset_sha256_json};
+    for (size_t i = 0; i < sizeof strs / sizeof *strs; i++) free(strs[i]);
     for (int i = 0; i < NNDL_N_METRICS; i++) free(r->metrics[i]);
-    free(r->snap_epoch);
-    free(r->probe_index);
-    free(r->probe_label);
-    free(r->best_params);
+    void *arrays[] = {r->snap_epoch, r->probe_index, r->probe_label, r->best_params};
+    for (size_t i = 0; i < sizeof arrays / sizeof *arrays; i++) free(arrays[i]);
     memset(r, 0, sizeof *r);
 }
 
@@ -324,15 +319,22 @@ static herr_t write_identity(hid_t f, const nndl_run *r)
     return rc;
 }
 
+herr_t write_probes(hid_t g, const nndl_run *r, const char *const names[4])
+{
+    hsize_t ns = (hsize_t)r->n_snaps, np = (hsize_t)r->n_probe, nl = (hsize_t)r->n_probe_layers;
+    herr_t rc = g < 0 ? -1 : h5u_write(g, names[0], H5T_NATIVE_INT, 1, &ns, r->snap_epoch, 0);
+    if (rc >= 0) rc = h5u_write(g, names[1], H5T_NATIVE_INT, 1, &np, r->probe_index, 0);
+    if (rc >= 0) rc = h5u_write(g, names[2], H5T_NATIVE_UINT8, 1, &np, r->probe_label, 0);
+    if (rc >= 0) rc = h5u_write(g, names[3], H5T_NATIVE_INT, 1, &nl, r->probe_layers, 0);
+    return rc;
+}
+
 /* /snapshots: the snapshot epochs and the probes */
 static herr_t write_snapshots(hid_t f, const nndl_run *r)
 {
+    static const char *const names[4] = {"epoch", "probe_indices", "probe_labels", "probe_layers"};
     hid_t g = h5u_group(f, "snapshots");
-    hsize_t ns = (hsize_t)r->n_snaps, np = (hsize_t)r->n_probe, nl = (hsize_t)r->n_probe_layers;
-    herr_t rc = g < 0 ? -1 : h5u_write(g, "epoch", H5T_NATIVE_INT, 1, &ns, r->snap_epoch, 0);
-    if (rc >= 0) rc = h5u_write(g, "probe_indices", H5T_NATIVE_INT, 1, &np, r->probe_index, 0);
-    if (rc >= 0) rc = h5u_write(g, "probe_labels", H5T_NATIVE_UINT8, 1, &np, r->probe_label, 0);
-    if (rc >= 0) rc = h5u_write(g, "probe_layers", H5T_NATIVE_INT, 1, &nl, r->probe_layers, 0);
+    herr_t rc = write_probes(g, r, names);
     if (g >= 0) H5Gclose(g);
     return rc;
 }
@@ -391,14 +393,8 @@ nndl_status nndl_runfile_checkpoint(const nndl_run_paths *p, const nndl_run *r, 
     H5TRY(write_snapshots(f, r), "%s: /snapshots", tmp);
 out:
     if (g >= 0) H5Gclose(g);
-    if (f >= 0 && H5Fclose(f) < 0 && st == NNDL_OK)
-        st = nndl_fail(err, NNDL_EIO, "%s: closing the checkpoint failed (disk full?)", tmp);
-    if (st == NNDL_OK) st = nndl_commit_file(tmp, path, err);
-    if (st != NNDL_OK) {
-        unlink(tmp);
-        return st;
-    }
-    return keep_newest(p, r, name, keep, err);
+    st = h5u_finish(f, tmp, path, st, err);
+    return st == NNDL_OK ? keep_newest(p, r, name, keep, err) : st;
 }
 
 nndl_status nndl_runfile_open(const nndl_run_paths *p, char **config_json, char *ckpt, size_t cap,

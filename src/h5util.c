@@ -1,6 +1,10 @@
 /* h5util.c: checked HDF5 helpers (see h5util.h). */
 #include "h5util.h"
 
+#include <unistd.h>
+
+#include "nndl/safeio.h"
+
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,6 +42,16 @@ hid_t h5u_open_ro(const char *path)
     hid_t fapl = h5u_fapl(), f = H5Fopen(path, H5F_ACC_RDONLY, fapl);
     H5Pclose(fapl);
     return f;
+}
+
+nndl_status h5u_finish(hid_t f, const char *tmp, const char *path, nndl_status st, nndl_err *err)
+{
+    if (f >= 0 && H5Fclose(f) < 0 && st == NNDL_OK)
+        st = nndl_fail(err, NNDL_EIO, "%s: close failed (disk full?)", tmp);
+    if (!path) return st;
+    if (st == NNDL_OK) st = nndl_commit_file(tmp, path, err);
+    if (st != NNDL_OK) unlink(tmp);
+    return st;
 }
 
 hid_t h5u_group(hid_t loc, const char *path)

@@ -25,6 +25,11 @@ hid_t h5u_fapl(void);
 hid_t h5u_create(const char *path);
 hid_t h5u_open_ro(const char *path);
 
+/* Finish a file written under the temporary name tmp: close f (a failed close is a failed write:
+ * disk full), then, if all went well and path is not NULL, commit tmp as path (nndl_commit_file); a
+ * failure leaves no temporary behind. Returns the first failure (st if it already was one). */
+nndl_status h5u_finish(hid_t f, const char *tmp, const char *path, nndl_status st, nndl_err *err);
+
 /* Groups: create every missing group of path ("a/b/c"). Returns the last one (close it). */
 hid_t h5u_group(hid_t loc, const char *path);
 

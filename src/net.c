@@ -118,15 +118,9 @@ void nndl_net_free(nndl_net *net)
 {
     if (!net) return;
     if (net->a) free_workspace(net);
-    free(net->a);
-    free(net->mask);
-    free(net->sizes);
-    free(net->act);
-    free(net->params);
-    free(net->grads);
-    free(net->layer);
-    free(net->dlayer);
-    free(net);
+    void *owned[] = {net->a,     net->mask,  net->sizes,  net->act, net->params,
+                     net->grads, net->layer, net->dlayer, net};
+    for (size_t i = 0; i < sizeof owned / sizeof *owned; i++) free(owned[i]);
 }
 
 nndl_status nndl_net_reserve(nndl_net *net, int rows, nndl_err *err)

@@ -155,9 +155,5 @@ nndl_status nndl_runfile_pack(const nndl_run_paths *p, const char *out, nndl_err
         "%s: attribute", tmp);
 out:
     if (src >= 0) H5Fclose(src);
-    if (dst >= 0 && H5Fclose(dst) < 0 && st == NNDL_OK)
-        st = nndl_fail(err, NNDL_EIO, "%s: close failed", tmp);
-    if (st == NNDL_OK) st = nndl_commit_file(tmp, out, err);
-    if (st != NNDL_OK) unlink(tmp);
-    return st;
+    return h5u_finish(dst, tmp, out, st, err);
 }

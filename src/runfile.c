@@ -33,14 +33,8 @@ nndl_status nndl_runfile_history(const nndl_run_paths *p, int epoch, const nndl_
     H5TRY(write_layers(f, "history", net, net->params, gzip), "%s: writing the weights failed",
           tmp);
 out:
-    if (f >= 0 && H5Fclose(f) < 0 && st == NNDL_OK)
-        st = nndl_fail(err, NNDL_EIO, "%s: close failed (disk full?)", tmp);
-    if (st == NNDL_OK) st = nndl_commit_file(tmp, path, err);
-    if (st != NNDL_OK) {
-        unlink(tmp);
-        return st;
-    }
-    return manifest_add_file(p, NULL, name, err);
+    st = h5u_finish(f, tmp, path, st, err);
+    return st == NNDL_OK ? manifest_add_file(p, NULL, name, err) : st;
 }
 
 /* ---- probe activations: one file per snapshot, every rank writes its rows ---- */
@@ -94,17 +88,11 @@ nndl_status nndl_runfile_activations(MPI_Comm comm, const nndl_run_paths *p, int
     }
 out:
     if (g >= 0) H5Gclose(g);
-    if (f >= 0 && H5Fclose(f) < 0 && st == NNDL_OK)
-        st = nndl_fail(err, NNDL_EIO, "%s: close failed (disk full?)", tmp);
     H5Pclose(fapl);
     H5Pclose(dxpl);
-    if (rank != 0) return st; /* rank 0 commits; the caller agrees on the status */
-    if (st == NNDL_OK) st = nndl_commit_file(tmp, path, err);
-    if (st != NNDL_OK) {
-        unlink(tmp);
-        return st;
-    }
-    return manifest_add_file(p, NULL, name, err);
+    /* rank 0 commits; the caller agrees on the status */
+    st = h5u_finish(f, tmp, rank == 0 ? path : NULL, st, err);
+    return st == NNDL_OK && rank == 0 ? manifest_add_file(p, NULL, name, err) : st;
 }
 
 /* ---- the main file ---- */
@@ -167,12 +155,10 @@ static herr_t write_activations(hid_t f, const nndl_run *r, const nndl_net *net,
                                 const char *dirbase)
 {
     if (r->n_probe <= 0 || r->n_probe_layers <= 0) return 0;
+    static const char *const names[4] = {"epoch", "indices", "labels", "layers"};
     hid_t g = h5u_group(f, "activations");
-    hsize_t ns = (hsize_t)r->n_snaps, np = (hsize_t)r->n_probe, nl = (hsize_t)r->n_probe_layers;
-    herr_t rc = g < 0 ? -1 : h5u_write(g, "epoch", H5T_NATIVE_INT, 1, &ns, r->snap_epoch, 0);
-    if (rc >= 0) rc = h5u_write(g, "indices", H5T_NATIVE_INT, 1, &np, r->probe_index, 0);
-    if (rc >= 0) rc = h5u_write(g, "labels", H5T_NATIVE_UINT8, 1, &np, r->probe_label, 0);
-    if (rc >= 0) rc = h5u_write(g, "layers", H5T_NATIVE_INT, 1, &nl, r->probe_layers, 0);
+    hsize_t np = (hsize_t)r->n_probe;
+    herr_t rc = write_probes(g, r, names);
     for (int k = 0; rc >= 0 && k < r->n_probe_layers && r->n_snaps > 0; k++) {
         char name[64], src[96];
         hsize_t inner[2] = {np, (hsize_t)net->sizes[r->probe_layers[k]]};
@@ -259,12 +245,7 @@ nndl_status nndl_runfile_write_main(const nndl_run_paths *p, const nndl_run *r, 
     H5TRY(write_activations(f, r, net, dirbase), "%s: /activations", tmp);
     H5TRY(write_links(f, p, dirbase), "%s: links to the checkpoint and eval files", tmp);
 out:
-    if (f >= 0 && H5Fclose(f) < 0 && st == NNDL_OK)
-        st = nndl_fail(err, NNDL_EIO, "%s: close failed (disk full?)", tmp);
-    if (st == NNDL_OK) st = nndl_commit_file(tmp, p->main, err);
-    if (st != NNDL_OK) {
-        unlink(tmp);
-        return st;
-    }
+    st = h5u_finish(f, tmp, p->main, st, err);
+    if (st != NNDL_OK) return st;
     return record_main(p, r->config_json, err);
 }

@@ -114,13 +114,7 @@ static nndl_status link_eval(const nndl_run_paths *p, cJSON *m, nndl_err *err)
     snprintf(target, sizeof target, "%s/eval.h5", basename(b));
     if (f < 0 || H5Lcreate_external(target, "/eval", f, "eval", H5P_DEFAULT, H5P_DEFAULT) < 0)
         st = nndl_fail(err, NNDL_EHDF5, "%s: cannot add the /eval link", tmp);
-    if (f >= 0 && H5Fclose(f) < 0 && st == NNDL_OK)
-        st = nndl_fail(err, NNDL_EIO, "%s: close failed", tmp);
-    if (st == NNDL_OK) st = nndl_commit_file(tmp, p->main, err);
-    if (st != NNDL_OK) {
-        unlink(tmp);
-        return st;
-    }
+    if ((st = h5u_finish(f, tmp, p->main, st, err)) != NNDL_OK) return st;
     if ((st = nndl_sha256_file(p->main, sha, err)) != NNDL_OK) return st;
     cJSON_DeleteItemFromObject(m, "main_sha256");
     cJSON_AddStringToObject(m, "main_sha256", sha);
@@ -157,10 +151,7 @@ nndl_status nndl_runfile_store_eval(const nndl_run_paths *p, const char *split,
 out:
     if (g >= 0) H5Gclose(g);
     if (old >= 0) H5Fclose(old);
-    if (f >= 0 && H5Fclose(f) < 0 && st == NNDL_OK)
-        st = nndl_fail(err, NNDL_EIO, "%s: close failed", tmp);
-    if (st == NNDL_OK) st = nndl_commit_file(tmp, path, err);
-    if (st != NNDL_OK) unlink(tmp);
+    st = h5u_finish(f, tmp, path, st, err);
     cJSON_Delete(m);
     if (st == NNDL_OK) st = manifest_add_file(p, NULL, "eval.h5", err);
     if (st == NNDL_OK && (st = manifest_load(p, 0, &m, err)) == NNDL_OK) {

@@ -33,22 +33,24 @@ static void wrap(FILE *out, const char *text, int indent, int width)
     }
 }
 
+/* The section row i starts, or NULL if it continues the one before. */
+static const char *section_start(int i)
+{
+    const char *s = nndl_flags[i].section;
+    return i == 0 || strcmp(s, nndl_flags[i - 1].section) ? s : NULL;
+}
+
 void nndl_options_usage(FILE *out)
 {
     fputs("usage: mpirun -np P nndl-train [FLAGS]\n"
-          "Train a fully connected network on MNIST with mini-batch SGD, data-parallel over the "
-          "MPI ranks.\n"
-          "With no flags: the book's chapter-1 network (784-30-10, quadratic cost, eta 3.0, batch "
-          "10).\n",
+          "Train a fully connected network on MNIST with mini-batch SGD, data-parallel over\n"
+          "the MPI ranks. With no flags: the book's chapter-1 network (784-30-10, quadratic\n"
+          "cost, eta 3.0, batch 10).\n",
           out);
-    const char *section = "";
     for (int i = 0; i < nndl_n_flags; i++) {
         const flag *f = &nndl_flags[i];
         char left[64], def[128];
-        if (strcmp(section, f->section)) {
-            section = f->section;
-            fprintf(out, "\n%s\n", section);
-        }
+        if (section_start(i)) fprintf(out, "\n%s\n", f->section);
         snprintf(left, sizeof left, "--%s%s%s", f->name, f->meta ? " " : "",
                  f->meta ? f->meta : "");
         fprintf(out, "  %-24s ", left);
@@ -86,26 +88,20 @@ void nndl_options_markdown(FILE *out)
 {
     static const char *resume[] = {"must agree", "may change", "this launch only"};
     fputs("# nndl-train flags\n\n"
-          "Made by `nndl-train --help-markdown` from the flag table in `src/cli/flags.c`, which "
-          "also makes\n"
-          "`--help`, the parser, the configuration stored in the run file and the `--resume` "
-          "merge; the test\n"
-          "`flags_doc` fails when this file differs from what the table makes. The last column "
-          "says what\n"
-          "`--resume` does with a flag: *must agree* (stored: giving another value is an error), "
-          "*may change*\n"
-          "(stored, a new value applies), *this launch only* (not stored).\n",
+          "Made by `nndl-train --help-markdown` from the flag table in `src/cli/flags.c`,\n"
+          "which also makes `--help`, the parser, the configuration stored in the run file and\n"
+          "the `--resume` merge; the test `flags_doc` fails when this file differs from what\n"
+          "the table makes. The last column says what `--resume` does with a flag: *must\n"
+          "agree* (stored: giving another value is an error), *may change* (stored, a new\n"
+          "value applies), *this launch only* (not stored).\n",
           out);
-    const char *section = "";
     for (int i = 0; i < nndl_n_flags; i++) {
         const flag *f = &nndl_flags[i];
         char def[128];
-        if (strcmp(section, f->section)) {
-            section = f->section;
+        if (section_start(i))
             fprintf(out,
                     "\n## %s\n\n| flag | meaning | default | `--resume` |\n|---|---|---|---|\n",
-                    section);
-        }
+                    f->section);
         fprintf(out, "| `--%s%s%s` | ", f->name, f->meta ? " " : "", f->meta ? f->meta : "");
         md_text(out, f->help);
         fputs(" | ", out);
