@@ -7,7 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "conv.h"
 #include "hot.h"
+#include "net_int.h"
 #include "nndl/fixed.h"
 #include "nndl/rng.h"
 
@@ -15,7 +17,7 @@
 
 static const char *act_names[] = {"sigmoid", "tanh", "relu", "softmax"};
 static const char *cost_names[] = {"quadratic", "cross-entropy", "log-likelihood"};
-static const char *init_names[] = {"standard", "nielsen"};
+static const char *init_names[] = {"standard", "nielsen", "network3"};
 
 static int parse_name(const char *s, const char **names, int n)
 {
@@ -29,16 +31,130 @@ const char *nndl_init_name(nndl_init i) { return init_names[i]; }
 /* softmax only follows the cost */
 int nndl_act_parse(const char *s) { return parse_name(s, act_names, 3); }
 int nndl_cost_parse(const char *s) { return parse_name(s, cost_names, 3); }
-int nndl_init_parse(const char *s) { return parse_name(s, init_names, 2); }
+int nndl_init_parse(const char *s) { return parse_name(s, init_names, 3); }
+
+void nndl_layer_spec_str(const nndl_layer_spec *s, char *buf, size_t cap)
+{
+    if (s->kind == NNDL_LAYER_DENSE)
+        snprintf(buf, cap, "dense:%d", s->units);
+    else if (s->pool > 1)
+        snprintf(buf, cap, "conv:%dx%dx%d,pool:%dx%d", s->units, s->kernel, s->kernel, s->pool,
+                 s->pool);
+    else
+        snprintf(buf, cap, "conv:%dx%dx%d", s->units, s->kernel, s->kernel);
+}
 
 /* ---- lifetime ---- */
 
-static void point_views(nndl_layer *v, float *buf, const int *sizes, int n_layers)
+/* Layer l's shape from its spec and its input (an image of shape *in for a conv layer; for a dense
+ * layer only the values count); *in becomes its output's shape. */
+static nndl_status layer_shape(nndl_layer *L, const nndl_layer_spec *s, int l, nndl_shape *in,
+                               nndl_err *err)
+{
+    char tok[96];
+    nndl_layer_spec_str(s, tok, sizeof tok);
+    int n_inw = in->c * in->h * in->w, big = 1 << 24;
+    if (s->units < 1 || s->units > (s->kind == NNDL_LAYER_CONV ? NNDL_MAX_FILTERS : big))
+        return nndl_fail(err, NNDL_EARG, "layer %d (%s): %d %s is out of range (1 to %d)", l + 1,
+                         tok, s->units, s->kind == NNDL_LAYER_CONV ? "filters" : "units",
+                         s->kind == NNDL_LAYER_CONV ? NNDL_MAX_FILTERS : big);
+    *L = (nndl_layer){.kind = s->kind, .n_out = s->units, .n_inw = n_inw, .pos = 1};
+    if (s->kind == NNDL_LAYER_DENSE) {
+        L->n_in = n_inw;
+        L->n_outw = s->units;
+        *in = (nndl_shape){s->units, 1, 1};
+        return NNDL_OK;
+    }
+    int k = s->kernel, p = s->pool;
+    if (in->h == 1 && in->w == 1 && l > 0)
+        return nndl_fail(err, NNDL_EARG,
+                         "layer %d (%s): a conv layer follows the input or another "
+                         "conv layer, not a dense one",
+                         l + 1, tok);
+    if (k < 1 || k > in->h || k > in->w)
+        return nndl_fail(err, NNDL_EARG,
+                         "layer %d (%s): the %dx%d kernel is larger than its %dx%d input", l + 1,
+                         tok, k, k, in->h, in->w);
+    int ho = in->h - k + 1, wo = in->w - k + 1;
+    if (p < 1 || ho % p || wo % p)
+        return nndl_fail(err, NNDL_EARG,
+                         "layer %d (%s): pool %dx%d does not divide the %dx%d output "
+                         "of the kernel",
+                         l + 1, tok, p, p, ho, wo);
+    L->c = in->c, L->h = in->h, L->wd = in->w, L->k = k, L->pool = p, L->ho = ho, L->wo = wo;
+    L->n_in = in->c * k * k;
+    L->pos = ho * wo;
+    *in = (nndl_shape){s->units, ho / p, wo / p};
+    L->n_outw = in->c * in->h * in->w;
+    return NNDL_OK;
+}
+
+static void point_views(nndl_layer *v, float *buf, int n_layers)
 {
     for (int l = 0; l < n_layers; l++) {
-        v[l] = (nndl_layer){sizes[l], sizes[l + 1], buf, buf + (size_t)sizes[l + 1] * sizes[l]};
-        buf += (size_t)sizes[l + 1] * (sizes[l] + 1);
+        v[l].w = buf;
+        v[l].b = buf + (size_t)v[l].n_out * v[l].n_in;
+        buf += (size_t)v[l].n_out * (v[l].n_in + 1);
     }
+}
+
+/* The buffers of a net of L layers with n_params parameters (zeroed). */
+static nndl_net *alloc_net(int L, size_t n_params)
+{
+    nndl_net *net = calloc(1, sizeof *net);
+    if (!net) return NULL;
+    net->n_layers = L;
+    net->n_params = n_params;
+    net->sizes = malloc(sizeof *net->sizes * (L + 1));
+    net->act = malloc(sizeof *net->act * L);
+    net->params = calloc(n_params, sizeof *net->params);
+    net->grads = calloc(n_params + NNDL_GRAD_EXTRA, sizeof *net->grads);
+    net->layer = calloc(L, sizeof *net->layer);
+    net->dlayer = calloc(L, sizeof *net->dlayer);
+    net->a = calloc(L + 1, sizeof *net->a);
+    net->mask = calloc(L + 1, sizeof *net->mask);
+    net->col = calloc(L, sizeof *net->col);
+    net->arg = calloc(L, sizeof *net->arg);
+    if (net->sizes && net->act && net->params && net->grads && net->layer && net->dlayer &&
+        net->a && net->mask && net->col && net->arg)
+        return net;
+    nndl_net_free(net);
+    return NULL;
+}
+
+nndl_status nndl_net_create_layers(nndl_net **out, nndl_shape in, const nndl_layer_spec *spec,
+                                   int L, const nndl_act *act_hidden, nndl_cost cost, nndl_err *err)
+{
+    *out = NULL;
+    if (L < 1) return nndl_fail(err, NNDL_EARG, "a network needs at least one weight layer");
+    nndl_layer shape[L];
+    size_t n_params = 0;
+    nndl_shape cur = in;
+    for (int l = 0; l < L; l++) {
+        nndl_status st = layer_shape(&shape[l], &spec[l], l, &cur, err);
+        if (st != NNDL_OK) return st;
+        n_params += (size_t)shape[l].n_out * (shape[l].n_in + 1);
+    }
+    if (n_params > ((size_t)1 << 31) - NNDL_GRAD_EXTRA)
+        return nndl_fail(err, NNDL_EARG,
+                         "the network has %zu parameters; at most 2^31 are supported", n_params);
+    nndl_net *net = alloc_net(L, n_params);
+    if (!net) return nndl_fail(err, NNDL_ENOMEM, "out of memory for %zu parameters", n_params);
+    net->cost = cost;
+    net->sizes[0] = in.c * in.h * in.w;
+    for (int l = 0; l < L; l++) {
+        net->layer[l] = net->dlayer[l] = shape[l];
+        net->sizes[l + 1] = shape[l].n_outw;
+        net->has_conv |= shape[l].kind == NNDL_LAYER_CONV;
+        net->act[l] = l == L - 1
+                          ? (cost == NNDL_COST_LOG_LIKELIHOOD ? NNDL_ACT_SOFTMAX : NNDL_ACT_SIGMOID)
+                      : act_hidden ? act_hidden[l]
+                                   : NNDL_ACT_SIGMOID;
+    }
+    point_views(net->layer, net->params, L);
+    point_views(net->dlayer, net->grads, L);
+    *out = net;
+    return NNDL_OK;
 }
 
 nndl_status nndl_net_create(nndl_net **out, const int *sizes, int n_sizes,
@@ -48,42 +164,15 @@ nndl_status nndl_net_create(nndl_net **out, const int *sizes, int n_sizes,
     if (n_sizes < 2)
         return nndl_fail(err, NNDL_EARG,
                          "a network needs at least 2 sizes (inputs and outputs), got %d", n_sizes);
-    size_t n_params = 0;
-    for (int l = 0; l < n_sizes; l++) {
+    nndl_layer_spec spec[n_sizes - 1];
+    for (int l = 0; l < n_sizes; l++)
         if (sizes[l] < 1 || sizes[l] > (1 << 24))
             return nndl_fail(err, NNDL_EARG, "layer size %d is out of range (1 to 16777216)",
                              sizes[l]);
-        if (l > 0) n_params += (size_t)sizes[l] * (sizes[l - 1] + 1);
-    }
-    if (n_params > ((size_t)1 << 31) - NNDL_GRAD_EXTRA)
-        return nndl_fail(err, NNDL_EARG,
-                         "the network has %zu parameters; at most 2^31 are supported", n_params);
-    int L = n_sizes - 1;
-    nndl_net *net = calloc(1, sizeof *net);
-    if (!net) return nndl_fail(err, NNDL_ENOMEM, "out of memory for the network");
-    net->n_layers = L;
-    net->cost = cost;
-    net->n_params = n_params;
-    net->sizes = malloc(sizeof *net->sizes * n_sizes);
-    net->act = malloc(sizeof *net->act * L);
-    net->params = calloc(n_params, sizeof *net->params);
-    net->grads = calloc(n_params + NNDL_GRAD_EXTRA, sizeof *net->grads);
-    net->layer = malloc(sizeof *net->layer * L);
-    net->dlayer = malloc(sizeof *net->dlayer * L);
-    net->a = calloc(L + 1, sizeof *net->a);
-    net->mask = calloc(L + 1, sizeof *net->mask);
-    if (!net->sizes || !net->act || !net->params || !net->grads || !net->layer || !net->dlayer ||
-        !net->a || !net->mask) {
-        nndl_net_free(net);
-        return nndl_fail(err, NNDL_ENOMEM, "out of memory for %zu parameters", n_params);
-    }
-    memcpy(net->sizes, sizes, sizeof *sizes * n_sizes);
-    for (int l = 0; l < L - 1; l++) net->act[l] = act_hidden ? act_hidden[l] : NNDL_ACT_SIGMOID;
-    net->act[L - 1] = cost == NNDL_COST_LOG_LIKELIHOOD ? NNDL_ACT_SOFTMAX : NNDL_ACT_SIGMOID;
-    point_views(net->layer, net->params, sizes, L);
-    point_views(net->dlayer, net->grads, sizes, L);
-    *out = net;
-    return NNDL_OK;
+    for (int l = 0; l < n_sizes - 1; l++)
+        spec[l] = (nndl_layer_spec){NNDL_LAYER_DENSE, sizes[l + 1], 0, 1};
+    return nndl_net_create_layers(out, (nndl_shape){sizes[0], 1, 1}, spec, n_sizes - 1, act_hidden,
+                                  cost, err);
 }
 
 void nndl_net_rebind(nndl_net *net, float *params, float *grads, float **old_params,
@@ -93,8 +182,8 @@ void nndl_net_rebind(nndl_net *net, float *params, float *grads, float **old_par
     if (old_grads) *old_grads = net->grads;
     net->params = params;
     net->grads = grads;
-    point_views(net->layer, net->params, net->sizes, net->n_layers);
-    point_views(net->dlayer, net->grads, net->sizes, net->n_layers);
+    point_views(net->layer, net->params, net->n_layers);
+    point_views(net->dlayer, net->grads, net->n_layers);
 }
 
 static void free_workspace(nndl_net *net)
@@ -102,40 +191,71 @@ static void free_workspace(nndl_net *net)
     for (int l = 0; l <= net->n_layers; l++) {
         free(net->a[l]);
         net->a[l] = NULL;
-        if (net->mask) {
-            free(net->mask[l]);
-            net->mask[l] = NULL;
+        free(net->mask[l]);
+        net->mask[l] = NULL;
+        if (l < net->n_layers) {
+            free(net->col[l]);
+            free(net->arg[l]);
+            net->col[l] = NULL;
+            net->arg[l] = NULL;
         }
     }
-    free(net->delta[0]);
-    free(net->delta[1]);
-    free(net->zout);
-    net->delta[0] = net->delta[1] = net->zout = NULL;
+    void *bufs[] = {net->delta[0], net->delta[1], net->zout, net->zbuf, net->dcol, net->gbuf};
+    for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) free(bufs[i]);
+    net->delta[0] = net->delta[1] = net->zout = net->zbuf = net->dcol = net->gbuf = NULL;
     net->cap = 0;
 }
 
 void nndl_net_free(nndl_net *net)
 {
     if (!net) return;
-    if (net->a) free_workspace(net);
-    void *owned[] = {net->a,     net->mask,  net->sizes,  net->act, net->params,
-                     net->grads, net->layer, net->dlayer, net};
+    if (net->a && net->mask && net->col && net->arg) free_workspace(net);
+    void *owned[] = {net->a,     net->mask,   net->sizes, net->act, net->params, net->grads,
+                     net->layer, net->dlayer, net->col,   net->arg, net};
     for (size_t i = 0; i < sizeof owned / sizeof *owned; i++) free(owned[i]);
+}
+
+/* malloc of rows x width values of size `size`; 0 on failure (width 0: nothing, success) */
+static int grab(void *p, int rows, size_t width, size_t size)
+{
+    void **q = p;
+    if (width == 0) return 1;
+    *q = malloc(size * (size_t)rows * width);
+    return *q != NULL;
 }
 
 nndl_status nndl_net_reserve(nndl_net *net, int rows, nndl_err *err)
 {
     if (rows <= net->cap) return NNDL_OK;
     free_workspace(net);
-    int wmax = 1;
-    for (int l = 1; l <= net->n_layers; l++) wmax = net->sizes[l] > wmax ? net->sizes[l] : wmax;
+    size_t wmax = 1, zmax = 0, cmax = 0;
+    for (int l = 1; l <= net->n_layers; l++)
+        wmax = (size_t)net->sizes[l] > wmax ? (size_t)net->sizes[l] : wmax;
+    for (int l = 0; l < net->n_layers; l++) {
+        const nndl_layer *W = &net->layer[l];
+        size_t z = (size_t)W->pos * W->n_out,
+               c = W->kind == NNDL_LAYER_CONV ? (size_t)W->pos * W->n_in : 0;
+        wmax = z > wmax ? z : wmax;
+        zmax = W->kind == NNDL_LAYER_CONV && z > zmax ? z : zmax;
+        cmax = c > cmax ? c : cmax;
+    }
     int ok = 1;
     for (int l = 1; l <= net->n_layers; l++)
-        ok &= (net->a[l] = malloc(sizeof(float) * rows * net->sizes[l])) != NULL;
-    for (int i = 0; i < 2; i++) ok &= (net->delta[i] = malloc(sizeof(float) * rows * wmax)) != NULL;
+        ok &= grab(&net->a[l], rows, net->sizes[l], sizeof(float));
+    for (int i = 0; i < 2; i++) ok &= grab(&net->delta[i], rows, wmax, sizeof(float));
     for (int l = 1; l < net->n_layers; l++)
-        ok &= (net->mask[l] = malloc(sizeof(float) * rows * net->sizes[l])) != NULL;
-    ok &= (net->zout = malloc(sizeof(float) * rows * net->sizes[net->n_layers])) != NULL;
+        if (net->layer[l - 1].kind == NNDL_LAYER_DENSE)
+            ok &= grab(&net->mask[l], rows, net->sizes[l], sizeof(float));
+    ok &= grab(&net->zout, rows, net->sizes[net->n_layers], sizeof(float));
+    for (int l = 0; l < net->n_layers; l++) {
+        const nndl_layer *W = &net->layer[l];
+        if (W->kind != NNDL_LAYER_CONV) continue;
+        ok &= grab(&net->col[l], rows, (size_t)W->pos * W->n_in, sizeof(float));
+        ok &= grab(&net->arg[l], rows, W->n_outw, sizeof(int32_t));
+    }
+    ok &=
+        grab(&net->zbuf, rows, zmax, sizeof(float)) && grab(&net->dcol, rows, cmax, sizeof(float));
+    ok &= grab(&net->gbuf, rows, net->has_conv ? wmax : 0, sizeof(float));
     if (!ok) {
         free_workspace(net);
         return nndl_fail(err, NNDL_ENOMEM, "out of memory for a workspace of %d rows", rows);
@@ -144,17 +264,43 @@ nndl_status nndl_net_reserve(nndl_net *net, int rows, nndl_err *err)
     return NNDL_OK;
 }
 
+void nndl_net_batch_widths(const nndl_net *net, int l, size_t *act, size_t *delta, size_t *in)
+{
+    const nndl_layer *W = &net->layer[l];
+    *act = (size_t)net->sizes[l];
+    *delta = (size_t)W->pos * W->n_out;
+    *in = W->kind == NNDL_LAYER_CONV ? (size_t)W->pos * W->n_in : 0;
+}
+
+/* The standard deviation of layer l's weights and biases under init (network3.py's rules for
+ * NNDL_INIT_NETWORK3: 0 for its softmax layer). */
+static void init_scales(const nndl_net *net, int l, nndl_init init, double *ws, double *bs)
+{
+    const nndl_layer *L = &net->layer[l];
+    *bs = 1.0;
+    if (init == NNDL_INIT_STANDARD)
+        *ws = 1.0;
+    else if (init == NNDL_INIT_NIELSEN)
+        *ws = 1.0 / sqrt((double)L->n_in);
+    else if (l == net->n_layers - 1 && net->act[l] == NNDL_ACT_SOFTMAX)
+        *ws = *bs = 0.0;
+    else
+        *ws = 1.0 /
+              sqrt((double)L->n_out * (L->k ? L->k * L->k : 1) / (L->pool ? L->pool * L->pool : 1));
+}
+
 void nndl_net_init(nndl_net *net, nndl_init init, uint64_t seed)
 {
     for (int l = 0; l < net->n_layers; l++) {
         nndl_layer *L = &net->layer[l];
         size_t nw = (size_t)L->n_out * L->n_in, n = nw + L->n_out; /* w then b: contiguous */
-        double wscale = init == NNDL_INIT_NIELSEN ? 1.0 / sqrt((double)L->n_in) : 1.0;
+        double wscale, bscale;
+        init_scales(net, l, init, &wscale, &bscale);
         for (size_t i = 0; i < n; i += 2) {
             double z[2];
             nndl_rng_normal2(seed, NNDL_STREAM_INIT, (uint32_t)l, i / 2, z);
             for (size_t k = 0; k < 2 && i + k < n; k++)
-                L->w[i + k] = (float)(z[k] * (i + k < nw ? wscale : 1.0));
+                L->w[i + k] = (float)(z[k] * (i + k < nw ? wscale : bscale));
         }
     }
 }
@@ -209,11 +355,17 @@ void nndl_dropout_mask(const nndl_dropout *d, int layer, int width, int row, flo
     dropout_mask_range(d, layer, 0, width, row, mask);
 }
 
-/* Units [j0, j1) of weight layer l over n rows: z = in·W[j0:j1]ᵀ + b (in [n x n_in], z [n x
- * n_out]), the activation, and on hidden layers inverted dropout (mask rows follow drop->sample).
- */
-static void layer_forward(nndl_net *net, int l, const float *in, float *z, int n, int j0, int j1,
-                          const nndl_dropout *drop)
+/* The hidden layer after weight layer l takes inverted dropout: a dense layer that is not the
+ * output. */
+int net_drops(const nndl_net *net, int l, const nndl_dropout *drop)
+{
+    return drop && drop->p > 0 && l < net->n_layers - 1 && net->layer[l].kind == NNDL_LAYER_DENSE;
+}
+
+/* Units [j0, j1) of dense layer l over n rows: z = in·W[j0:j1]ᵀ + b (in [n x n_in], z [n x n_out]),
+ * the activation, and on hidden layers inverted dropout (mask rows follow drop->sample). */
+void net_dense_forward(nndl_net *net, int l, const float *in, float *z, int n, int j0, int j1,
+                       const nndl_dropout *drop)
 {
     const nndl_layer *W = &net->layer[l];
     int m = W->n_out, whole = j0 == 0 && j1 == m;
@@ -228,7 +380,7 @@ static void layer_forward(nndl_net *net, int l, const float *in, float *z, int n
         activate(net->act[l], z, n, m);
     else
         for (int r = 0; r < n; r++) activate(net->act[l], z + (size_t)r * m + j0, 1, j1 - j0);
-    if (drop && drop->p > 0 && l < net->n_layers - 1) { /* hidden layer: inverted dropout */
+    if (net_drops(net, l, drop)) { /* hidden layer: inverted dropout */
         float *mk = net->mask[l + 1];
         for (int r = 0; r < n; r++) {
             float *zr = z + (size_t)r * m, *mr = mk + (size_t)r * m;
@@ -238,13 +390,35 @@ static void layer_forward(nndl_net *net, int l, const float *in, float *z, int n
     }
 }
 
-/* Forward x [n x sizes[0]] into a[1..L] ([n x sizes[l]] each): net->a, or a caller's batch. */
-static const float *forward(nndl_net *net, const float *x, int n, const nndl_dropout *drop,
-                            float *const *a)
+/* Conv layer l over n rows: its patches into col, z = col·Wᵀ (net->zbuf, before pooling), pooled
+ * plus bias into out [n x n_outw] (the argmax into net->arg[l]), the activation. */
+static void conv_forward(nndl_net *net, int l, const float *in, float *out, float *col, int n)
+{
+    const nndl_layer *W = &net->layer[l];
+    nndl_im2col(W, in, n, col);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n * W->pos, W->n_out, W->n_in, 1.0f, col,
+                W->n_in, W->w, W->n_in, 0.0f, net->zbuf, W->n_out);
+    nndl_pool_forward(W, net->zbuf, n, out, net->arg[l]);
+    activate(net->act[l], out, n, W->n_outw);
+}
+
+void net_forward_layer(nndl_net *net, int l, const float *in, float *out, float *col, int n,
+                       const nndl_dropout *drop)
+{
+    if (net->layer[l].kind == NNDL_LAYER_CONV)
+        conv_forward(net, l, in, out, col ? col : net->col[l], n);
+    else
+        net_dense_forward(net, l, in, out, n, 0, net->sizes[l + 1], drop);
+}
+
+/* Forward x [n x sizes[0]] into a[1..L] ([n x sizes[l]] each): net->a, or a caller's batch; a conv
+ * layer's patches into col[l] (net->col, or the caller's). */
+const float *net_forward(nndl_net *net, const float *x, int n, const nndl_dropout *drop,
+                         float *const *a, float *const *col)
 {
     const float *in = x;
     for (int l = 0; l < net->n_layers; l++) {
-        layer_forward(net, l, in, a[l + 1], n, 0, net->sizes[l + 1], drop);
+        net_forward_layer(net, l, in, a[l + 1], col ? col[l] : NULL, n, drop);
         in = a[l + 1];
     }
     return a[net->n_layers];
@@ -252,7 +426,7 @@ static const float *forward(nndl_net *net, const float *x, int n, const nndl_dro
 
 const float *nndl_net_forward(nndl_net *net, const float *x, int n)
 {
-    return forward(net, x, n, NULL, net->a);
+    return net_forward(net, x, n, NULL, net->a, NULL);
 }
 
 /* ---- cost ---- */
@@ -310,7 +484,7 @@ NNDL_HOT static void times_derivative(nndl_act act, float *d, const float *a, si
 }
 
 /* delta = dC/dz of the output layer for each row. */
-static void output_delta(const nndl_net *net, float *delta, const float *a, const uint8_t *y, int n)
+void net_output_delta(const nndl_net *net, float *delta, const float *a, const uint8_t *y, int n)
 {
     int m = net->sizes[net->n_layers];
     size_t nm = (size_t)n * m;
@@ -338,23 +512,51 @@ NNDL_HOT static void times_dropout_derivative(nndl_act act, float *d, const floa
     }
 }
 
-/* The larger of bound and layer's bound on its gradient elements, n · max|delta| · max(max|input|,
- * 1) (dW = deltaᵀ·A, db = Σ delta): two scans of the (small) batch matrices; a NaN sticks. */
-static float layer_bound(float bound, const float *d, const float *ain, int n, const nndl_layer *W)
+/* The larger of bound and layer's bound on its gradient elements, rows · max|delta| ·
+ * max(max|input|, 1) over the n·pos rows of its GEMMs (dW = deltaᵀ·A, db = Σ delta; a conv layer's
+ * patches hold its input's values): two scans of the (small) batch matrices; a NaN sticks. */
+float net_layer_bound(float bound, const float *d, const float *ain, int n, const nndl_layer *W)
 {
-    float md = nndl_max_abs(d, (size_t)n * W->n_out), ma = nndl_max_abs(ain, (size_t)n * W->n_in);
+    float md = nndl_max_abs(d, (size_t)n * W->pos * W->n_out);
+    float ma = nndl_max_abs(ain, (size_t)n * W->n_inw);
     /* a NaN input must give a NaN bound (ReLU hides it from md) */
-    float lb = (float)n * md * (ma <= 1.0f ? 1.0f : ma);
+    float lb = (float)(n * W->pos) * md * (ma <= 1.0f ? 1.0f : ma);
     return isnan(bound) || lb <= bound ? bound : lb;
 }
 
+/* delta[l - 1] when layer l or l - 1 is conv: g = dC/da_l, through the patches' adjoint for a conv
+ * layer l; g ⊙ act'(a_l), then routed to the positions layer l - 1's pooling took (a conv layer
+ * follows only conv layers, so layer l - 1 is conv). */
+static void conv_delta_prev(const nndl_net *net, int l, const float *d, float *dprev,
+                            const float *a_l, int n, const nndl_backprop_hooks *h)
+{
+    const nndl_layer *W = &net->layer[l], *P = &net->layer[l - 1];
+    float *g = net->gbuf;
+    if (W->kind == NNDL_LAYER_CONV) {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n * W->pos, W->n_in, W->n_out, 1.0f,
+                    d, W->n_out, W->w, W->n_in, 0.0f, net->dcol, W->n_in);
+        nndl_col2im(W, net->dcol, n, g);
+    } else {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, W->n_in, W->n_out, 1.0f, d,
+                    W->n_out, W->w, W->n_in, 0.0f, g, W->n_in);
+    }
+    if (h && h->progress) h->progress(h->ctx);
+    times_derivative(net->act[l - 1], g, a_l, (size_t)n * net->sizes[l]);
+    nndl_pool_backward(P, g, net->arg[l - 1], n, dprev);
+}
+
 /* Columns [c_lo, c_hi) of dprev = (d·W_l) ⊙ act'(a_l) [n x n_in] (⊙ the dropout mask), in panels of
- * columns between which the hook's progress runs. a_l is the output of weight layer l - 1. */
-static void delta_prev(const nndl_net *net, int l, const float *d, float *dprev, const float *a_l,
-                       int n, int c_lo, int c_hi, const nndl_dropout *drop, int panel,
-                       const nndl_backprop_hooks *h)
+ * columns between which the hook's progress runs. a_l is the output of weight layer l - 1. With a
+ * conv layer on either side, the whole of dprev (by the caller that asks for column 0). */
+void net_delta_prev(const nndl_net *net, int l, const float *d, float *dprev, const float *a_l,
+                    int n, int c_lo, int c_hi, const nndl_dropout *drop, int panel,
+                    const nndl_backprop_hooks *h)
 {
     const nndl_layer *W = &net->layer[l];
+    if (W->kind == NNDL_LAYER_CONV || net->layer[l - 1].kind == NNDL_LAYER_CONV) {
+        if (c_lo == 0) conv_delta_prev(net, l, d, dprev, a_l, n, h);
+        return;
+    }
     int m = W->n_in, whole = c_lo == 0 && c_hi == m;
     for (int c0 = c_lo; c0 < c_hi; c0 += panel) {
         int c1 = c0 + panel < c_hi ? c0 + panel : c_hi;
@@ -365,7 +567,7 @@ static void delta_prev(const nndl_net *net, int l, const float *d, float *dprev,
     /* one pass over the block, or one per row of the columns */
     for (int r = 0; r < (whole ? 1 : n); r++) {
         size_t o = (size_t)r * m + c_lo, len = whole ? (size_t)n * m : (size_t)(c_hi - c_lo);
-        if (drop && drop->p > 0)
+        if (net_drops(net, l - 1, drop))
             times_dropout_derivative(net->act[l - 1], dprev + o, a_l + o, net->mask[l] + o, drop->p,
                                      len);
         else
@@ -374,11 +576,30 @@ static void delta_prev(const nndl_net *net, int l, const float *d, float *dprev,
 }
 
 /* sum[j0..j1) = Σ over the k rows of d [k x n_out] (a bias gradient) */
-static void column_sums(float *sum, const float *d, int k, int n_out, int j0, int j1)
+void net_column_sums(float *sum, const float *d, int k, int n_out, int j0, int j1)
 {
     for (int j = j0; j < j1; j++) sum[j] = 0.0f;
     for (int r = 0; r < k; r++)
         for (int j = j0; j < j1; j++) sum[j] += d[(size_t)r * n_out + j];
+}
+
+/* Layer l's gradient from its delta d over n samples into net->dlayer[l]: the bias gradient, then
+ * the weight gradient in panels of rows from the last, each final (the hook told) as soon as
+ * written. */
+static void layer_gradient(nndl_net *net, int l, const float *d, const float *gin, int n, int panel,
+                           const nndl_backprop_hooks *h)
+{
+    const nndl_layer *W = &net->layer[l];
+    nndl_layer *G = &net->dlayer[l];
+    int rows = n * W->pos;
+    net_column_sums(G->b, d, rows, W->n_out, 0, W->n_out);
+    /* dW = deltaᵀ·A_in [n_out x n_in], summed over the rows by the GEMM itself */
+    for (int j1 = W->n_out; j1 > 0; j1 -= panel) {
+        int j0 = j1 - panel > 0 ? j1 - panel : 0;
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, j1 - j0, W->n_in, rows, 1.0f, d + j0,
+                    W->n_out, gin, W->n_in, 0.0f, G->w + (size_t)j0 * W->n_in, W->n_in);
+        if (h && h->ready) h->ready(h->ctx, (size_t)(G->w + (size_t)j0 * W->n_in - net->grads));
+    }
 }
 
 double nndl_net_backprop(nndl_net *net, const float *x, const uint8_t *y, int n,
@@ -391,30 +612,21 @@ double nndl_net_backprop(nndl_net *net, const float *x, const uint8_t *y, int n,
         return 0.0;
     }
     if (drop && !(drop->p > 0)) drop = NULL;
-    const float *out = forward(net, x, n, drop, net->a);
+    const float *out = net_forward(net, x, n, drop, net->a, NULL);
     double cost = nndl_net_cost(net, out, net->zout, y, n);
     float *d = net->delta[0], *dprev = net->delta[1];
-    output_delta(net, d, out, y, n);
+    net_output_delta(net, d, out, y, n);
     net->grads[net->n_params + NNDL_EXTRA_COST] = (float)cost;
     const nndl_backprop_hooks *h = net->hooks;
     int panel = h && h->panel > 0 ? h->panel : 1 << 30;
     float bound = 0.0f;
     for (int l = L - 1; l >= 0; l--) {
-        const nndl_layer *W = &net->layer[l];
-        nndl_layer *G = &net->dlayer[l];
         const float *ain = l == 0 ? x : net->a[l];
-        bound = layer_bound(bound, d, ain, n, W);
-        column_sums(G->b, d, n, W->n_out, 0, W->n_out);
-        /* dW = deltaᵀ·A_in [n_out x n_in], summed over the rows by the GEMM itself; in panels of
-         * rows from the last, each final as soon as it is written */
-        for (int j1 = W->n_out; j1 > 0; j1 -= panel) {
-            int j0 = j1 - panel > 0 ? j1 - panel : 0;
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, j1 - j0, W->n_in, n, 1.0f, d + j0,
-                        W->n_out, ain, W->n_in, 0.0f, G->w + (size_t)j0 * W->n_in, W->n_in);
-            if (h && h->ready) h->ready(h->ctx, (size_t)(G->w + (size_t)j0 * W->n_in - net->grads));
-        }
+        bound = net_layer_bound(bound, d, ain, n, &net->layer[l]);
+        layer_gradient(net, l, d, net->layer[l].kind == NNDL_LAYER_CONV ? net->col[l] : ain, n,
+                       panel, h);
         if (l == 0) break;
-        delta_prev(net, l, d, dprev, net->a[l], n, 0, W->n_in, drop, panel, h);
+        net_delta_prev(net, l, d, dprev, net->a[l], n, 0, net->sizes[l], drop, panel, h);
         float *t = d;
         d = dprev;
         dprev = t;
@@ -424,141 +636,7 @@ double nndl_net_backprop(nndl_net *net, const float *x, const uint8_t *y, int n,
     return cost;
 }
 
-/* ---- the fused step ---- */
-
-/* Output units [*j0, *j1) of a layer of n_out that part `part` of `parts` owns. */
-static void part_units(int n_out, int part, int parts, int *j0, int *j1)
-{
-    *j0 = (int)((long long)n_out * part / parts);
-    *j1 = (int)((long long)n_out * (part + 1) / parts);
-}
-
-double nndl_net_deltas(nndl_net *net, const nndl_batch *b, const uint8_t *y, int n,
-                       const nndl_dropout *drop, float *bound)
-{
-    *bound = 0.0f;
-    if (n == 0) return 0.0;
-    if (drop && !(drop->p > 0)) drop = NULL;
-    int L = net->n_layers;
-    const float *out = forward(net, b->act[0], n, drop, b->act);
-    double cost = nndl_net_cost(net, out, net->zout, y, n);
-    output_delta(net, b->delta[L - 1], out, y, n);
-    for (int l = L - 1; l > 0; l--)
-        delta_prev(net, l, b->delta[l], b->delta[l - 1], b->act[l], n, 0, net->sizes[l], drop,
-                   1 << 30, NULL);
-    *bound = nndl_net_bound(net, b, n);
-    return cost;
-}
-
-/* ---- the fused step split by units: the ranks of a node share the work of every GEMM ---- */
-
-void nndl_net_forward_units(nndl_net *net, const nndl_batch *b, int l, int k, int part, int parts,
-                            const nndl_dropout *drop)
-{
-    int j0, j1;
-    part_units(net->layer[l].n_out, part, parts, &j0, &j1);
-    if (j1 > j0 && k > 0) layer_forward(net, l, b->act[l], b->act[l + 1], k, j0, j1, drop);
-}
-
-double nndl_net_output_rows(nndl_net *net, const nndl_batch *b, const uint8_t *y, int r0, int n)
-{
-    int L = net->n_layers, m = net->sizes[L];
-    if (n == 0) return 0.0;
-    float *z = b->act[L] + (size_t)r0 * m;
-    layer_forward(net, L - 1, b->act[L - 1] + (size_t)r0 * net->sizes[L - 1], z, n, 0, m, NULL);
-    double cost = nndl_net_cost(net, z, net->zout, y, n);
-    output_delta(net, b->delta[L - 1] + (size_t)r0 * m, z, y, n);
-    return cost;
-}
-
-void nndl_net_delta_units(nndl_net *net, const nndl_batch *b, int l, int k, int part, int parts,
-                          const nndl_dropout *drop)
-{
-    int c0, c1;
-    part_units(net->sizes[l], part, parts, &c0, &c1);
-    if (c1 > c0 && k > 0)
-        delta_prev(net, l, b->delta[l], b->delta[l - 1], b->act[l], k, c0, c1, drop, 1 << 30, NULL);
-}
-
-float nndl_net_bound(const nndl_net *net, const nndl_batch *b, int k)
-{
-    float bound = 0.0f;
-    for (int l = 0; l < net->n_layers && k > 0; l++)
-        bound = layer_bound(bound, b->delta[l], b->act[l], k, &net->layer[l]);
-    return bound;
-}
-
-int nndl_net_part_nonfinite(nndl_net *net, const nndl_batch *b, int k, int part, int parts)
-{
-    int bad = 0;
-    for (int l = 0; l < net->n_layers && !bad; l++) {
-        const nndl_layer *W = &net->layer[l];
-        nndl_layer *G = &net->dlayer[l];
-        int j0, j1;
-        part_units(W->n_out, part, parts, &j0, &j1);
-        if (j1 == j0) continue;
-        const float *d = b->delta[l];
-        column_sums(G->b, d, k, W->n_out, j0, j1);
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, j1 - j0, W->n_in, k, 1.0f, d + j0,
-                    W->n_out, b->act[l], W->n_in, 0.0f, G->w + (size_t)j0 * W->n_in, W->n_in);
-        bad = nndl_any_nonfinite(G->w + (size_t)j0 * W->n_in, (size_t)(j1 - j0) * W->n_in) ||
-              nndl_any_nonfinite(G->b + j0, (size_t)(j1 - j0));
-    }
-    return bad;
-}
-
-NNDL_HOT static void l1_shrink(float *w, size_t n, float c)
-{
-    for (size_t i = 0; i < n; i++) w[i] -= c * (float)((w[i] > 0.0f) - (w[i] < 0.0f));
-}
-
-NNDL_HOT static void bias_step(float *restrict bias, const float *restrict d, int k, int n_out,
-                               int j0, int j1, float step)
-{
-    for (int r = 0; r < k; r++) {
-        const float *dr = d + (size_t)r * n_out;
-        for (int j = j0; j < j1; j++) bias[j] -= step * dr[j];
-    }
-}
-
-/* Momentum: v <- mu v - step·deltaᵀA (the GEMM), then v -= wd w + l1 sgn w and w += v over the
- * part. */
-NNDL_HOT static void momentum_apply(float *restrict w, float *restrict v, size_t n, float wd,
-                                    float l1)
-{
-    for (size_t i = 0; i < n; i++) {
-        v[i] -= wd * w[i] + l1 * (float)((w[i] > 0.0f) - (w[i] < 0.0f));
-        w[i] += v[i];
-    }
-}
-
-void nndl_net_update_part(nndl_net *net, const nndl_batch *b, int k, int part, int parts,
-                          const nndl_fused *u)
-{
-    for (int l = 0; l < net->n_layers; l++) {
-        const nndl_layer *W = &net->layer[l];
-        int j0, j1;
-        part_units(W->n_out, part, parts, &j0, &j1);
-        if (j1 == j0) continue;
-        size_t nw = (size_t)(j1 - j0) * W->n_in;
-        float *w = W->w + (size_t)j0 * W->n_in;
-        if (u->velocity) { /* the GEMM writes the velocity; the weights follow it */
-            float *v = u->velocity + (W->w - net->params) + (size_t)j0 * W->n_in;
-            float *vb = u->velocity + (W->b - net->params);
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, j1 - j0, W->n_in, k, -u->step,
-                        b->delta[l] + j0, W->n_out, b->act[l], W->n_in, u->mu, v, W->n_in);
-            momentum_apply(w, v, nw, u->wd, u->l1);
-            for (int j = j0; j < j1; j++) vb[j] *= u->mu;
-            bias_step(vb, b->delta[l], k, W->n_out, j0, j1, u->step);
-            for (int j = j0; j < j1; j++) W->b[j] += vb[j];
-            continue;
-        }
-        if (u->l1 != 0.0f) l1_shrink(w, nw, u->l1);
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, j1 - j0, W->n_in, k, -u->step,
-                    b->delta[l] + j0, W->n_out, b->act[l], W->n_in, u->decay, w, W->n_in);
-        bias_step(W->b, b->delta[l], k, W->n_out, j0, j1, u->step);
-    }
-}
+/* ---- evaluation ---- */
 
 static int argmax(const float *a, int m)
 {

@@ -33,17 +33,31 @@ typedef struct {
 
 /* ---- the batch buffers ---- */
 
-/* act[0..L] then delta[0..L-1], each [rows x width], at base; f->all points at row 0, f->mine at
- * row `first` (this rank's rows). */
-static void point_batch(fused *f, const nndl_net *net, float *base, int rows, int first)
+/* The floats per sample of slot i of the batch buffers: act[0..L], delta[0..L-1], then in[0..L-1]
+ * (a conv layer's patches; 0 for a dense layer, which reads its act). */
+static size_t slot_width(const nndl_net *net, int i)
 {
     int L = net->n_layers;
-    f->all = (nndl_batch){f->bptr, f->bptr + L + 1};
-    f->mine = (nndl_batch){f->bptr + 2 * L + 1, f->bptr + 3 * L + 2};
-    for (int i = 0; i < 2 * L + 1; i++) {
-        int width = i <= L ? net->sizes[i] : net->sizes[i - L];
-        f->bptr[i] = base;
-        f->bptr[2 * L + 1 + i] = base + (size_t)first * width;
+    size_t act, delta, in;
+    nndl_net_batch_widths(net,
+                          i <= L       ? 0
+                          : i <= 2 * L ? i - L - 1
+                                       : i - 2 * L - 1,
+                          &act, &delta, &in);
+    return i <= L ? (size_t)net->sizes[i] : i <= 2 * L ? delta : in;
+}
+
+/* The slots at base, each [rows x width]; f->all points at row 0, f->mine at row `first` (this
+ * rank's rows). */
+static void point_batch(fused *f, const nndl_net *net, float *base, int rows, int first)
+{
+    int L = net->n_layers, slots = 3 * L + 1;
+    f->all = (nndl_batch){f->bptr, f->bptr + L + 1, f->bptr + 2 * L + 1};
+    f->mine = (nndl_batch){f->bptr + slots, f->bptr + slots + L + 1, f->bptr + slots + 2 * L + 1};
+    for (int i = 0; i < slots; i++) {
+        size_t width = slot_width(net, i);
+        f->bptr[i] = width ? base : NULL;
+        f->bptr[slots + i] = width ? base + (size_t)first * width : NULL;
         base += (size_t)rows * width;
     }
     f->batch_first = first;
@@ -53,7 +67,7 @@ static void point_batch(fused *f, const nndl_net *net, float *base, int rows, in
 static size_t batch_floats(const nndl_net *net, int rows)
 {
     size_t w = 0;
-    for (int l = 0; l <= net->n_layers; l++) w += (size_t)net->sizes[l] * (l > 0 ? 2 : 1);
+    for (int i = 0; i < 3 * net->n_layers + 1; i++) w += slot_width(net, i);
     return w * (size_t)rows;
 }
 
@@ -87,7 +101,7 @@ static nndl_status init(nndl_trainer *t, nndl_err *err)
     t->impl = f;
     f->parts = 1;
     size_t nb = batch_floats(t->net, t->cfg.batch);
-    f->bptr = malloc(sizeof *f->bptr * (4 * (size_t)(unsigned)t->net->n_layers + 2));
+    f->bptr = malloc(sizeof *f->bptr * (6 * (size_t)(unsigned)t->net->n_layers + 2));
     nndl_status st = f->bptr ? NNDL_OK : nndl_fail(err, NNDL_ENOMEM, "out of memory");
     st = nndl_dist_agree(t->dist, st, err, NULL); /* before the collective set-up */
     if (st == NNDL_OK && t->plan.shared) return shared_setup(t, f, nb, err);

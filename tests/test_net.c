@@ -494,7 +494,7 @@ static void fcase_init(fcase *f, const int *sizes, int n_sizes, nndl_act act, nn
     size_t np = f->net->n_params;
     for (int l = 0; l <= f->L; l++) f->act_b[l] = malloc(sizeof(float) * FN * sizes[l]);
     for (int l = 0; l < f->L; l++) f->delta_b[l] = malloc(sizeof(float) * FN * sizes[l + 1]);
-    f->b = (nndl_batch){f->act_b, f->delta_b};
+    f->b = (nndl_batch){f->act_b, f->delta_b, NULL};
     for (int i = 0; i < FN * sizes[0]; i++) f->act_b[0][i] = (float)((i * 37 % 101) / 101.0);
     for (int r = 0; r < FN; r++) {
         f->y[r] = (uint8_t)(r % sizes[f->L]);

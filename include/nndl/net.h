@@ -1,11 +1,13 @@
-/* nndl/net.h: fully connected networks, batched forward and backward with CBLAS.
+/* nndl/net.h: networks of dense and convolutional layers, batched forward and backward with CBLAS.
  *
- * A network of L weight layers maps sizes[0] inputs to sizes[L] outputs. All parameters live
- * in ONE contiguous float buffer (params) and all gradients in another (grads) with the same
- * layout: layer 1's weights [n_out x n_in, row-major] then its biases [n_out], then layer 2's,
- * and so on. layer[l] and dlayer[l] are views into them (l = 0 is the first weight layer).
- * grads has NNDL_GRAD_EXTRA floats after the n_params gradients, for scalars that travel in
- * the same reduction as the gradient (the batch cost, flags the ranks must agree on).
+ * A network of L weight layers maps sizes[0] inputs to sizes[L] outputs (values per sample; a conv
+ * layer's input and output are C x H x W images flattened in (channel, row, column) order). All
+ * parameters live in ONE contiguous float buffer (params) and all gradients in another (grads) with
+ * the same layout: layer 1's weights [n_out x n_in, row-major: a dense layer's units x inputs, a
+ * conv layer's filters x (C x k x k)] then its biases [n_out], then layer 2's, and so on. layer[l]
+ * and dlayer[l] are views into them (l = 0 is the first weight layer). grads has NNDL_GRAD_EXTRA
+ * floats after the n_params gradients, for scalars that travel in the same reduction as the
+ * gradient (the batch cost, flags the ranks must agree on).
  *
  * A batch is a matrix of n rows: forward and backward are one GEMM per layer and direction.
  * This module knows nothing of MPI, HDF5 or the terminal.
@@ -18,21 +20,42 @@
 
 #include "nndl/err.h"
 
-#define NNDL_GRAD_EXTRA 4 /* riders of the gradient reduction, after the n_params gradients: */
-#define NNDL_EXTRA_COST 0 /*   the cost summed over the shard */
-#define NNDL_EXTRA_STOP                                                                            \
-    1                      /*   > 0 when a rank was asked to stop (signal): all stop at this step  \
-                            */
+#define NNDL_GRAD_EXTRA  4 /* riders of the gradient reduction, after the n_params gradients: */
+#define NNDL_EXTRA_COST  0 /*   the cost summed over the shard */
+/* > 0 when a rank was asked to stop (signal): all stop at this step */
+#define NNDL_EXTRA_STOP  1
 #define NNDL_EXTRA_BOUND 2 /*  a bound on every |gradient element| (see nndl_net_backprop) */
 
 typedef enum { NNDL_ACT_SIGMOID, NNDL_ACT_TANH, NNDL_ACT_RELU, NNDL_ACT_SOFTMAX } nndl_act;
 typedef enum { NNDL_COST_QUADRATIC, NNDL_COST_CROSS_ENTROPY, NNDL_COST_LOG_LIKELIHOOD } nndl_cost;
-typedef enum { NNDL_INIT_STANDARD, NNDL_INIT_NIELSEN } nndl_init;
+typedef enum { NNDL_INIT_STANDARD, NNDL_INIT_NIELSEN, NNDL_INIT_NETWORK3 } nndl_init;
+typedef enum { NNDL_LAYER_DENSE, NNDL_LAYER_CONV } nndl_layer_kind;
 
+#define NNDL_MAX_FILTERS 4096
+
+/* What a weight layer is asked to be (nndl_net_create_layers): dense with `units` outputs, or conv
+ * with `units` filters of kernel x kernel (valid, stride 1), then max-pooling pool x pool (1:
+ * none). */
 typedef struct {
-    int n_in, n_out;
-    float *w; /* [n_out x n_in], row-major: row j holds the weights into output unit j */
-    float *b; /* [n_out] */
+    nndl_layer_kind kind;
+    int units, kernel, pool;
+} nndl_layer_spec;
+
+/* An image's shape: channels x rows x columns. */
+typedef struct {
+    int c, h, w;
+} nndl_shape;
+
+/* A weight layer. Its GEMMs are those of a dense layer over n·pos rows: a dense layer's rows are
+ * the samples (pos = 1), a conv layer's are its output positions (the patches of conv.h). */
+typedef struct {
+    nndl_layer_kind kind;
+    int n_in, n_out;   /* the weight matrix: n_out units (conv: filters), each of n_in weights */
+    float *w;          /* [n_out x n_in], row-major: row j holds the weights into output unit j */
+    float *b;          /* [n_out] */
+    int n_inw, n_outw; /* values per sample in and out (conv: C·H·W and F·Hp·Wp, after pooling) */
+    int pos;           /* output positions per sample before pooling: 1 (dense), Ho·Wo (conv) */
+    int c, h, wd, k, pool, ho, wo; /* conv: input C x H x W, kernel k, pool p; output Ho x Wo */
 } nndl_layer;
 
 /* Optional hooks into backprop, for overlapping the gradient reduction with it (the core never
@@ -65,6 +88,12 @@ typedef struct {
     float **mask;    /* mask[l]: [cap x sizes[l]] dropout scale of hidden layer l: 0 or 1/(1-p) */
     /* [cap x sizes[L]] the output layer's pre-activations (softmax's log-sum-exp) */
     float *zout;
+    /* conv layers: col[l] the input's patches [cap·pos x n_in], arg[l] the pooling's argmax
+     * [cap x n_outw] (NULL for dense layers); zbuf a conv output before pooling, dcol the patches'
+     * gradient, gbuf a layer's input gradient before its pooling's routing */
+    float **col, *zbuf, *dcol, *gbuf;
+    int32_t **arg;
+    int has_conv;
     const nndl_backprop_hooks *hooks; /* NULL: plain backprop (set by a caller that overlaps) */
 } nndl_net;
 
@@ -89,17 +118,29 @@ int nndl_act_parse(const char *s);
 int nndl_cost_parse(const char *s);
 int nndl_init_parse(const char *s);
 
-/* Create a network with sizes[0..n_sizes) (n_sizes >= 2, each >= 1), hidden activation
- * act_hidden[0..n_sizes-2) (NULL = sigmoid everywhere) and cost. The output activation follows
- * the cost: softmax for log-likelihood, sigmoid otherwise. Parameters are zero until
- * nndl_net_init. *out is owned by the caller: free with nndl_net_free. */
+/* Create a network of n_layers weight layers spec[0..n_layers) over inputs of shape in, hidden
+ * activations act_hidden[0..n_layers-1) (NULL = sigmoid everywhere) and cost. The output activation
+ * follows the cost: softmax for log-likelihood, sigmoid otherwise. A conv layer follows the input
+ * or another conv layer; its kernel must fit its input and its pool divide the kernel's output. A
+ * bad spec is NNDL_EARG naming the layer (as nndl_layer_spec_str writes it). Parameters are zero
+ * until nndl_net_init. *out is owned by the caller: free with nndl_net_free. */
+nndl_status nndl_net_create_layers(nndl_net **out, nndl_shape in, const nndl_layer_spec *spec,
+                                   int n_layers, const nndl_act *act_hidden, nndl_cost cost,
+                                   nndl_err *err);
+
+/* The same for a fully connected network of sizes[0..n_sizes) (n_sizes >= 2, each >= 1). */
 nndl_status nndl_net_create(nndl_net **out, const int *sizes, int n_sizes,
                             const nndl_act *act_hidden, nndl_cost cost, nndl_err *err);
+
+/* "conv:20x5x5", "pool:2x2" after it, "dense:100": the --layers token(s) of a spec. */
+void nndl_layer_spec_str(const nndl_layer_spec *s, char *buf, size_t cap);
 void nndl_net_free(nndl_net *net);
 
 /* Draw the parameters from (seed): NNDL_INIT_STANDARD = N(0,1) weights and biases (book ch. 1),
- * NNDL_INIT_NIELSEN = N(0, 1/n_in) weights and N(0,1) biases (book ch. 3). Each layer's values
- * depend only on (seed, layer index), not on the rest of the network. */
+ * NNDL_INIT_NIELSEN = N(0, 1/n_in) weights and N(0,1) biases (book ch. 3), NNDL_INIT_NETWORK3 = the
+ * book's network3.py (ch. 6): N(0, 1/fan_out) weights with fan_out = n_out·k²/p² for conv layers
+ * and n_out for dense ones, N(0,1) biases, and a softmax output layer all zeros. Each layer's
+ * values depend only on (seed, layer index), not on the rest of the network. */
 void nndl_net_init(nndl_net *net, nndl_init init, uint64_t seed);
 
 /* Use params [n_params] and grads [n_params + NNDL_GRAD_EXTRA] (e.g. shared memory) from now on:
@@ -140,8 +181,16 @@ double nndl_net_backprop(nndl_net *net, const float *x, const uint8_t *y, int n,
 typedef struct {
     /* [L + 1]: act[0] the input rows [n x sizes[0]], act[l] weight layer l-1's output */
     float **act;
-    float **delta; /* [L]: delta[l] = dC/dz of weight layer l's output [n x sizes[l + 1]] */
+    /* [L]: delta[l] = dC/dz of weight layer l's output before pooling [n·pos x n_out] */
+    float **delta;
+    /* [L]: in[l] = the rows weight layer l's GEMMs read: its input act[l] (dense) or its patches
+     * [n·pos x n_in] (conv). NULL (the whole array): every layer is dense and reads act[l]. */
+    float **in;
 } nndl_batch;
+
+/* Floats per sample of a batch's act[l], delta[l] and in[l] for weight layer l (in: 0 for dense
+ * layers, which read act[l]). */
+void nndl_net_batch_widths(const nndl_net *net, int l, size_t *act, size_t *delta, size_t *in);
 
 /* The update's coefficients (see nndl_sgd_fused). Plain: w <- decay·(w - l1·sgn w) - step·Σ
  * gradient. Momentum (velocity != NULL, laid out as the parameters): v <- mu·v - step·Σ gradient -

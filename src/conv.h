@@ -1,0 +1,33 @@
+/* conv.h: the data movements of a convolutional layer (conv.c), for net.c (not a public header).
+ *
+ * A conv layer (nndl/net.h) is a GEMM over patches: its input [n x C·H·W] (NCHW, one row per
+ * sample) becomes col [n·pos x C·k·k] (one row per output position, pos = Ho·Wo, valid and stride
+ * 1), and z = col·Wᵀ [n·pos x F] is the layer's output before pooling, one row per position (NHWC).
+ * Pooling takes the max of each p x p block, adds the filter's bias and writes the output in NCHW
+ * order, the layout the next layer (and PyTorch) reads; it keeps where each max came from for
+ * backprop.
+ */
+#ifndef NNDL_CONV_H
+#define NNDL_CONV_H
+
+#include <stdint.h>
+
+#include "nndl/net.h"
+
+/* col [n·pos x n_in] = the k x k patches of in [n x C·H·W], in (c, ky, kx) order, the order of a
+ * row of w. */
+void nndl_im2col(const nndl_layer *L, const float *in, int n, float *col);
+
+/* g [n x C·H·W] = the sum of each patch row of dcol [n·pos x n_in] back into its input positions
+ * (the adjoint of nndl_im2col; g is overwritten). */
+void nndl_col2im(const nndl_layer *L, const float *dcol, int n, float *g);
+
+/* out [n x F·Hp·Wp] (NCHW) = max over each pool x pool block of z [n·pos x F] (NHWC), plus b[f];
+ * arg [n x F·Hp·Wp] = the position (within the sample's pos) of each max, the first in row order.
+ */
+void nndl_pool_forward(const nndl_layer *L, const float *z, int n, float *out, int32_t *arg);
+
+/* D [n·pos x F] = dz [n x F·Hp·Wp] routed back to the positions arg recorded, zero elsewhere. */
+void nndl_pool_backward(const nndl_layer *L, const float *dz, const int32_t *arg, int n, float *D);
+
+#endif

@@ -1,0 +1,161 @@
+/* fused.c: the fused step (see nndl/net.h): backprop that keeps every layer's delta, and the update
+ * inside the weight-gradient GEMM, split by rows or by units over the ranks of a node. A conv
+ * layer's GEMMs are those of a dense layer over its output positions (conv.h), so the same code
+ * serves both. */
+#include <cblas.h>
+#include <math.h>
+#include <string.h>
+
+#include "hot.h"
+#include "net_int.h"
+
+/* The rows weight layer l's GEMMs read: a conv layer's patches, or a dense layer's input. */
+static const float *gemm_in(const nndl_batch *b, int l)
+{
+    return b->in && b->in[l] ? b->in[l] : b->act[l];
+}
+
+/* Output units [*j0, *j1) of a layer of n_out that part `part` of `parts` owns. */
+static void part_units(int n_out, int part, int parts, int *j0, int *j1)
+{
+    *j0 = (int)((long long)n_out * part / parts);
+    *j1 = (int)((long long)n_out * (part + 1) / parts);
+}
+
+/* ---- split by rows: each rank its rows of the batch, then its part of every layer's units ---- */
+
+double nndl_net_deltas(nndl_net *net, const nndl_batch *b, const uint8_t *y, int n,
+                       const nndl_dropout *drop, float *bound)
+{
+    *bound = 0.0f;
+    if (n == 0) return 0.0;
+    if (drop && !(drop->p > 0)) drop = NULL;
+    int L = net->n_layers;
+    const float *out = net_forward(net, b->act[0], n, drop, b->act, b->in);
+    double cost = nndl_net_cost(net, out, net->zout, y, n);
+    net_output_delta(net, b->delta[L - 1], out, y, n);
+    for (int l = L - 1; l > 0; l--)
+        net_delta_prev(net, l, b->delta[l], b->delta[l - 1], b->act[l], n, 0, net->sizes[l], drop,
+                       1 << 30, NULL);
+    *bound = nndl_net_bound(net, b, n);
+    return cost;
+}
+
+/* ---- the fused step split by units: the ranks of a node share the work of every GEMM ---- */
+
+void nndl_net_forward_units(nndl_net *net, const nndl_batch *b, int l, int k, int part, int parts,
+                            const nndl_dropout *drop)
+{
+    int j0, j1;
+    part_units(net->layer[l].n_out, part, parts, &j0, &j1);
+    if (net->layer[l].kind == NNDL_LAYER_CONV) { /* not split: part 0 computes the whole layer */
+        if (part == 0 && k > 0)
+            net_forward_layer(net, l, b->act[l], b->act[l + 1], b->in ? b->in[l] : NULL, k, drop);
+        return;
+    }
+    if (j1 > j0 && k > 0) net_dense_forward(net, l, b->act[l], b->act[l + 1], k, j0, j1, drop);
+}
+
+double nndl_net_output_rows(nndl_net *net, const nndl_batch *b, const uint8_t *y, int r0, int n)
+{
+    int L = net->n_layers, m = net->sizes[L];
+    if (n == 0) return 0.0;
+    float *z = b->act[L] + (size_t)r0 * m;
+    net_dense_forward(net, L - 1, b->act[L - 1] + (size_t)r0 * net->sizes[L - 1], z, n, 0, m, NULL);
+    double cost = nndl_net_cost(net, z, net->zout, y, n);
+    net_output_delta(net, b->delta[L - 1] + (size_t)r0 * m, z, y, n);
+    return cost;
+}
+
+void nndl_net_delta_units(nndl_net *net, const nndl_batch *b, int l, int k, int part, int parts,
+                          const nndl_dropout *drop)
+{
+    int c0, c1;
+    part_units(net->sizes[l], part, parts, &c0, &c1);
+    if (c1 > c0 && k > 0)
+        net_delta_prev(net, l, b->delta[l], b->delta[l - 1], b->act[l], k, c0, c1, drop, 1 << 30,
+                       NULL);
+}
+
+float nndl_net_bound(const nndl_net *net, const nndl_batch *b, int k)
+{
+    float bound = 0.0f;
+    for (int l = 0; l < net->n_layers && k > 0; l++)
+        bound = net_layer_bound(bound, b->delta[l], b->act[l], k, &net->layer[l]);
+    return bound;
+}
+
+int nndl_net_part_nonfinite(nndl_net *net, const nndl_batch *b, int k, int part, int parts)
+{
+    int bad = 0;
+    for (int l = 0; l < net->n_layers && !bad; l++) {
+        const nndl_layer *W = &net->layer[l];
+        nndl_layer *G = &net->dlayer[l];
+        int j0, j1;
+        part_units(W->n_out, part, parts, &j0, &j1);
+        if (j1 == j0) continue;
+        const float *d = b->delta[l];
+        int rows = k * W->pos;
+        net_column_sums(G->b, d, rows, W->n_out, j0, j1);
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, j1 - j0, W->n_in, rows, 1.0f, d + j0,
+                    W->n_out, gemm_in(b, l), W->n_in, 0.0f, G->w + (size_t)j0 * W->n_in, W->n_in);
+        bad = nndl_any_nonfinite(G->w + (size_t)j0 * W->n_in, (size_t)(j1 - j0) * W->n_in) ||
+              nndl_any_nonfinite(G->b + j0, (size_t)(j1 - j0));
+    }
+    return bad;
+}
+
+NNDL_HOT static void l1_shrink(float *w, size_t n, float c)
+{
+    for (size_t i = 0; i < n; i++) w[i] -= c * (float)((w[i] > 0.0f) - (w[i] < 0.0f));
+}
+
+NNDL_HOT static void bias_step(float *restrict bias, const float *restrict d, int k, int n_out,
+                               int j0, int j1, float step)
+{
+    for (int r = 0; r < k; r++) {
+        const float *dr = d + (size_t)r * n_out;
+        for (int j = j0; j < j1; j++) bias[j] -= step * dr[j];
+    }
+}
+
+/* Momentum: v <- mu v - step·deltaᵀA (the GEMM), then v -= wd w + l1 sgn w and w += v over the
+ * part. */
+NNDL_HOT static void momentum_apply(float *restrict w, float *restrict v, size_t n, float wd,
+                                    float l1)
+{
+    for (size_t i = 0; i < n; i++) {
+        v[i] -= wd * w[i] + l1 * (float)((w[i] > 0.0f) - (w[i] < 0.0f));
+        w[i] += v[i];
+    }
+}
+
+void nndl_net_update_part(nndl_net *net, const nndl_batch *b, int k, int part, int parts,
+                          const nndl_fused *u)
+{
+    for (int l = 0; l < net->n_layers; l++) {
+        const nndl_layer *W = &net->layer[l];
+        int j0, j1;
+        part_units(W->n_out, part, parts, &j0, &j1);
+        if (j1 == j0) continue;
+        size_t nw = (size_t)(j1 - j0) * W->n_in;
+        float *w = W->w + (size_t)j0 * W->n_in;
+        const float *in = gemm_in(b, l);
+        int rows = k * W->pos;
+        if (u->velocity) { /* the GEMM writes the velocity; the weights follow it */
+            float *v = u->velocity + (W->w - net->params) + (size_t)j0 * W->n_in;
+            float *vb = u->velocity + (W->b - net->params);
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, j1 - j0, W->n_in, rows, -u->step,
+                        b->delta[l] + j0, W->n_out, in, W->n_in, u->mu, v, W->n_in);
+            momentum_apply(w, v, nw, u->wd, u->l1);
+            for (int j = j0; j < j1; j++) vb[j] *= u->mu;
+            bias_step(vb, b->delta[l], rows, W->n_out, j0, j1, u->step);
+            for (int j = j0; j < j1; j++) W->b[j] += vb[j];
+            continue;
+        }
+        if (u->l1 != 0.0f) l1_shrink(w, nw, u->l1);
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, j1 - j0, W->n_in, rows, -u->step,
+                    b->delta[l] + j0, W->n_out, in, W->n_in, u->decay, w, W->n_in);
+        bias_step(W->b, b->delta[l], rows, W->n_out, j0, j1, u->step);
+    }
+}

@@ -1,0 +1,38 @@
+/* net_int.h: what net.c and fused.c share (not a public header). Shapes as in nndl/net.h. */
+#ifndef NNDL_NET_INT_H
+#define NNDL_NET_INT_H
+
+#include "nndl/net.h"
+
+/* 1 if the hidden layer after weight layer l takes inverted dropout (a dense layer, not the
+ * output). */
+int net_drops(const nndl_net *net, int l, const nndl_dropout *drop);
+
+/* Units [j0, j1) of dense layer l over n rows: z = in·W[j0:j1]ᵀ + b, the activation, dropout. */
+void net_dense_forward(nndl_net *net, int l, const float *in, float *z, int n, int j0, int j1,
+                       const nndl_dropout *drop);
+
+/* Weight layer l over n rows: in [n x sizes[l]] -> out [n x sizes[l + 1]] (a conv layer's patches
+ * into col, or net->col[l] when NULL). */
+void net_forward_layer(nndl_net *net, int l, const float *in, float *out, float *col, int n,
+                       const nndl_dropout *drop);
+
+/* Forward x [n x sizes[0]] into a[1..L]; conv layers' patches into col[l] (NULL: net->col). */
+const float *net_forward(nndl_net *net, const float *x, int n, const nndl_dropout *drop,
+                         float *const *a, float *const *col);
+
+/* delta = dC/dz of the output layer for each of n rows of output a. */
+void net_output_delta(const nndl_net *net, float *delta, const float *a, const uint8_t *y, int n);
+
+/* Columns [c_lo, c_hi) of delta[l - 1] from delta[l] (see net.c). */
+void net_delta_prev(const nndl_net *net, int l, const float *d, float *dprev, const float *a_l,
+                    int n, int c_lo, int c_hi, const nndl_dropout *drop, int panel,
+                    const nndl_backprop_hooks *h);
+
+/* max(bound, layer W's bound on its gradient elements over n samples); a NaN sticks. */
+float net_layer_bound(float bound, const float *d, const float *ain, int n, const nndl_layer *W);
+
+/* sum[j0..j1) = Σ over the k rows of d [k x n_out] */
+void net_column_sums(float *sum, const float *d, int k, int n_out, int j0, int j1);
+
+#endif

@@ -1,0 +1,331 @@
+/* Conv and conv-pool layers: backprop against central finite differences of an independent
+ * double-precision forward pass written with plain loops (direct convolution, max-pooling), for
+ * every activation and cost, with L2; the fused step (deltas kept, the update inside the GEMM,
+ * split by units) against backprop + nndl_sgd_step; bad layer specs. */
+#include <criterion/criterion.h>
+#include <criterion/new/assert.h>
+#include <float.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "nndl/fixed.h"
+#include "nndl/net.h"
+#include "nndl/optim.h"
+#include "nndl/rng.h"
+
+#define ROWS 3
+#define MAXV 512
+
+static double act_d(nndl_act a, double z)
+{
+    return a == NNDL_ACT_SIGMOID ? 1.0 / (1.0 + exp(-z))
+           : a == NNDL_ACT_TANH  ? tanh(z)
+           : z > 0               ? z
+                                 : 0;
+}
+
+/* One conv layer on one sample: in [C x H x W] -> out [F x Ho/p x Wo/p] (bias after the max, then
+ * the activation), as network3.py computes it. */
+static void conv_ref(const nndl_layer *L, nndl_act act, const double *w, const double *in,
+                     double *out)
+{
+    int F = L->n_out, p = L->pool, hp = L->ho / p, wp = L->wo / p;
+    for (int f = 0; f < F; f++)
+        for (int py = 0; py < hp; py++)
+            for (int px = 0; px < wp; px++) {
+                double best = -INFINITY;
+                for (int oy = py * p; oy < py * p + p; oy++)
+                    for (int ox = px * p; ox < px * p + p; ox++) {
+                        double z = 0;
+                        for (int c = 0; c < L->c; c++)
+                            for (int ky = 0; ky < L->k; ky++)
+                                for (int kx = 0; kx < L->k; kx++)
+                                    z += w[((f * L->c + c) * L->k + ky) * L->k + kx] *
+                                         in[(c * L->h + oy + ky) * L->wd + ox + kx];
+                        best = fmax(best, z);
+                    }
+                double b = w[(size_t)F * L->n_in + f];
+                out[(f * hp + py) * wp + px] = act_d(act, best + b);
+            }
+}
+
+static double cost_ref(const nndl_net *net, const double *p, const float *x, const uint8_t *y)
+{
+    double total = 0;
+    for (int r = 0; r < ROWS; r++) {
+        double a[MAXV], z[MAXV];
+        for (int i = 0; i < net->sizes[0]; i++) a[i] = x[r * net->sizes[0] + i];
+        const double *q = p;
+        for (int l = 0; l < net->n_layers; l++) {
+            const nndl_layer *L = &net->layer[l];
+            int no = net->sizes[l + 1];
+            if (L->kind == NNDL_LAYER_CONV) {
+                conv_ref(L, net->act[l], q, a, z);
+                memcpy(a, z, sizeof(double) * no);
+            } else {
+                for (int j = 0; j < no; j++) {
+                    z[j] = q[(size_t)no * L->n_in + j];
+                    for (int i = 0; i < L->n_in; i++) z[j] += q[(size_t)j * L->n_in + i] * a[i];
+                }
+                if (net->act[l] == NNDL_ACT_SOFTMAX) {
+                    double m = z[0], s = 0;
+                    for (int j = 1; j < no; j++) m = fmax(m, z[j]);
+                    for (int j = 0; j < no; j++) s += exp(z[j] - m);
+                    for (int j = 0; j < no; j++) a[j] = exp(z[j] - m) / s;
+                } else {
+                    for (int j = 0; j < no; j++) a[j] = act_d(net->act[l], z[j]);
+                }
+            }
+            q += (size_t)L->n_out * (L->n_in + 1);
+        }
+        for (int j = 0; j < net->sizes[net->n_layers]; j++) {
+            double t = j == y[r];
+            if (net->cost == NNDL_COST_QUADRATIC)
+                total += 0.5 * (a[j] - t) * (a[j] - t);
+            else if (net->cost == NNDL_COST_CROSS_ENTROPY)
+                total -= t ? log(a[j]) : log(1 - a[j]);
+            else if (t)
+                total -= log(a[j]);
+        }
+    }
+    return total;
+}
+
+static nndl_net *make(nndl_shape in, const nndl_layer_spec *spec, int n, nndl_act act,
+                      nndl_cost cost, uint64_t seed, float *x, uint8_t *y)
+{
+    nndl_err err;
+    nndl_net *net;
+    nndl_act acts[8] = {act, act, act, act, act, act, act, act};
+    cr_assert(eq(int, nndl_net_create_layers(&net, in, spec, n, acts, cost, &err), NNDL_OK), "%s",
+              err.msg);
+    cr_assert(eq(int, nndl_net_reserve(net, ROWS, &err), NNDL_OK));
+    nndl_net_init(net, NNDL_INIT_NIELSEN, seed);
+    int d = net->sizes[0];
+    for (int i = 0; i < ROWS * d; i += 2) {
+        double u[2];
+        nndl_rng_uniform2(seed, 99, 0, (uint64_t)i, u);
+        x[i] = (float)u[0];
+        if (i + 1 < ROWS * d) x[i + 1] = (float)u[1];
+    }
+    for (int r = 0; r < ROWS; r++) y[r] = (uint8_t)((r * 7 + seed) % net->sizes[n]);
+    return net;
+}
+
+/* ---- gradients against finite differences (with the L2 term the step follows) ---- */
+
+static void gradcheck(nndl_shape in, const nndl_layer_spec *spec, int n, nndl_act act,
+                      nndl_cost cost, uint64_t seed)
+{
+    float x[ROWS * MAXV];
+    uint8_t y[ROWS];
+    nndl_net *net = make(in, spec, n, act, cost, seed, x, y);
+    double c = nndl_net_backprop(net, x, y, ROWS, NULL);
+    size_t np = net->n_params;
+    double *p = malloc(sizeof(double) * np);
+    for (size_t i = 0; i < np; i++) p[i] = net->params[i];
+    double ref = cost_ref(net, p, x, y);
+    cr_expect(lt(dbl, fabs(c - ref), 1e-5 * fabs(ref) + 1e-6), "backprop's cost %g, reference %g",
+              c, ref);
+    float gmax = 0.0f, bound = net->grads[np + NNDL_EXTRA_BOUND];
+    for (size_t i = 0; i < np; i++) gmax = fmaxf(gmax, fabsf(net->grads[i]));
+    cr_expect(gmax <= bound && bound < 1e30f, "the bound %g covers every |gradient| (max %g)",
+              bound, gmax);
+    /* the gradient the step follows: the mean over the rows plus the L2 term (l2 / n) w on weights
+     */
+    nndl_sgd o;
+    nndl_err err;
+    const double l2 = 0.7, n_train = 5;
+    cr_assert(eq(int, nndl_sgd_init(&o, net, 0.1, 0.0, l2, 0.0, (long)n_train, &err), NNDL_OK));
+    float *g = malloc(sizeof(float) * np);
+    nndl_sgd_gradient(&o, net, ROWS, g);
+    const double h = 1e-6;
+    int bad = 0;
+    for (size_t i = 0; i < np; i++) {
+        double keep = p[i], pen[2];
+        for (int s = 0; s < 2; s++) {
+            p[i] = keep + (s ? -h : h);
+            double w2 = 0;
+            size_t off = 0;
+            for (int l = 0; l < net->n_layers; l++) { /* weights only, not biases */
+                size_t nw = (size_t)net->layer[l].n_out * net->layer[l].n_in;
+                for (size_t k = 0; k < nw; k++) w2 += p[off + k] * p[off + k];
+                off += nw + net->layer[l].n_out;
+            }
+            pen[s] = cost_ref(net, p, x, y) / ROWS + l2 / (2 * n_train) * w2;
+        }
+        p[i] = keep;
+        double num = (pen[0] - pen[1]) / (2 * h),
+               rel = fabs(num - g[i]) / fmax(1e-3, fabs(num) + fabs(g[i]));
+        if (rel > 1e-3) {
+            bad++;
+            cr_log_info("%s/%s param %zu: backprop %g, finite difference %g", nndl_act_name(act),
+                        nndl_cost_name(cost), i, g[i], num);
+        }
+    }
+    cr_expect(eq(int, bad, 0), "%s, %s: %d of %zu gradients disagree", nndl_act_name(act),
+              nndl_cost_name(cost), bad, np);
+    free(g);
+    free(p);
+    nndl_sgd_free(&o);
+    nndl_net_free(net);
+}
+
+/* conv 3 filters 3x3 on 1x6x6, pool 2x2 -> 3x2x2, dense 4 */
+static const nndl_layer_spec conv_pool[] = {{NNDL_LAYER_CONV, 3, 3, 2},
+                                            {NNDL_LAYER_DENSE, 4, 0, 1}};
+/* two conv-pool layers, then a hidden dense layer (the book's shape, small): 1x9x9 -> 2x4x4 ->
+ * 3x2x2 */
+static const nndl_layer_spec two_conv[] = {{NNDL_LAYER_CONV, 2, 2, 2},
+                                           {NNDL_LAYER_CONV, 3, 3, 1},
+                                           {NNDL_LAYER_DENSE, 5, 0, 1},
+                                           {NNDL_LAYER_DENSE, 3, 0, 1}};
+
+static void all_costs(nndl_act act)
+{
+    const nndl_cost costs[] = {NNDL_COST_QUADRATIC, NNDL_COST_CROSS_ENTROPY,
+                               NNDL_COST_LOG_LIKELIHOOD};
+    for (int c = 0; c < 3; c++) {
+        gradcheck((nndl_shape){1, 6, 6}, conv_pool, 2, act, costs[c], 21 + c);
+        gradcheck((nndl_shape){1, 9, 9}, two_conv, 4, act, costs[c], 31 + c);
+    }
+}
+
+Test(conv_grad, sigmoid) { all_costs(NNDL_ACT_SIGMOID); }
+Test(conv_grad, tanh) { all_costs(NNDL_ACT_TANH); }
+Test(conv_grad, relu) { all_costs(NNDL_ACT_RELU); }
+
+/* ---- the fused step on conv layers ---- */
+
+/* Two fused steps (deltas of the whole batch; each of `parts` parts updated in turn) from the net's
+ * parameters p0; return how many parameters (and velocities) differ from ref (and vref). */
+static int fused_off(nndl_net *net, nndl_sgd *o, const float *x, const uint8_t *y, const float *p0,
+                     const float *ref, const float *vref, int parts, float tol)
+{
+    int L = net->n_layers;
+    float *act[9], *delta[8], *in[8];
+    for (int l = 0; l <= L; l++) act[l] = malloc(sizeof(float) * ROWS * net->sizes[l]);
+    for (int l = 0; l < L; l++) {
+        size_t a, d, c;
+        nndl_net_batch_widths(net, l, &a, &d, &c);
+        delta[l] = malloc(sizeof(float) * ROWS * d);
+        in[l] = c ? malloc(sizeof(float) * ROWS * c) : NULL;
+    }
+    nndl_batch b = {act, delta, in};
+    memcpy(act[0], x, sizeof(float) * ROWS * net->sizes[0]);
+    memcpy(net->params, p0, sizeof(float) * net->n_params);
+    if (o->velocity) memset(o->velocity, 0, sizeof(float) * net->n_params);
+    for (int s = 0; s < 2; s++) {
+        float bound;
+        nndl_net_deltas(net, &b, y, ROWS, NULL, &bound);
+        nndl_fused u;
+        cr_assert(nndl_sgd_fused(o, ROWS, &u));
+        for (int k = 0; k < parts; k++)
+            cr_expect(eq(int, nndl_net_part_nonfinite(net, &b, ROWS, k, parts), 0));
+        for (int k = 0; k < parts; k++) nndl_net_update_part(net, &b, ROWS, k, parts, &u);
+    }
+    int off = 0;
+    for (size_t i = 0; i < net->n_params; i++) {
+        off += fabsf(net->params[i] - ref[i]) > tol + 16 * FLT_EPSILON * fabsf(p0[i]);
+        if (o->velocity)
+            off += fabsf(o->velocity[i] - vref[i]) > tol + 16 * FLT_EPSILON * fabsf(p0[i]);
+    }
+    for (int l = 0; l <= L; l++) free(act[l]);
+    for (int l = 0; l < L; l++) {
+        free(delta[l]);
+        free(in[l]);
+    }
+    return off;
+}
+
+static void fused_matches(nndl_act act, double mu)
+{
+    float x[ROWS * MAXV];
+    uint8_t y[ROWS];
+    nndl_err err;
+    nndl_net *net =
+        make((nndl_shape){1, 9, 9}, two_conv, 4, act, NNDL_COST_LOG_LIKELIHOOD, 41, x, y);
+    size_t np = net->n_params;
+    nndl_sgd o;
+    cr_assert(eq(int, nndl_sgd_init(&o, net, 0.3, 0.2, 0.7, mu, 5, &err), NNDL_OK));
+    float *p0 = malloc(sizeof(float) * np), *ref = malloc(sizeof(float) * np),
+          *vref = calloc(np, sizeof(float));
+    memcpy(p0, net->params, sizeof(float) * np);
+    float gmax = 0.0f;
+    for (int s = 0; s < 2; s++) {
+        nndl_net_backprop(net, x, y, ROWS, NULL);
+        gmax = fmaxf(gmax, nndl_max_abs(net->grads, np));
+        nndl_sgd_step(&o, net, ROWS);
+    }
+    memcpy(ref, net->params, sizeof(float) * np);
+    if (o.velocity) memcpy(vref, o.velocity, sizeof(float) * np);
+    for (int parts = 1; parts <= 3; parts++)
+        cr_expect(eq(int, fused_off(net, &o, x, y, p0, ref, vref, parts, 1e-5f * 0.3f * gmax), 0),
+                  "%s momentum %g, %d parts: the fused step differs from backprop + step",
+                  nndl_act_name(act), mu, parts);
+    free(p0);
+    free(ref);
+    free(vref);
+    nndl_sgd_free(&o);
+    nndl_net_free(net);
+}
+
+Test(conv_fused, equals_backprop_then_step)
+{
+    const nndl_act acts[] = {NNDL_ACT_SIGMOID, NNDL_ACT_TANH, NNDL_ACT_RELU};
+    for (int a = 0; a < 3; a++) {
+        fused_matches(acts[a], 0.0);
+        fused_matches(acts[a], 0.9);
+    }
+}
+
+/* ---- shapes and bad specs ---- */
+
+Test(conv_shape, the_books_net)
+{
+    nndl_layer_spec s[] = {{NNDL_LAYER_CONV, 20, 5, 2},
+                           {NNDL_LAYER_CONV, 40, 5, 2},
+                           {NNDL_LAYER_DENSE, 100, 0, 1},
+                           {NNDL_LAYER_DENSE, 10, 0, 1}};
+    nndl_net *net;
+    nndl_err err;
+    cr_assert(eq(int,
+                 nndl_net_create_layers(&net, (nndl_shape){1, 28, 28}, s, 4, NULL,
+                                        NNDL_COST_LOG_LIKELIHOOD, &err),
+                 NNDL_OK));
+    int want[] = {784, 20 * 12 * 12, 40 * 4 * 4, 100, 10};
+    for (int l = 0; l <= 4; l++) cr_expect(eq(int, net->sizes[l], want[l]), "sizes[%d]", l);
+    cr_expect(eq(int, net->layer[1].n_in, 20 * 25), "conv 2 reads 20 channels x 5 x 5");
+    cr_expect(eq(sz, net->n_params, (size_t)20 * 26 + 40 * 501 + 100 * 641 + 10 * 101));
+    nndl_net_free(net);
+}
+
+Test(conv_shape, bad_specs_name_the_layer)
+{
+    struct {
+        nndl_layer_spec s[2];
+        int n;
+        const char *msg;
+    } bad[] = {
+        {{{NNDL_LAYER_CONV, 4, 30, 1}, {NNDL_LAYER_DENSE, 10, 0, 1}},
+         2,
+         "kernel is larger than its 28x28 input"},
+        {{{NNDL_LAYER_CONV, 4, 5, 5}, {NNDL_LAYER_DENSE, 10, 0, 1}},
+         2,
+         "pool 5x5 does not divide the 24x24"},
+        {{{NNDL_LAYER_DENSE, 30, 0, 1}, {NNDL_LAYER_CONV, 4, 3, 1}}, 2, "not a dense one"},
+        {{{NNDL_LAYER_CONV, 0, 5, 1}, {NNDL_LAYER_DENSE, 10, 0, 1}},
+         2,
+         "0 filters is out of range"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        nndl_net *net = NULL;
+        nndl_err err = {0};
+        cr_expect(eq(int,
+                     nndl_net_create_layers(&net, (nndl_shape){1, 28, 28}, bad[i].s, bad[i].n, NULL,
+                                            NNDL_COST_LOG_LIKELIHOOD, &err),
+                     NNDL_EARG));
+        cr_expect(strstr(err.msg, bad[i].msg) != NULL, "'%s' should say '%s'", err.msg, bad[i].msg);
+    }
+}
