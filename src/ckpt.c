@@ -184,6 +184,48 @@ nndl_status manifest_verify_main(const nndl_run_paths *p, nndl_err *err)
 
 /* ---- layers ---- */
 
+int layer_dims(const nndl_layer *L, hsize_t *dims)
+{
+    if (L->kind != NNDL_LAYER_CONV) {
+        dims[0] = (hsize_t)L->n_out;
+        dims[1] = (hsize_t)L->n_in;
+        return 2;
+    }
+    hsize_t d[4] = {(hsize_t)L->n_out, (hsize_t)L->c, (hsize_t)L->k, (hsize_t)L->k};
+    memcpy(dims, d, sizeof d);
+    return 4;
+}
+
+int probe_rows_of(const nndl_run *r, const nndl_net *net, int l)
+{
+    int conv = net->layer[l - 1].kind == NNDL_LAYER_CONV;
+    return conv && r->probe_conv < r->n_probe ? r->probe_conv : r->n_probe;
+}
+
+int probe_dims(const nndl_net *net, int l, hsize_t *dims)
+{
+    const nndl_layer *L = &net->layer[l - 1];
+    if (L->kind != NNDL_LAYER_CONV) {
+        dims[0] = (hsize_t)net->sizes[l];
+        return 1;
+    }
+    dims[0] = (hsize_t)L->n_out;
+    dims[1] = (hsize_t)(L->ho / L->pool);
+    dims[2] = (hsize_t)(L->wo / L->pool);
+    return 3;
+}
+
+/* A layer group's attributes: kind, activation; a conv layer's kernel and pool. */
+static herr_t layer_attrs(hid_t g, const nndl_net *net, int l)
+{
+    const nndl_layer *L = &net->layer[l];
+    herr_t rc = h5u_attr_str(g, "kind", L->kind == NNDL_LAYER_CONV ? "conv" : "dense");
+    if (rc >= 0) rc = h5u_attr_str(g, "activation", nndl_act_name(net->act[l]));
+    if (rc >= 0 && L->kind == NNDL_LAYER_CONV) rc = h5u_attr_int(g, "kernel", L->k);
+    if (rc >= 0 && L->kind == NNDL_LAYER_CONV) rc = h5u_attr_int(g, "pool", L->pool);
+    return rc;
+}
+
 herr_t write_layers(hid_t f, const char *group, const nndl_net *net, const float *buf, int gzip)
 {
     for (int l = 0; l < net->n_layers; l++) {
@@ -193,10 +235,10 @@ herr_t write_layers(hid_t f, const char *group, const nndl_net *net, const float
         snprintf(name, sizeof name, "%s/layer_%d", group, l + 1);
         hid_t g = h5u_group(f, name);
         if (g < 0) return -1;
-        hsize_t dw[2] = {(hsize_t)L->n_out, (hsize_t)L->n_in}, db[1] = {(hsize_t)L->n_out};
-        herr_t rc = h5u_write(g, "weights", H5T_NATIVE_FLOAT, 2, dw, w, gzip);
+        hsize_t dw[4], db[1] = {(hsize_t)L->n_out};
+        herr_t rc = h5u_write(g, "weights", H5T_NATIVE_FLOAT, layer_dims(L, dw), dw, w, gzip);
         if (rc >= 0) rc = h5u_write(g, "biases", H5T_NATIVE_FLOAT, 1, db, b, gzip);
-        if (rc >= 0) rc = h5u_attr_str(g, "activation", nndl_act_name(net->act[l]));
+        if (rc >= 0) rc = layer_attrs(g, net, l);
         H5Gclose(g);
         if (rc < 0) return rc;
     }
@@ -233,9 +275,10 @@ herr_t read_layers(hid_t f, const char *group, const nndl_net *net, float *buf)
     for (int l = 0; l < net->n_layers; l++) {
         char name[160];
         const nndl_layer *L = &net->layer[l];
-        hsize_t dw[2] = {(hsize_t)L->n_out, (hsize_t)L->n_in}, db[1] = {(hsize_t)L->n_out};
+        hsize_t dw[4], db[1] = {(hsize_t)L->n_out};
         snprintf(name, sizeof name, "%s/layer_%d/weights", group, l + 1);
-        herr_t rc = h5u_read(f, name, H5T_NATIVE_FLOAT, 2, dw, buf + (L->w - net->params));
+        herr_t rc =
+            h5u_read(f, name, H5T_NATIVE_FLOAT, layer_dims(L, dw), dw, buf + (L->w - net->params));
         if (rc < 0) return rc;
         snprintf(name, sizeof name, "%s/layer_%d/biases", group, l + 1);
         if ((rc = h5u_read(f, name, H5T_NATIVE_FLOAT, 1, db, buf + (L->b - net->params))) < 0)

@@ -48,15 +48,20 @@ nndl_status nndl_config_plan(const nndl_config *c, const nndl_plan_env *env, nnd
         (env->ranks == 1 || one_node)) {
         p->kind = NNDL_STEP_FUSED;
         p->shared = env->ranks > 1;
-        p->units =
-            p->shared && (c->split == NNDL_SPLIT_UNITS || (c->split == NNDL_SPLIT_AUTO && large));
+        p->units = p->shared && !env->has_conv &&
+                   (c->split == NNDL_SPLIT_UNITS || (c->split == NNDL_SPLIT_AUTO && large));
+        const char *split =
+            !p->shared ? (c->split != NNDL_SPLIT_AUTO ? "; --split unused on one rank" : "")
+            : env->has_conv
+                ? (c->split == NNDL_SPLIT_UNITS ? "; --split units is not for conv layers: rows"
+                                                : "; split by rows (conv layers)")
+            : c->split != NNDL_SPLIT_AUTO ? ""
+            : large                       ? "; --split auto: units (>= 2^20 parameters)"
+                                          : "; --split auto: rows (< 2^20 parameters)";
         snprintf(p->why, sizeof p->why, "%s%s",
                  c->reduce == NNDL_REDUCE_AUTO ? "--reduce auto: fused wherever it can"
                                                : "--reduce shared",
-                 !p->shared ? (c->split != NNDL_SPLIT_AUTO ? "; --split unused on one rank" : "")
-                 : c->split != NNDL_SPLIT_AUTO ? ""
-                 : large                       ? "; --split auto: units (>= 2^20 parameters)"
-                                               : "; --split auto: rows (< 2^20 parameters)");
+                 split);
         return NNDL_OK;
     }
     p->kind = NNDL_STEP_ALLREDUCE;
@@ -93,5 +98,34 @@ void nndl_step_plan_name(const nndl_step_plan *p, char *buf, size_t cap)
         snprintf(buf, cap, "gradient + MPI_Allreduce%s",
                  p->overlap ? ", in buckets overlapping backprop" : "");
         break;
+    }
+}
+
+/* ---- the model ---- */
+
+int nndl_config_depth(const nndl_config *c)
+{
+    return c->n_layers > 0 ? c->n_layers : c->n_sizes - 1;
+}
+
+int nndl_config_outputs(const nndl_config *c)
+{
+    return c->n_layers > 0 ? c->layers[c->n_layers - 1].units : c->sizes[c->n_sizes - 1];
+}
+
+nndl_status nndl_config_net(const nndl_config *c, nndl_shape data, nndl_net **out, nndl_err *err)
+{
+    if (c->n_layers == 0) return nndl_net_create(out, c->sizes, c->n_sizes, c->act, c->cost, err);
+    return nndl_net_create_layers(out, data, c->layers, c->n_layers, c->act, c->cost, err);
+}
+
+void nndl_config_layers_str(const nndl_config *c, char *buf, size_t cap)
+{
+    size_t used = 0;
+    buf[0] = 0;
+    for (int l = 0; l < c->n_layers && used < cap; l++) {
+        char tok[96];
+        nndl_layer_spec_str(&c->layers[l], tok, sizeof tok);
+        used += (size_t)snprintf(buf + used, cap - used, "%s%s", l ? "," : "", tok);
     }
 }

@@ -4,7 +4,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* A block's scratch: the inputs and labels of NNDL_EVAL_BLOCK rows of s; the net's workspace too.
+int nndl_eval_rows(const nndl_net *net)
+{
+    return net->has_conv ? NNDL_EVAL_BLOCK_CONV : NNDL_EVAL_BLOCK;
+}
+
+/* A block's scratch: the inputs and labels of nndl_eval_rows(net) rows of s; the net's workspace
+ * too.
  */
 typedef struct {
     float *x;
@@ -13,13 +19,14 @@ typedef struct {
 
 static nndl_status block_init(block *b, nndl_net *net, const nndl_split *s, nndl_err *err)
 {
+    const int B = nndl_eval_rows(net);
     size_t d = (size_t)s->src->rows * s->src->cols;
-    b->x = malloc(sizeof *b->x * NNDL_EVAL_BLOCK * d);
-    b->y = malloc(NNDL_EVAL_BLOCK);
-    nndl_status st = b->x && b->y ? nndl_net_reserve(net, NNDL_EVAL_BLOCK, err)
-                                  : nndl_fail(err, NNDL_ENOMEM,
-                                              "out of memory for an evaluation block of %d rows",
-                                              NNDL_EVAL_BLOCK);
+    b->x = malloc(sizeof *b->x * B * d);
+    b->y = malloc(B);
+    nndl_status st =
+        b->x && b->y
+            ? nndl_net_reserve(net, B, err)
+            : nndl_fail(err, NNDL_ENOMEM, "out of memory for an evaluation block of %d rows", B);
     if (st != NNDL_OK) {
         free(b->x);
         free(b->y);
@@ -36,14 +43,15 @@ static void block_free(block *b)
 nndl_status nndl_eval_split(nndl_net *net, const nndl_split *s, const nndl_dist *d,
                             double *accuracy, double *cost, nndl_err *err)
 {
+    const int B = nndl_eval_rows(net);
     int first, len;
     nndl_dist_shard(s->n, d->size, d->rank, &first, &len);
     double sums[2] = {0.0, 0.0}; /* cost, correct */
     long correct = 0;
     block b;
     nndl_status st = block_init(&b, net, s, err);
-    for (int i = 0; st == NNDL_OK && i < len; i += NNDL_EVAL_BLOCK) {
-        int k = len - i < NNDL_EVAL_BLOCK ? len - i : NNDL_EVAL_BLOCK;
+    for (int i = 0; st == NNDL_OK && i < len; i += B) {
+        int k = len - i < B ? len - i : B;
         nndl_split_gather_range(s, first + i, k, b.x, b.y);
         nndl_net_evaluate(net, b.x, b.y, k, &sums[0], &correct);
     }
@@ -60,15 +68,16 @@ nndl_status nndl_eval_split(nndl_net *net, const nndl_split *s, const nndl_dist 
 nndl_status nndl_eval_confusion(nndl_net *net, const nndl_split *s, const nndl_dist *d,
                                 double *conf, nndl_err *err)
 {
+    const int B = nndl_eval_rows(net);
     int first, len, m = net->sizes[net->n_layers];
-    int *pred = malloc(sizeof *pred * NNDL_EVAL_BLOCK);
+    int *pred = malloc(sizeof *pred * B);
     block b = {NULL, NULL};
     nndl_status st =
         pred ? block_init(&b, net, s, err) : nndl_fail(err, NNDL_ENOMEM, "out of memory");
     memset(conf, 0, sizeof *conf * m * m);
     nndl_dist_shard(s->n, d->size, d->rank, &first, &len);
-    for (int i = 0; st == NNDL_OK && i < len; i += NNDL_EVAL_BLOCK) {
-        int k = len - i < NNDL_EVAL_BLOCK ? len - i : NNDL_EVAL_BLOCK;
+    for (int i = 0; st == NNDL_OK && i < len; i += B) {
+        int k = len - i < B ? len - i : B;
         nndl_split_gather_range(s, first + i, k, b.x, b.y);
         nndl_net_predict(net, b.x, k, pred);
         for (int r = 0; r < k; r++) conf[b.y[r] * m + pred[r]] += 1.0;
@@ -82,10 +91,11 @@ nndl_status nndl_eval_confusion(nndl_net *net, const nndl_split *s, const nndl_d
 nndl_status nndl_eval_activations(nndl_net *net, const nndl_split *s, int first, int rows,
                                   const int *layer, int n, float *const *out, nndl_err *err)
 {
+    const int B = nndl_eval_rows(net);
     block b;
     nndl_status st = block_init(&b, net, s, err);
-    for (int i = 0; st == NNDL_OK && i < rows; i += NNDL_EVAL_BLOCK) {
-        int k = rows - i < NNDL_EVAL_BLOCK ? rows - i : NNDL_EVAL_BLOCK;
+    for (int i = 0; st == NNDL_OK && i < rows; i += B) {
+        int k = rows - i < B ? rows - i : B;
         nndl_split_gather_range(s, first + i, k, b.x, b.y);
         nndl_net_forward(net, b.x, k);
         for (int j = 0; j < n; j++) {

@@ -82,8 +82,11 @@ nndl_status nndl_runfile_activations(MPI_Comm comm, const nndl_run_paths *p, int
     for (int k = 0; k < r->n_probe_layers; k++) {
         char dname[32];
         snprintf(dname, sizeof dname, "layer_%d", r->probe_layers[k]);
-        hsize_t dims[2] = {(hsize_t)r->n_probe, (hsize_t)net->sizes[r->probe_layers[k]]};
-        H5TRY(write_rows(g, dname, 2, dims, first, rows, act[k], dxpl),
+        int l = r->probe_layers[k], n_rows = probe_rows_of(r, net, l);
+        hsize_t dims[4] = {(hsize_t)n_rows};
+        int rank = 1 + probe_dims(net, l, dims + 1);
+        int mine = first >= n_rows ? 0 : first + rows > n_rows ? n_rows - first : rows;
+        H5TRY(write_rows(g, dname, rank, dims, mine ? first : 0, mine, act[k], dxpl),
               "%s: collective write of %s", tmp, dname);
     }
 out:
@@ -102,7 +105,7 @@ static herr_t write_vds(hid_t loc, const char *name, const char *dirbase, const 
                         const int *snap_epoch, int n_snaps, const char *src, int rank,
                         const hsize_t *inner)
 {
-    hsize_t dims[4] = {(hsize_t)n_snaps}, start[4] = {0}, count[4] = {1};
+    hsize_t dims[8] = {(hsize_t)n_snaps}, start[8] = {0}, count[8] = {1};
     for (int i = 0; i < rank; i++) dims[i + 1] = count[i + 1] = inner[i];
     hid_t vs = H5Screate_simple(rank + 1, dims, NULL), ss = H5Screate_simple(rank, inner, NULL),
           dcpl = H5Pcreate(H5P_DATASET_CREATE);
@@ -135,13 +138,14 @@ static herr_t write_history(hid_t f, const nndl_run *r, const nndl_net *net, con
     herr_t rc = g < 0 ? -1 : h5u_write(g, "epoch", H5T_NATIVE_INT, 1, &ns, r->snap_epoch, 0);
     for (int l = 0; rc >= 0 && l < net->n_layers && r->n_snaps > 0; l++) {
         char name[64], src[96];
-        hsize_t wd[2] = {(hsize_t)net->layer[l].n_out, (hsize_t)net->layer[l].n_in};
+        hsize_t wd[4];
+        int rank = layer_dims(&net->layer[l], wd);
         snprintf(name, sizeof name, "layer_%d", l + 1);
         hid_t lg = h5u_group(g, name);
         snprintf(src, sizeof src, "/history/layer_%d/weights", l + 1);
-        rc = lg < 0
-                 ? -1
-                 : write_vds(lg, "weights", dirbase, "hist", r->snap_epoch, r->n_snaps, src, 2, wd);
+        rc = lg < 0 ? -1
+                    : write_vds(lg, "weights", dirbase, "hist", r->snap_epoch, r->n_snaps, src,
+                                rank, wd);
         snprintf(src, sizeof src, "/history/layer_%d/biases", l + 1);
         if (rc >= 0)
             rc = write_vds(lg, "biases", dirbase, "hist", r->snap_epoch, r->n_snaps, src, 1, wd);
@@ -157,14 +161,16 @@ static herr_t write_activations(hid_t f, const nndl_run *r, const nndl_net *net,
     if (r->n_probe <= 0 || r->n_probe_layers <= 0) return 0;
     static const char *const names[4] = {"epoch", "indices", "labels", "layers"};
     hid_t g = h5u_group(f, "activations");
-    hsize_t np = (hsize_t)r->n_probe;
     herr_t rc = write_probes(g, r, names);
+    if (rc >= 0) rc = h5u_attr_int(g, "probe_conv", r->probe_conv);
     for (int k = 0; rc >= 0 && k < r->n_probe_layers && r->n_snaps > 0; k++) {
         char name[64], src[96];
-        hsize_t inner[2] = {np, (hsize_t)net->sizes[r->probe_layers[k]]};
-        snprintf(name, sizeof name, "layer_%d", r->probe_layers[k]);
+        int l = r->probe_layers[k];
+        hsize_t inner[4] = {(hsize_t)probe_rows_of(r, net, l)};
+        int rank = 1 + probe_dims(net, l, inner + 1);
+        snprintf(name, sizeof name, "layer_%d", l);
         snprintf(src, sizeof src, "/activations/%s", name);
-        rc = write_vds(g, name, dirbase, "act", r->snap_epoch, r->n_snaps, src, 2, inner);
+        rc = write_vds(g, name, dirbase, "act", r->snap_epoch, r->n_snaps, src, rank, inner);
     }
     if (g >= 0) H5Gclose(g);
     return rc;

@@ -22,6 +22,18 @@ nndl_status manifest_verify(const nndl_run_paths *p, cJSON *m, const char *name,
 /* Check the main file against the SHA-256 the manifest recorded when nndl last wrote it. */
 nndl_status manifest_verify_main(const nndl_run_paths *p, nndl_err *err);
 
+/* The shape of weight layer L's weights: [n_out x n_in] (dense) or [F x C x k x k] (conv); the
+ * rank. */
+int layer_dims(const nndl_layer *L, hsize_t *dims);
+
+/* The probes whose outputs of weight layer l are recorded: all of them, or a conv layer's first
+ * few. */
+int probe_rows_of(const nndl_run *r, const nndl_net *net, int l);
+
+/* The shape of one probe's recorded output of weight layer l (a conv layer's F x Hp x Wp); the
+ * rank. */
+int probe_dims(const nndl_net *net, int l, hsize_t *dims);
+
 /* Write the parameters of buf (laid out as net's) as GROUP/layer_K/{weights,biases}. */
 herr_t write_layers(hid_t f, const char *group, const nndl_net *net, const float *buf, int gzip);
 /* /best (the best epoch's parameters and attributes) and /metrics/NAME: the same in checkpoints

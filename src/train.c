@@ -21,7 +21,7 @@ static double now(void)
 nndl_status nndl_trainer_plan(const nndl_config *cfg, const nndl_net *net, long n_train,
                               const nndl_dist *d, nndl_step_plan *p, nndl_err *err)
 {
-    nndl_plan_env env = {d->size, 1, net->n_params, n_train};
+    nndl_plan_env env = {d->size, 1, net->n_params, n_train, net->has_conv};
     nndl_status st = nndl_dist_node_ranks(d, &env.node_ranks, err);
     return st == NNDL_OK ? nndl_config_plan(cfg, &env, p, err) : st;
 }
@@ -80,7 +80,8 @@ nndl_status nndl_trainer_create(nndl_trainer **out, const nndl_trainer_setup *s,
     int shard = (cfg->batch + t->dist->size - 1) / t->dist->size;
     t->perm = malloc(sizeof *t->perm * (t->train->n > 0 ? t->train->n : 1));
     nndl_status st =
-        t->perm ? train_reserve_rows(t, shard > NNDL_EVAL_BLOCK ? shard : NNDL_EVAL_BLOCK, err)
+        t->perm ? train_reserve_rows(
+                      t, shard > nndl_eval_rows(t->net) ? shard : nndl_eval_rows(t->net), err)
                 : nndl_fail(err, NNDL_ENOMEM, "out of memory for a permutation of %d", t->train->n);
     if (st == NNDL_OK)
         st = nndl_sgd_init(&t->sgd, t->net, cfg->eta, cfg->l1, cfg->l2, cfg->momentum, t->train->n,

@@ -20,7 +20,7 @@ NNDL_RUNFILE=$run "$TEST_RUNFILE" --jobs 1 >"$tmp/c.out" 2>&1 && pass "C reader:
 $PY - "$run" "$tmp/eval.out" <<'PYEOF' && pass "h5py: layout, values, /eval" || fail "h5py checks"
 import json, sys, h5py, numpy as np
 f = h5py.File(sys.argv[1], "r")
-assert f.attrs["nndl_format_version"] == 1
+assert f.attrs["nndl_format_version"] == 2
 cfg = json.loads(f.attrs["config"])
 assert cfg["sizes"] == [784, 20, 10] and cfg["eta"] == 0.5 and cfg["batch"] == 10, cfg
 for k in range(1, 3):

@@ -27,7 +27,7 @@ expect 2 "is not an nndl run file" -n 2 "$NNDL_TRAIN" --resume "$tmp/plain.h5"
 # a run to spoil: stopped in epoch 2, two checkpoints kept
 mk() { rm -rf "$tmp/r.h5" "$tmp/r.h5.d"; t -n 2 "$NNDL_TRAIN" "${A[@]}" --epochs 3 --out "$tmp/r.h5" --checkpoint-every-steps 50 --stop-after-steps 260; }
 mk
-sed -i 's/"nndl_format_version":\s*1/"nndl_format_version": 99/' "$tmp/r.h5.d/MANIFEST.json"
+sed -i 's/"nndl_format_version":\s*[0-9]*/"nndl_format_version": 99/' "$tmp/r.h5.d/MANIFEST.json"
 expect 2 "written in run-file format 99 by a newer nndl" -n 2 "$NNDL_TRAIN" --resume "$tmp/r.h5"
 mk; echo '{"nndl_format_version": 1, "fil' >"$tmp/r.h5.d/MANIFEST.json"
 expect 2 "damaged manifest" -n 2 "$NNDL_TRAIN" --resume "$tmp/r.h5"

@@ -15,7 +15,7 @@ static nndl_step_plan plan(const nndl_config *c, int ranks, int node_ranks, size
 {
     nndl_step_plan p;
     nndl_err err;
-    nndl_plan_env env = {ranks, node_ranks, n_params, 50000};
+    nndl_plan_env env = {ranks, node_ranks, n_params, 50000, 0};
     cr_assert(eq(int, nndl_config_plan(c, &env, &p, &err), NNDL_OK), "%s", err.msg);
     return p;
 }
@@ -95,7 +95,7 @@ Test(plan, contradictions_are_refused_naming_both_flags)
         c.reproducible = bad[i].repro;
         nndl_step_plan p;
         nndl_err err = {0};
-        nndl_plan_env env = {2, 2, 100, 50000};
+        nndl_plan_env env = {2, 2, 100, 50000, 0};
         cr_expect(eq(int, nndl_config_plan(&c, &env, &p, &err), NNDL_EARG), "case %zu", i);
         cr_expect(strstr(err.msg, bad[i].msg) != NULL, "case %zu: '%s' should say '%s'", i, err.msg,
                   bad[i].msg);
@@ -111,6 +111,19 @@ Test(plan, split_where_no_shared_step_runs_is_unused_and_said)
     nndl_step_plan p = plan(&c, 2, 2, 100);
     cr_expect(eq(int, p.kind, NNDL_STEP_ALLREDUCE));
     cr_expect(strstr(p.why, "--split unused") != NULL, "%s", p.why);
+}
+
+Test(plan, conv_nets_split_by_rows)
+{
+    nndl_config c = base();
+    c.split = NNDL_SPLIT_UNITS;
+    nndl_step_plan p;
+    nndl_err err;
+    nndl_plan_env env = {2, 2, 1863690, 50000, 1};
+    cr_assert(eq(int, nndl_config_plan(&c, &env, &p, &err), NNDL_OK));
+    cr_expect(eq(int, p.kind, NNDL_STEP_FUSED));
+    cr_expect(eq(int, p.units, 0), "the units split does not serve conv layers");
+    cr_expect(strstr(p.why, "not for conv layers") != NULL, "%s", p.why);
 }
 
 Test(plan, names_for_the_header)

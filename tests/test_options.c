@@ -78,11 +78,23 @@ Test(options, bad_values_name_the_flag)
     BAD("ends with a comma", "--sizes", "784,30,");
     BAD("--cost: expected quadratic, cross-entropy or log-likelihood, found 'mse'", "--cost",
         "mse");
-    BAD("--init: expected standard or nielsen", "--init", "xavier");
+    BAD("--init: expected standard, nielsen or network3", "--init", "xavier");
     BAD("--dataset: expected mnist or fashion-mnist", "--dataset", "cifar");
     BAD("--seed: expected a whole number", "--seed", "-1");
     BAD("--eta needs a value", "--eta");
     BAD("unexpected argument 'extra'", "extra");
+    /* --layers: each bad token named (the geometry's own errors come from the net: test_conv) */
+    BAD("--layers: 'maxpool:2x2' is not conv:FxKxK, pool:PxP or dense:N", "--layers",
+        "maxpool:2x2,dense:10");
+    BAD("--layers: pool:2x2 must come right after a conv token", "--layers",
+        "dense:30,pool:2x2,dense:10");
+    BAD("--layers: conv:0x5x5: expected F filters", "--layers", "conv:0x5x5,dense:10");
+    BAD("--layers: conv:20x5x3: expected F filters (1 to 4096) of a square KxK kernel", "--layers",
+        "conv:20x5x3,dense:10");
+    BAD("--layers: dense:0: expected 1 to 16777216 units", "--layers", "conv:20x5x5,dense:0");
+    BAD("must end with the output layer, dense:10", "--layers", "conv:20x5x5,pool:2x2");
+    BAD("--sizes with --layers: both give the net", "--sizes", "784,30,10", "--layers",
+        "dense:30,dense:10");
 }
 
 /* The stored configuration round-trips: options -> JSON -> a resumed run's options -> the same
@@ -153,4 +165,16 @@ Test(options, stored_configuration_round_trips)
                    (char *)"--data",
                    (char *)"/nonexistent/dir"};
     round_trip(sizeof all / sizeof *all, all);
+    char *conv[] = {(char *)"nndl-train",
+                    (char *)"--layers",
+                    (char *)"conv:20x5x5,pool:2x2,conv:40x5x5,pool:2x2,dense:100,dense:10",
+                    (char *)"--act",
+                    (char *)"relu",
+                    (char *)"--cost",
+                    (char *)"log-likelihood",
+                    (char *)"--init",
+                    (char *)"network3",
+                    (char *)"--probe-conv",
+                    (char *)"4"};
+    round_trip(sizeof conv / sizeof *conv, conv);
 }

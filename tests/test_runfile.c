@@ -96,7 +96,7 @@ TestSuite(runfile, .init = open_run, .fini = close_run);
 
 Test(runfile, root_attributes)
 {
-    cr_expect(eq(i64, int_attr(f, "nndl_format_version"), 1));
+    cr_expect(eq(i64, int_attr(f, "nndl_format_version"), 2));
     cr_expect(eq(i64, int_attr(f, "mpi_world_size"), 2));
     char *cfg = str_attr(f, "config");
     cJSON *j = cJSON_Parse(cfg);

@@ -27,9 +27,12 @@ typedef enum { NNDL_OVERLAP_AUTO, NNDL_OVERLAP_ON, NNDL_OVERLAP_OFF } nndl_overl
 typedef enum { NNDL_ON_NAN_STOP, NNDL_ON_NAN_SKIP } nndl_on_nan;
 
 typedef struct {
-    /* the model */
+    /* the model: --sizes (a fully connected net, inputs first) or --layers (n_layers > 0; n_sizes
+     * 0) */
     int sizes[NNDL_MAX_SIZES];
     int n_sizes;
+    nndl_layer_spec layers[NNDL_MAX_SIZES];
+    int n_layers;
     nndl_act act[NNDL_MAX_SIZES]; /* hidden layers' activations */
     nndl_cost cost;
     nndl_init init;
@@ -72,11 +75,13 @@ typedef struct {
     char why[200]; /* why these choices, in words (for the start-up header) */
 } nndl_step_plan;
 
-/* Where the run is: its ranks, and how many of them share this node (all of them on one node). */
+/* Where the run is: its ranks, and how many of them share this node (all of them on one node); the
+ * net's size and whether it has conv layers. */
 typedef struct {
     int ranks, node_ranks;
     size_t n_params;
     long n_train;
+    int has_conv;
 } nndl_plan_env;
 
 /* The large-net threshold of the "auto" choices (--split auto, --overlap auto): 2^20 parameters. */
@@ -88,6 +93,18 @@ typedef struct {
  * p->why says so. */
 nndl_status nndl_config_plan(const nndl_config *c, const nndl_plan_env *env, nndl_step_plan *p,
                              nndl_err *err);
+
+/* ---- the model ---- */
+
+/* Weight layers of c's net, and the units of its last (the classes it tells apart). */
+int nndl_config_depth(const nndl_config *c);
+int nndl_config_outputs(const nndl_config *c);
+
+/* The net c describes, over inputs of shape data (--layers; --sizes takes its own first size). */
+nndl_status nndl_config_net(const nndl_config *c, nndl_shape data, nndl_net **out, nndl_err *err);
+
+/* "conv:20x5x5,pool:2x2,dense:100,dense:10": c's layers as --layers writes them. */
+void nndl_config_layers_str(const nndl_config *c, char *buf, size_t cap);
 
 /* "fused, node-shared, split by units" and the like. */
 void nndl_step_plan_name(const nndl_step_plan *p, char *buf, size_t cap);

@@ -11,7 +11,11 @@
 #include "nndl/dist.h"
 #include "nndl/net.h"
 
-#define NNDL_EVAL_BLOCK 1024 /* rows per evaluation GEMM */
+#define NNDL_EVAL_BLOCK      1024 /* rows per evaluation GEMM: a fully connected net's */
+#define NNDL_EVAL_BLOCK_CONV 64   /* a net with conv layers': each row's patches take more room */
+
+/* Rows per evaluation block for net. */
+int nndl_eval_rows(const nndl_net *net);
 
 /* Accuracy (a fraction) and mean cost of net on s. COLLECTIVE over d. */
 nndl_status nndl_eval_split(nndl_net *net, const nndl_split *s, const nndl_dist *d,

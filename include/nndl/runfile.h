@@ -21,7 +21,8 @@
 #include "nndl/safeio.h"
 #include "nndl/train.h"
 
-#define NNDL_FORMAT_VERSION 1
+#define NNDL_FORMAT_VERSION                                                                        \
+    2 /* 2: conv layers (4-D weights, layer attributes kind, kernel, pool) */
 
 enum {
     NNDL_M_EPOCH,
@@ -59,6 +60,7 @@ typedef struct {
     uint8_t *probe_label;
     int n_probe_layers;
     int probe_layers[64]; /* 1-based weight layers whose outputs are recorded */
+    int probe_conv;       /* a conv layer's outputs are recorded for the first probe_conv probes */
     /* best epoch by validation accuracy */
     int best_epoch;
     double best_val, best_test;

@@ -21,14 +21,25 @@ const flag nndl_flags[] = {
      .def = "784,30,10", .meta = "LIST", .expect = "positive whole numbers separated by commas",
      .example = "784,30,10", .resume = RESUME_STRICT, .section = NET,
      .help = "layer sizes, inputs first; any depth"},
+    {"layers", FLAG_LAYERS, AT(cfg.layers), .count = AT(cfg.n_layers), .def = "",
+     .shown = "--sizes", .meta = "SPEC", .example = "conv:20x5x5,pool:2x2,dense:100,dense:10",
+     .resume = RESUME_STRICT, .section = NET,
+     .help =
+         "the net as layers, instead of --sizes: conv:FxKxK (F filters of KxK, valid, stride 1), "
+         "pool:PxP (max-pooling, right after a conv), dense:N; the input is the data's 1x28x28 and "
+         "the "
+         "last layer dense:10 (chapter 6)"},
     {"cost", FLAG_CHOICE, AT(cfg.cost), .choices = "quadratic|cross-entropy|log-likelihood",
      .def = "quadratic", .meta = "NAME", .resume = RESUME_STRICT, .section = NET,
      .help = "quadratic (C = 1/2 |a-y|^2, as the book), cross-entropy, or "
              "log-likelihood (a softmax on the output layer)"},
-    {"init", FLAG_CHOICE, AT(cfg.init), .choices = "standard|nielsen", .def = "standard",
+    {"init", FLAG_CHOICE, AT(cfg.init), .choices = "standard|nielsen|network3", .def = "standard",
      .meta = "NAME", .resume = RESUME_STRICT, .section = NET,
-     .help = "standard: N(0,1) weights and biases (chapter 1)\n"
-             "nielsen: N(0,1/n_in) weights, N(0,1) biases (chapter 3)"},
+     .help =
+         "standard: N(0,1) weights and biases (chapter 1)\n"
+         "nielsen: N(0,1/n_in) weights, N(0,1) biases (chapter 3)\n"
+         "network3: the book's network3.py: N(0,1/n_out) weights (conv: n_out = F·K²/P²), N(0,1) "
+         "biases, a softmax output layer at zero (chapter 6)"},
     {"act", FLAG_ACTS, AT(act_list), .choices = "sigmoid|tanh|relu|softmax", .count = AT(n_act),
      .shown = "sigmoid", .meta = "LIST",
      .expect = "sigmoid, tanh or relu (comma-separated, one per hidden layer)", .example = "relu",
@@ -134,6 +145,11 @@ const flag nndl_flags[] = {
      .min_n = 1, .def = "", .shown = "every hidden layer", .meta = "LIST",
      .expect = "layer numbers separated by commas", .example = "1,2", .resume = RESUME_STRICT,
      .section = RUN, .help = "which layers' outputs are probed (1 = the first weight layer)"},
+    {"probe-conv", FLAG_INT, AT(probe_conv), 0, 1 << 30, .def = "10", .meta = "N", .example = "10",
+     .resume = RESUME_STRICT, .section = RUN,
+     .help = "of the probe images, how many have their conv layers' feature maps recorded (a conv "
+             "layer's "
+             "output is F x H x W per image: 2,880 floats for the book's first layer)"},
     {"compress", FLAG_INT, AT(compress), 0, 9, .def = "0", .meta = "N", .example = "4",
      .resume = RESUME_FREE, .section = RUN,
      .help = "gzip level 1-9 of the weight history (0: none)"},

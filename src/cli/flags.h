@@ -15,7 +15,9 @@ typedef enum {
     FLAG_PATH,   /* a path, into a char[4096]; stored as a string */
     /* comma-separated whole numbers in [lo, hi]: an int array with its count at `count` */
     FLAG_INTS,
-    FLAG_ACTS /* comma-separated activations (--act): resolved per hidden layer after parsing */
+    FLAG_ACTS,  /* comma-separated activations (--act): resolved per hidden layer after parsing */
+    FLAG_LAYERS /* --layers: conv:FxKxK, pool:PxP, dense:N tokens: nndl_layer_spec[], counted at
+                   `count` */
 } flag_kind;
 
 typedef enum {

@@ -52,8 +52,7 @@ static nndl_status load_model(const nndl_run_paths *p, int best, const char *dat
     if ((st = nndl_dist_agree(d, st, err, NULL)) == NNDL_OK) st = nndl_dist_bcast_str(d, &cfg, err);
     if (st == NNDL_OK) st = nndl_options_merge_stored(&o, cfg, p->main, err);
     if (st == NNDL_OK) st = nndl_dataset_load(ds, &o, d, err);
-    if (st == NNDL_OK)
-        st = nndl_net_create(net, o.cfg.sizes, o.cfg.n_sizes, o.cfg.act, o.cfg.cost, err);
+    if (st == NNDL_OK) st = create_net(&o.cfg, ds, net, err);
     if (st == NNDL_OK && d->rank == 0) st = nndl_runfile_load_checkpoint(ckpt, &r, *net, &z, err);
     if (st == NNDL_OK && d->rank == 0 && best && !r.best_params)
         st = nndl_fail(err, NNDL_EARG, "%s: no best model recorded yet; use --model latest",

@@ -195,8 +195,14 @@ static nndl_status place_rank(const nndl_dist *d, const nndl_options *o, int yie
 static void print_header(const nndl_session *s, const nndl_dist *d)
 {
     const nndl_options *o = s->o;
-    char sz[1024], acts[512] = "";
+    char sz[2048], acts[512] = "";
     nndl_options_sizes_str(&o->cfg, sz, sizeof sz, '-');
+    if (o->cfg.n_layers > 0) { /* the layers, then the values per sample they pass on */
+        nndl_config_layers_str(&o->cfg, sz, sizeof sz);
+        for (int l = 0; l <= s->net->n_layers; l++)
+            snprintf(sz + strlen(sz), sizeof sz - strlen(sz), "%s%d", l ? "-" : " = ",
+                     s->net->sizes[l]);
+    }
     for (int l = 0; l < s->net->n_layers; l++)
         snprintf(acts + strlen(acts), sizeof acts - strlen(acts), "%s%s", l ? "," : "",
                  nndl_act_name(s->net->act[l]));

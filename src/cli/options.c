@@ -178,6 +178,66 @@ static nndl_status parse_ints(nndl_options *o, const flag *f, const char *arg, n
     return NNDL_OK;
 }
 
+/* One --layers token: conv:FxKxK, pool:PxP or dense:N. */
+static nndl_status parse_layer(const char *tok, int len, nndl_layer_spec *out, int *n,
+                               nndl_err *err)
+{
+    char t[64];
+    int a = 0, b = 0, c = 0, used = 0;
+    snprintf(t, sizeof t, "%.*s", len < 63 ? len : 63, tok);
+    const char *hint = "(e.g. --layers conv:20x5x5,pool:2x2,dense:100,dense:10)";
+    if (sscanf(t, "conv:%dx%dx%d%n", &a, &b, &c, &used) == 3 && !t[used]) {
+        if (a < 1 || a > NNDL_MAX_FILTERS || b < 1 || b > 64 || b != c)
+            return nndl_fail(err, NNDL_EARG,
+                             "--layers: %s: expected F filters (1 to %d) of a square KxK kernel "
+                             "(1 to 64), e.g. conv:20x5x5",
+                             t, NNDL_MAX_FILTERS);
+        out[(*n)++] = (nndl_layer_spec){NNDL_LAYER_CONV, a, b, 1};
+    } else if (sscanf(t, "pool:%dx%d%n", &a, &b, &used) == 2 && !t[used]) {
+        if (*n == 0 || out[*n - 1].kind != NNDL_LAYER_CONV || out[*n - 1].pool > 1)
+            return nndl_fail(err, NNDL_EARG, "--layers: %s must come right after a conv token %s",
+                             t, hint);
+        if (a < 2 || a > 64 || a != b)
+            return nndl_fail(err, NNDL_EARG,
+                             "--layers: %s: expected a square PxP pool, P from 2 to 64 (e.g. "
+                             "pool:2x2)",
+                             t);
+        out[*n - 1].pool = a;
+    } else if (sscanf(t, "dense:%d%n", &a, &used) == 1 && !t[used]) {
+        if (a < 1 || a > (1 << 24))
+            return nndl_fail(err, NNDL_EARG,
+                             "--layers: %s: expected 1 to 16777216 units (e.g. dense:100)", t);
+        out[(*n)++] = (nndl_layer_spec){NNDL_LAYER_DENSE, a, 0, 1};
+    } else {
+        return nndl_fail(err, NNDL_EARG, "--layers: '%s' is not conv:FxKxK, pool:PxP or dense:N %s",
+                         t, hint);
+    }
+    return NNDL_OK;
+}
+
+/* LAYERS: comma-separated tokens; the last a dense layer (the classes) */
+static nndl_status parse_layers(nndl_options *o, const flag *f, const char *arg, nndl_err *err)
+{
+    nndl_layer_spec *out = at(o, f);
+    int n = 0;
+    for (const char *p = arg; *p;) {
+        int len = (int)strcspn(p, ",");
+        if (n == NNDL_MAX_SIZES - 1)
+            return nndl_fail(err, NNDL_EARG, "--layers: at most %d layers, found more in '%s'",
+                             NNDL_MAX_SIZES - 1, arg);
+        nndl_status st = parse_layer(p, len, out, &n, err);
+        if (st != NNDL_OK) return st;
+        p += len + (p[len] == ',');
+    }
+    if (n == 0 || out[n - 1].kind != NNDL_LAYER_DENSE)
+        return nndl_fail(err, NNDL_EARG,
+                         "--layers: '%s' must end with the output layer, dense:10 (e.g. --layers "
+                         "%s)",
+                         arg, f->example);
+    *count_of(o, f) = n;
+    return NNDL_OK;
+}
+
 static nndl_status parse_value(nndl_options *o, const flag *f, const char *arg, nndl_err *err)
 {
     switch (f->kind) {
@@ -190,6 +250,7 @@ static nndl_status parse_value(nndl_options *o, const flag *f, const char *arg, 
     case FLAG_SET:
     case FLAG_ACTS: return parse_names(o, f, arg, err);
     case FLAG_INTS: return parse_ints(o, f, arg, err);
+    case FLAG_LAYERS: return parse_layers(o, f, arg, err);
     case FLAG_PATH:
         if (!*arg || strlen(arg) >= 4096 - 64) return bad(f, arg, err);
         strcpy(at(o, f), arg);
@@ -267,7 +328,7 @@ static void default_data_dir(nndl_options *o)
 static nndl_status resolve_act(nndl_options *o, nndl_err *err)
 {
     nndl_config *c = &o->cfg;
-    int hidden = c->n_sizes - 2, n = o->n_act;
+    int hidden = nndl_config_depth(c) - 1, n = o->n_act;
     nndl_act out = c->cost == NNDL_COST_LOG_LIKELIHOOD ? NNDL_ACT_SOFTMAX : NNDL_ACT_SIGMOID;
     if (n == 0) return NNDL_OK;
     if (n == hidden + 1 && o->act_list[n - 1] != out)
@@ -279,7 +340,7 @@ static nndl_status resolve_act(nndl_options *o, nndl_err *err)
     if (n != 1 && n != hidden && n != hidden + 1)
         return nndl_fail(
             err, NNDL_EARG,
-            "--act: %d entries for %d hidden layers (--sizes); give one for all or one "
+            "--act: %d entries for %d hidden layers (--sizes, --layers); give one for all or one "
             "per hidden layer",
             n, hidden);
     for (int l = 0; l < hidden; l++) {
@@ -295,9 +356,14 @@ static nndl_status resolve_act(nndl_options *o, nndl_err *err)
 /* What no single flag can check: flags that contradict each other, and what follows from them. */
 static nndl_status finish_parse(nndl_options *o, nndl_err *err)
 {
+    if (nndl_options_given(o, "sizes") && nndl_options_given(o, "layers"))
+        return nndl_fail(err, NNDL_EARG,
+                         "--sizes with --layers: both give the net; use --layers alone (--sizes "
+                         "784,30,10 is --layers dense:30,dense:10)");
+    if (o->cfg.n_layers > 0) o->cfg.n_sizes = 0; /* the net is the layers' */
     nndl_status st = resolve_act(o, err);
     if (st != NNDL_OK) return st;
-    if (o->cfg.cost == NNDL_COST_LOG_LIKELIHOOD && o->cfg.sizes[o->cfg.n_sizes - 1] < 2)
+    if (o->cfg.cost == NNDL_COST_LOG_LIKELIHOOD && nndl_config_outputs(&o->cfg) < 2)
         return nndl_fail(err, NNDL_EARG,
                          "--cost log-likelihood needs a softmax over at least 2 outputs");
     if (o->resume[0] && o->out[0] && strcmp(o->resume, o->out) != 0)
@@ -346,12 +412,12 @@ nndl_status nndl_options_parse(nndl_options *o, int argc, char **argv, nndl_err 
 
 nndl_status nndl_options_check(const nndl_options *o, nndl_err *err)
 {
-    int L = o->cfg.n_sizes - 1;
+    int L = nndl_config_depth(&o->cfg);
     for (int i = 0; i < o->n_probe_layers; i++)
         if (o->probe_layers[i] > L)
             return nndl_fail(
                 err, NNDL_EARG,
-                "--probe-layers: layer %d does not exist: --sizes has %d weight layers "
+                "--probe-layers: layer %d does not exist: the net has %d weight layers "
                 "(1 to %d; %d is the output)",
                 o->probe_layers[i], L, L, L);
     if (o->cfg.chunk > 0 && !o->cfg.reproducible)
@@ -410,7 +476,12 @@ static cJSON *value_json(const nndl_options *o, const flag *f)
     case FLAG_INTS:
         return cJSON_CreateIntArray(v, *(const int *)(const void *)((const char *)o + f->count));
     case FLAG_ACTS: /* as resolved: one per hidden layer */
-        return names_json(f, (const int *)o->cfg.act, o->cfg.n_sizes - 2);
+        return names_json(f, (const int *)o->cfg.act, nndl_config_depth(&o->cfg) - 1);
+    case FLAG_LAYERS: {
+        char spec[4096];
+        nndl_config_layers_str(&o->cfg, spec, sizeof spec);
+        return cJSON_CreateString(spec);
+    }
     }
     return cJSON_CreateNull();
 }
@@ -461,7 +532,8 @@ static nndl_status apply_stored(nndl_options *o, const flag *f, const cJSON *v)
         set_default(o, f);
         return NNDL_OK;
     }
-    if (!text[0] && (f->kind == FLAG_INTS || f->kind == FLAG_ACTS)) { /* an empty list */
+    if (!text[0] &&
+        (f->kind == FLAG_INTS || f->kind == FLAG_ACTS || f->kind == FLAG_LAYERS)) { /* none */
         *count_of(o, f) = 0;
         return NNDL_OK;
     }
@@ -481,7 +553,11 @@ nndl_status nndl_options_merge_stored(nndl_options *o, const char *stored_json, 
                     *mv = cJSON_GetObjectItem(mine, f->name);
         /* a key this run's nndl did not know: the default */
         if (!sv || f->resume == RESUME_LAUNCH) continue;
-        if (o->given[i] && f->resume == RESUME_STRICT && !cJSON_Compare(sv, mv, 1)) {
+        /* --sizes and --layers are two ways to give the net: giving either gives both */
+        int given =
+            o->given[i] || ((!strcmp(f->name, "sizes") || !strcmp(f->name, "layers")) &&
+                            (nndl_options_given(o, "sizes") || nndl_options_given(o, "layers")));
+        if (given && f->resume == RESUME_STRICT && !cJSON_Compare(sv, mv, 1)) {
             char *a = cJSON_PrintUnformatted(mv), *b = cJSON_PrintUnformatted(sv);
             st = nndl_fail(err, NNDL_EARG,
                            "--%s %s contradicts the run's stored %s = %s (%s); drop the flag to "
@@ -489,7 +565,7 @@ nndl_status nndl_options_merge_stored(nndl_options *o, const char *stored_json, 
                            f->name, a, f->name, b, run);
             free(a);
             free(b);
-        } else if (!o->given[i] && apply_stored(o, f, sv) != NNDL_OK) {
+        } else if (!given && apply_stored(o, f, sv) != NNDL_OK) {
             st = nndl_fail(err, NNDL_EFORMAT,
                            "%s: stored configuration key '%s' has an unexpected value", run,
                            f->name);
@@ -498,6 +574,7 @@ nndl_status nndl_options_merge_stored(nndl_options *o, const char *stored_json, 
     cJSON_Delete(stored);
     cJSON_Delete(mine);
     nndl_err e;
+    if (o->cfg.n_layers > 0) o->cfg.n_sizes = 0;
     if (st == NNDL_OK && resolve_act(o, &e) != NNDL_OK)
         st = nndl_fail(err, NNDL_EFORMAT, "%s: the stored activations do not fit the stored sizes",
                        run);

@@ -39,6 +39,7 @@ typedef struct {
     int keep;           /* checkpoints kept */
     int history_every;  /* epochs between weight snapshots; 0 = none */
     int probe;          /* probe images (first of the validation split); 0 = none */
+    int probe_conv;     /* of those, how many have conv layers' feature maps recorded */
     int n_probe_layers; /* 0 = every hidden layer */
     int probe_layers[NNDL_MAX_SIZES];
     int compress; /* gzip level of the weight history, 0 = none */

@@ -56,8 +56,14 @@ nndl_status nndl_dataset_load(nndl_dataset *ds, const nndl_options *o, const nnd
     const nndl_config *c = &o->cfg;
     int in = ds->train_file.rows * ds->train_file.cols, out = ds->train_file.n_classes;
     char s[1024];
+    if (c->n_layers > 0 && nndl_config_outputs(c) != out) {
+        nndl_config_layers_str(c, s, sizeof s);
+        return nndl_fail(err, NNDL_EARG,
+                         "--layers %s: %s has %d classes, so the last layer must be dense:%d", s,
+                         nndl_datasets[o->dataset], out, out);
+    }
     nndl_options_sizes_str(c, s, sizeof s, ',');
-    if (c->sizes[0] != in || c->sizes[c->n_sizes - 1] != out)
+    if (c->n_layers == 0 && (c->sizes[0] != in || c->sizes[c->n_sizes - 1] != out))
         return nndl_fail(err, NNDL_EARG,
                          "--sizes %s: %s has %d inputs (%dx%d pixels) and %d classes, so the first "
                          "size must be %d and the last %d (e.g. --sizes %d,30,%d)",
@@ -126,6 +132,20 @@ static void clear_files(const char *dir, int only_tmp)
 static void clear_dir(const char *dir) { clear_files(dir, 0); }
 static void clear_tmp(const char *dir) { clear_files(dir, 1); }
 
+nndl_status create_net(const nndl_config *c, const nndl_dataset *ds, nndl_net **net, nndl_err *err)
+{
+    nndl_shape data = {1, ds->train_file.rows, ds->train_file.cols};
+    nndl_status st = nndl_config_net(c, data, net, err);
+    if (st == NNDL_EARG && c->n_layers > 0) { /* the layers do not fit the data: name the flag */
+        char spec[1024], why[sizeof err->msg];
+        nndl_config_layers_str(c, spec, sizeof spec);
+        snprintf(why, sizeof why, "%s", err->msg);
+        st = nndl_fail(err, NNDL_EARG, "--layers %s: %s (the input is %dx%d)", spec, why, data.h,
+                       data.w);
+    }
+    return st;
+}
+
 /* Rank 0: choose and check the run file's path before any training. */
 static nndl_status prepare_out(nndl_options *o, nndl_err *err)
 {
@@ -185,6 +205,7 @@ static nndl_status probes_setup(nndl_session *s, nndl_err *err)
         /* every hidden layer */
         for (int l = 1; l < L; l++) r->probe_layers[r->n_probe_layers++] = l;
     if (r->n_probe_layers == 0) r->n_probe = 0; /* no hidden layer, no layer asked for */
+    r->probe_conv = o->probe_conv < r->n_probe ? o->probe_conv : r->n_probe;
     r->probe_index = malloc(sizeof(int) * (r->n_probe ? r->n_probe : 1));
     r->probe_label = malloc((size_t)(r->n_probe ? r->n_probe : 1));
     if (!r->probe_index || !r->probe_label)
@@ -362,8 +383,7 @@ static nndl_status prepare(nndl_session *s, int argc, char **argv, char **ckpt, 
     nndl_status st = o->resume[0] ? resume_config(s, ckpt, err) : NNDL_OK;
     if (st == NNDL_OK) st = nndl_options_check(o, err);
     if (st == NNDL_OK) st = nndl_dataset_load(&s->ds, o, d, err);
-    if (st == NNDL_OK)
-        st = nndl_net_create(&s->net, o->cfg.sizes, o->cfg.n_sizes, o->cfg.act, o->cfg.cost, err);
+    if (st == NNDL_OK) st = create_net(&o->cfg, &s->ds, &s->net, err);
     if ((st = nndl_dist_agree(d, st, err, NULL)) != NNDL_OK) return st;
     if ((st = nndl_trainer_plan(&o->cfg, s->net, s->ds.train.n, d, &s->plan, err)) != NNDL_OK)
         return st;

@@ -20,6 +20,9 @@ nndl_status nndl_dataset_load(nndl_dataset *ds, const nndl_options *o, const nnd
                               nndl_err *err);
 void nndl_dataset_free(nndl_dataset *ds);
 
+/* The net the configuration describes, over the data's images (a bad --layers names the flag). */
+nndl_status create_net(const nndl_config *c, const nndl_dataset *ds, nndl_net **net, nndl_err *err);
+
 typedef struct {
     nndl_options *o;
     const nndl_dist *d;
