@@ -16,7 +16,11 @@ NNDL_HOT void nndl_im2col(const nndl_layer *L, const float *in, int n, float *co
                 for (int c = 0; c < L->c; c++)
                     for (int ky = 0; ky < k; ky++) {
                         const float *src = x + (size_t)c * hw + (size_t)(oy + ky) * Wd + ox;
-                        for (int kx = 0; kx < k; kx++) *row++ = src[kx];
+                        if (k == 5) /* the book's kernels: a copy of known width */
+                            memcpy(row, src, 5 * sizeof *row);
+                        else
+                            memcpy(row, src, (size_t)k * sizeof *row);
+                        row += k;
                     }
             }
     }
@@ -51,27 +55,25 @@ NNDL_HOT void nndl_pool_forward(const nndl_layer *L, const float *z, int n, floa
         const float *zs = z + (size_t)s * L->pos * F;
         float *os = out + (size_t)s * F * cells;
         int32_t *as = arg + (size_t)s * F * cells;
-        for (int py = 0; py < hp; py++)
-            for (int px = 0; px < wp; px++) {
-                int first = py * p * wo + px * p;
-                memcpy(best, zs + (size_t)first * F, sizeof *best * F);
-                for (int f = 0; f < F; f++) where[f] = first;
-                for (int dy = 0; dy < p; dy++)
-                    for (int dx = 0; dx < p; dx++) {
-                        int q = (py * p + dy) * wo + px * p + dx;
-                        const float *zq = zs + (size_t)q * F;
-                        for (int f = 0; f < F; f++)
-                            if (zq[f] > best[f]) {
-                                best[f] = zq[f];
-                                where[f] = q;
-                            }
+        for (int cell = 0; cell < cells; cell++) {
+            int py = cell / wp, px = cell % wp, first = py * p * wo + px * p;
+            memcpy(best, zs + (size_t)first * F, sizeof *best * F);
+            for (int f = 0; f < F; f++) where[f] = first;
+            for (int dy = 0; dy < p; dy++)
+                for (int dx = 0; dx < p; dx++) {
+                    int q = first + dy * wo + dx;
+                    const float *zq = zs + (size_t)q * F;
+                    for (int f = 0; f < F; f++) { /* branch-free: the compiler vectorises it */
+                        int gt = zq[f] > best[f];
+                        best[f] = gt ? zq[f] : best[f];
+                        where[f] = gt ? q : where[f];
                     }
-                int cell = py * wp + px;
-                for (int f = 0; f < F; f++) {
-                    os[(size_t)f * cells + cell] = best[f] + L->b[f];
-                    as[(size_t)f * cells + cell] = where[f];
                 }
+            for (int f = 0; f < F; f++) { /* to channel-major order, with the bias */
+                os[(size_t)f * cells + cell] = best[f] + L->b[f];
+                as[(size_t)f * cells + cell] = where[f];
             }
+        }
     }
 }
 

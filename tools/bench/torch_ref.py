@@ -21,6 +21,11 @@ CONFIGS = {
     "B": dict(sizes=[784, 100, 10], act="sigmoid", cost="cross-entropy", batch=10, eta=0.5, l2=5.0),
     "C": dict(sizes=[784, 1024, 1024, 10], act="relu", cost="log-likelihood", batch=128, eta=0.1, l2=0.0),
     "D": dict(sizes=[784, 10, 3, 10], act="sigmoid", cost="quadratic", batch=10, eta=3.0, l2=0.0),
+    # the book's chapter 6 (network3.py): two conv-pool layers, then fully connected ones
+    "E": dict(layers="conv:20x5x5,pool:2x2,conv:40x5x5,pool:2x2,dense:100,dense:10", act="sigmoid",
+              cost="log-likelihood", batch=10, eta=0.1, l2=0.0),
+    "F": dict(layers="conv:20x5x5,pool:2x2,conv:40x5x5,pool:2x2,dense:1000,dense:1000,dense:10", act="relu",
+              cost="log-likelihood", batch=10, eta=0.03, l2=0.0, dropout=0.5),
 }
 
 
@@ -33,7 +38,48 @@ def idx(path):
     return np.frombuffer(data, np.uint8, offset=4 + 4 * nd).reshape(dims)
 
 
+def build_layers(cfg, torch):
+    """A conv net from nndl's --layers spec: Conv2d (valid, stride 1), MaxPool2d, Linear; dropout (nndl's
+    --dropout) on the outputs of the hidden dense layers."""
+    nn = torch.nn
+    act = (lambda: nn.Sigmoid()) if cfg["act"] == "sigmoid" else (lambda: nn.ReLU())
+    toks, layers, c, hw, flat = cfg["layers"].split(","), [], 1, 28, None
+    for i, t in enumerate(toks):
+        kind, arg = t.split(":")
+        if kind == "conv":
+            f, k, _ = map(int, arg.split("x"))
+            conv = nn.Conv2d(c, f, k)
+            nn.init.normal_(conv.weight, 0.0, 1.0 / (c * k * k) ** 0.5)  # nndl's --init nielsen
+            nn.init.normal_(conv.bias, 0.0, 1.0)
+            layers.append(conv)
+            c, hw = f, hw - k + 1
+            pool = i + 1 < len(toks) and toks[i + 1].startswith("pool:")
+            if not pool:
+                layers.append(act())
+        elif kind == "pool":
+            p = int(arg.split("x")[0])
+            layers += [nn.MaxPool2d(p), act()]
+            hw //= p
+        else:
+            n = int(arg)
+            if flat is None:
+                layers.append(nn.Flatten())
+                flat = c * hw * hw
+            lin = nn.Linear(flat, n)
+            nn.init.normal_(lin.weight, 0.0, 1.0 / flat ** 0.5)
+            nn.init.normal_(lin.bias, 0.0, 1.0)
+            layers.append(lin)
+            if i + 1 < len(toks):
+                layers.append(act())
+                if cfg.get("dropout"):
+                    layers.append(nn.Dropout(cfg["dropout"]))
+            flat = n
+    return nn.Sequential(*layers)
+
+
 def build(cfg, torch):
+    if "layers" in cfg:
+        return build_layers(cfg, torch)
     nn = torch.nn
     layers = []
     s = cfg["sizes"]
@@ -82,7 +128,8 @@ def main():
     torch.set_num_threads(a.threads)
     torch.manual_seed(1)
     cfg = CONFIGS[a.config]
-    x = torch.from_numpy(idx(os.path.join(a.data, "train-images-idx3-ubyte"))[:a.samples].reshape(a.samples, 784)
+    shape = (a.samples, 1, 28, 28) if "layers" in cfg else (a.samples, 784)
+    x = torch.from_numpy(idx(os.path.join(a.data, "train-images-idx3-ubyte"))[:a.samples].reshape(shape)
                          .astype("float32") / 255.0)
     y = torch.from_numpy(idx(os.path.join(a.data, "train-labels-idx1-ubyte"))[:a.samples].astype("int64"))
     y1h = torch.nn.functional.one_hot(y, 10).float()
