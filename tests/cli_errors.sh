@@ -50,6 +50,16 @@ expect 2 "--chunk 5: chunks are the --reproducible mode's" --chunk 5
 expect 2 "--reduce shared with --overlap on" --reduce shared --overlap on
 expect 2 "--reduce shared with --reproducible" --reproducible --reduce shared
 expect 2 "--probe-layers: layer 3 does not exist" --probe-layers 3
+# conv nets: every bad --layers spec, one line naming the token
+expect 2 "--layers: 'maxpool:2x2' is not conv:FxKxK, pool:PxP or dense:N" --layers conv:20x5x5,maxpool:2x2,dense:10
+expect 2 "--layers: pool:2x2 must come right after a conv token" --layers dense:30,pool:2x2,dense:10
+expect 2 "conv:20x30x30): the 30x30 kernel is larger than its 28x28 input" --layers conv:20x30x30,dense:10
+expect 2 "conv:20x5x5,pool:5x5): pool 5x5 does not divide the 24x24 output" --layers conv:20x5x5,pool:5x5,dense:10
+expect 2 "a conv layer follows the input or another conv layer" --layers dense:30,conv:4x3x3,dense:10
+expect 2 "--layers: conv:0x5x5: expected F filters" --layers conv:0x5x5,dense:10
+expect 2 "must end with the output layer, dense:10" --layers conv:20x5x5,pool:2x2
+expect 2 "mnist has 10 classes, so the last layer must be dense:10" --layers conv:20x5x5,pool:2x2,dense:7
+expect 2 "--sizes with --layers: both give the net" --sizes 784,30,10 --layers dense:30,dense:10
 
 # data problems: a copy of MNIST with one file spoiled at a time
 D=$NNDL_TEST_DATA

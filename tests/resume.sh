@@ -96,6 +96,24 @@ t -n 1 "$NNDL_TRAIN" "${S[@]}" --dropout 0.2 --reduce mpi --out "$tmp/u1.h5" || 
 [ $rc1 -eq 75 ] && [ $rc2 -eq 0 ] && $SAME "$tmp/ufull.h5" "$tmp/u.h5" >"$tmp/cmp" && $SAME "$tmp/u1.h5" "$tmp/u.h5" 1e-5 >>"$tmp/cmp" \
   && pass "--reduce shared --split units (dropout): resumed = uninterrupted bit for bit; within 1e-5 of np 1: $(tail -1 "$tmp/cmp")" \
   || fail "--split units resume: $rc1 $rc2 $(cat "$tmp/cmp")"
+# 5c. conv layers (chapter 6): stopped mid-epoch on 2 ranks and resumed = uninterrupted, bit for bit,
+#     momentum's velocity included; the history and feature maps continue
+V=(--layers conv:6x5x5,pool:2x2,conv:8x3x3,dense:30,dense:10 --act relu --cost log-likelihood --init network3
+   --eta 0.05 --momentum 0.5 --dropout 0.2 --train-samples 1000 --epochs 2 --probe 20 --probe-conv 4
+   --data "$NNDL_TEST_DATA" --no-progress)
+t -n 2 "$NNDL_TRAIN" "${V[@]}" --out "$tmp/vfull.h5" || fail "conv reference: $(tail -3 "$tmp/out")"
+t -n 2 "$NNDL_TRAIN" "${V[@]}" --out "$tmp/v.h5" --stop-after-steps 130; rc1=$?
+t -n 2 "$NNDL_TRAIN" --resume "$tmp/v.h5"; rc2=$?
+[ $rc1 -eq 75 ] && [ $rc2 -eq 0 ] && $SAME "$tmp/vfull.h5" "$tmp/v.h5" >"$tmp/cmp" && $PY - "$tmp/vfull.h5" "$tmp/v.h5" <<'PYEOF' \
+  && pass "conv layers, momentum, dropout: stopped mid-epoch and resumed = uninterrupted, bit for bit" \
+  || fail "conv resume: $rc1 $rc2 $(cat "$tmp/cmp")"
+import sys, h5py, numpy as np
+a, b = (h5py.File(p, "r") for p in sys.argv[1:])
+assert np.array_equal(a["checkpoint/optim/state"][...], b["checkpoint/optim/state"][...]), "velocity"
+assert np.array_equal(a["history/layer_1/weights"][...], b["history/layer_1/weights"][...])
+assert b["activations/layer_1"].shape == (3, 4, 6, 12, 12), b["activations/layer_1"].shape
+assert np.array_equal(a["activations/layer_1"][...], b["activations/layer_1"][...])
+PYEOF
 M=("${S[@]}" --momentum 0.5 --eta 0.2)
 t -n 3 "$NNDL_TRAIN" "${M[@]}" --out "$tmp/mfull.h5" || fail "shared momentum reference: $(tail -3 "$tmp/out")"
 t -n 3 "$NNDL_TRAIN" "${M[@]}" --out "$tmp/m.h5" --stop-after-steps 290; rc1=$?

@@ -18,8 +18,7 @@ static nndl_status train(MPI_Comm comm, const nndl_config *cfg, const nndl_split
     nndl_trainer *t;
     nndl_step_plan plan;
     nndl_status st = nndl_dist_init(&d, comm, err);
-    if (st == NNDL_OK)
-        st = nndl_net_create(out, cfg->sizes, cfg->n_sizes, cfg->act, cfg->cost, err);
+    if (st == NNDL_OK) st = nndl_config_net(cfg, (nndl_shape){1, 28, 28}, out, err);
     if (st != NNDL_OK) return st;
     nndl_net_init(*out, cfg->init, cfg->seed);
     if ((st = nndl_trainer_plan(cfg, *out, tr->n, &d, &plan, err)) != NNDL_OK) return st;
@@ -66,6 +65,20 @@ static nndl_config config_of(int argc, char **argv)
         cfg.l2 = argc == 8 ? cfg.l2 : 5.0;
     }
     if (getenv("NNDL_TEST_SPLIT")) cfg.split = NNDL_SPLIT_UNITS; /* --split units */
+    if (getenv("NNDL_TEST_MPI")) cfg.reduce = NNDL_REDUCE_MPI;   /* the gradient + MPI_Allreduce */
+    if (getenv("NNDL_TEST_CONV")) { /* conv:6x5x5,pool:2x2,conv:8x3x3,dense:30,dense:10, ReLU,
+                                       softmax */
+        nndl_layer_spec s[] = {{NNDL_LAYER_CONV, 6, 5, 2},
+                               {NNDL_LAYER_CONV, 8, 3, 1},
+                               {NNDL_LAYER_DENSE, 30, 0, 1},
+                               {NNDL_LAYER_DENSE, 10, 0, 1}};
+        memcpy(cfg.layers, s, sizeof s);
+        cfg.n_layers = 4;
+        cfg.n_sizes = 0;
+        for (int l = 0; l < 3; l++) cfg.act[l] = NNDL_ACT_RELU;
+        cfg.cost = NNDL_COST_LOG_LIKELIHOOD;
+        cfg.eta = 0.05;
+    }
     return cfg;
 }
 
@@ -88,7 +101,7 @@ static int same_model(const nndl_net *np, const nndl_net *n1, const nndl_config 
     /* and the runs did train: the weights moved away from their initial values */
     nndl_net *init = NULL;
     nndl_err err;
-    nndl_net_create(&init, cfg->sizes, cfg->n_sizes, cfg->act, cfg->cost, &err);
+    nndl_config_net(cfg, (nndl_shape){1, 28, 28}, &init, &err);
     nndl_net_init(init, cfg->init, cfg->seed);
     double moved = 0;
     for (size_t i = 0; i < init->n_params; i++)
@@ -131,6 +144,7 @@ int main(int argc, char **argv)
                cfg.overlap == NNDL_OVERLAP_ON     ? " with --overlap on"
                : cfg.split == NNDL_SPLIT_UNITS    ? " with --reduce shared --split units"
                : cfg.reduce == NNDL_REDUCE_SHARED ? " with --reduce shared and L2"
+               : cfg.n_layers > 0                 ? " with conv layers"
                                                   : "",
                ok ? "PASS" : "FAIL", ok, !ok);
     MPI_Bcast(&ok, 1, MPI_INT, 0, MPI_COMM_WORLD);
