@@ -140,8 +140,7 @@ nndl_status create_net(const nndl_config *c, const nndl_dataset *ds, nndl_net **
         char spec[1024], why[sizeof err->msg];
         nndl_config_layers_str(c, spec, sizeof spec);
         snprintf(why, sizeof why, "%s", err->msg);
-        st = nndl_fail(err, NNDL_EARG, "--layers %s: %s (the input is %dx%d)", spec, why, data.h,
-                       data.w);
+        st = nndl_fail(err, NNDL_EARG, "--layers %s: %s", spec, why);
     }
     return st;
 }
