@@ -190,6 +190,22 @@ static nndl_status prepare_out(nndl_options *o, nndl_err *err)
 
 /* ---- snapshots: weights (rank 0) and probe activations (every rank its rows) ---- */
 
+/* A conv net's run keeps the images of the probes whose feature maps it records (nndl-plot
+ * featuremaps). */
+static nndl_status keep_probe_images(nndl_session *s)
+{
+    nndl_run *r = &s->run;
+    const nndl_images *im = &s->ds.train_file;
+    size_t px = (size_t)im->rows * im->cols;
+    if (!s->net->has_conv || r->probe_conv <= 0) return NNDL_OK;
+    r->image_h = im->rows;
+    r->image_w = im->cols;
+    if (!(r->probe_images = malloc(px * r->probe_conv))) return NNDL_ENOMEM;
+    for (int i = 0; i < r->probe_conv; i++)
+        memcpy(r->probe_images + px * i, im->pixels + px * r->probe_index[i], px);
+    return NNDL_OK;
+}
+
 static nndl_status probes_setup(nndl_session *s, nndl_err *err)
 {
     nndl_options *o = s->o;
@@ -213,6 +229,8 @@ static nndl_status probes_setup(nndl_session *s, nndl_err *err)
         r->probe_index[i] = s->ds.val.idx[i];
         r->probe_label[i] = s->ds.train_file.labels[s->ds.val.idx[i]];
     }
+    if (keep_probe_images(s) != NNDL_OK)
+        return nndl_fail(err, NNDL_ENOMEM, "out of memory for probes");
     nndl_dist_shard(r->n_probe, s->d->size, s->d->rank, &s->probe_first, &s->probe_rows);
     for (int k = 0; k < r->n_probe_layers; k++) {
         size_t n = (size_t)(s->probe_rows ? s->probe_rows : 1) * s->net->sizes[r->probe_layers[k]];

@@ -50,6 +50,9 @@ def runs(tmp_path_factory):
                         "--history-every", "0")
     r["noprobe"] = train(d / "noprobe.h5", "--sizes", "784,30,10", "--epochs", "1", "--train-samples", "1000",
                          "--probe", "0")
+    r["conv"] = train(d / "conv.h5", "--layers", "conv:8x5x5,pool:2x2,conv:6x3x3,dense:20,dense:10", "--act", "relu",
+                      "--cost", "log-likelihood", "--init", "network3", "--eta", "0.05", "--epochs", "2",
+                      "--train-samples", "2000", "--probe", "100", "--probe-conv", "3")
     subprocess.run([EVAL, r["wide"]], check=True, capture_output=True)
     r["grid"] = [train(d / f"grid-b{b}-e{e}.h5", "--batch", str(b), "--eta", str(e), "--epochs", "1",
                        "--train-samples", "2000", "--probe", "0", "--history-every", "0")
@@ -163,3 +166,32 @@ def test_bad_input(runs, tmp_path, case):
     r = plot(*args)
     assert r.returncode == 2, (r.returncode, r.stderr)
     assert msg in r.stderr and r.stderr.count("\n") == 1, r.stderr
+
+
+def test_filters_gif_frames_and_values(runs, tmp_path):
+    out = tmp_path / "f.gif"
+    r = plot("filters", runs["conv"], "--layer", "1", "-o", out, "--size", "400x400")
+    assert r.returncode == 0, r.stderr
+    frames = imageio.mimread(out)
+    assert len(frames) == 3 and frames[0].shape[:2] == (400, 400)  # the initialisation and 2 epochs
+    assert os.path.exists(tmp_path / "f.png")
+    with h5py.File(runs["conv"]) as f:  # what it draws: the layer's k x k filters, changing as it learns
+        w = f["history/layer_1/weights"][...]
+    assert w.shape == (3, 8, 1, 5, 5) and not np.array_equal(w[0], w[-1])
+    assert not np.array_equal(frames[0], frames[-1])
+    r = plot("filters", runs["conv"], "--layer", "2", "-o", tmp_path / "f2.gif")  # 6 filters x 8 channels
+    assert r.returncode == 0, r.stderr
+
+
+def test_featuremaps_of_a_probe(runs, tmp_path):
+    out = tmp_path / "m.png"
+    r = plot("featuremaps", runs["conv"], "--layer", "1", "--probe", "2", "-o", out, "--size", "500x500")
+    assert r.returncode == 0, r.stderr
+    assert imageio.imread(out).shape[:2] == (500, 500)
+    with h5py.File(runs["conv"]) as f:  # the image shown is the probe's, the maps are 8 of 12x12
+        img, idx_ = f["activations/images"][2], f["activations/indices"][2]
+        assert f["activations/layer_1"].shape == (3, 3, 8, 12, 12)
+    assert np.array_equal(img, idx("train-images-idx3-ubyte")[idx_])
+    for bad, msg in ((["--layer", "3"], "dense layer"), (["--probe", "3"], "has no feature maps")):
+        r = plot("featuremaps", runs["conv"], "-o", tmp_path / "x.png", *bad)
+        assert r.returncode == 2 and msg in r.stderr, r.stderr
