@@ -27,7 +27,8 @@ void nndl_run_free(nndl_run *r)
                     r->start_time,  r->dataset,      r->dataset_sha256_json};
     for (size_t i = 0; i < sizeof strs / sizeof *strs; i++) free(strs[i]);
     for (int i = 0; i < NNDL_N_METRICS; i++) free(r->metrics[i]);
-    void *arrays[] = {r->snap_epoch, r->probe_index, r->probe_label, r->best_params, r->probe_images};
+    void *arrays[] = {r->snap_epoch, r->probe_index, r->probe_label, r->best_params,
+                      r->probe_images};
     for (size_t i = 0; i < sizeof arrays / sizeof *arrays; i++) free(arrays[i]);
     memset(r, 0, sizeof *r);
 }

@@ -164,7 +164,8 @@ static herr_t write_activations(hid_t f, const nndl_run *r, const nndl_net *net,
     herr_t rc = write_probes(g, r, names);
     if (rc >= 0) rc = h5u_attr_int(g, "probe_conv", r->probe_conv);
     hsize_t im[3] = {(hsize_t)r->probe_conv, (hsize_t)r->image_h, (hsize_t)r->image_w};
-    if (rc >= 0 && r->probe_images && r->probe_conv > 0) /* the images whose feature maps are kept */
+    if (rc >= 0 && r->probe_images &&
+        r->probe_conv > 0) /* the images whose feature maps are kept */
         rc = h5u_write(g, "images", H5T_NATIVE_UINT8, 3, im, r->probe_images, 0);
     for (int k = 0; rc >= 0 && k < r->n_probe_layers && r->n_snaps > 0; k++) {
         char name[64], src[96];

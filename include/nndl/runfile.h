@@ -59,9 +59,9 @@ typedef struct {
     int *probe_index; /* global row in the training IDX file */
     uint8_t *probe_label;
     int n_probe_layers;
-    int probe_layers[64]; /* 1-based weight layers whose outputs are recorded */
-    int probe_conv;       /* a conv layer's outputs are recorded for the first probe_conv probes */
-    int image_h, image_w; /* and their images are kept, [probe_conv x image_h x image_w] */
+    int probe_layers[64];  /* 1-based weight layers whose outputs are recorded */
+    int probe_conv;        /* a conv layer's outputs are recorded for the first probe_conv probes */
+    int image_h, image_w;  /* and their images are kept, [probe_conv x image_h x image_w] */
     uint8_t *probe_images; /* NULL when the net has no conv layer */
     /* best epoch by validation accuracy */
     int best_epoch;
