@@ -282,6 +282,7 @@ static nndl_status run(nndl_options *o, const nndl_dist *d, report *rep, int arg
         cJSON_AddNumberToObject(j, "test_cost", cost);
         cJSON_AddNumberToObject(j, "best_val_accuracy", s.run.best_val);
         cJSON_AddNumberToObject(j, "best_epoch", s.run.best_epoch);
+        cJSON_AddNumberToObject(j, "best_test_accuracy", s.run.best_test);
         cJSON_AddNumberToObject(j, "epochs", nndl_trainer_state(s.tr)->epoch);
         cJSON_AddNumberToObject(j, "total_seconds", total);
         cJSON_AddNumberToObject(j, "ranks", d->size);

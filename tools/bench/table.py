@@ -5,9 +5,14 @@ import sys
 
 raw = [json.loads(line) for line in open(sys.argv[1]) if line.strip()]
 out_json, samples, reps = sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
-BATCH = {"A": 10, "B": 10, "C": 128, "D": 10}
+BATCH = {"A": 10, "B": 10, "C": 128, "D": 10, "E": 10, "F": 10}
 NAMES = {"A": "784-30-10 sigmoid quadratic b10", "B": "784-100-10 sigmoid CE L2 b10",
-         "C": "784-1024-1024-10 ReLU softmax b128", "D": "784-10-3-10 sigmoid quadratic b10"}
+         "C": "784-1024-1024-10 ReLU softmax b128", "D": "784-10-3-10 sigmoid quadratic b10",
+         "E": "conv20-pool-conv40-pool-100-10 sigmoid b10", "F": "conv-pool x2-1000-1000-10 ReLU dropout b10"}
+# the conv nets' training FLOPs per sample, counted: 3 x the forward multiply-adds x 2, less the first layer's
+# input gradient (nobody computes it). Forward MACs: conv1 24*24*20*25 = 288,000, conv2 8*8*40*500 = 1,280,000,
+# then the dense layers (E 640*100 + 100*10; F 640*1000 + 1000*1000 + 1000*10).
+CONV_FLOPS = {"E": 6 * 1_633_000 - 2 * 288_000, "F": 6 * 3_218_000 - 2 * 288_000}
 
 peak = next(r["sgemm_gflops"] for r in raw if "sgemm_gflops" in r)
 gemm = {r["config"]: r for r in raw if "gemm_samples_per_s" in r}
@@ -22,8 +27,9 @@ def spread(v):
 
 
 rows = []
-for c in "ABCD":
-    flops_per_sample = gemm[c]["flops_per_step"] / BATCH[c]
+configs = [c for c in "ABCDEF" if any(r.get("config") == c and "samples_per_s" in r for r in raw)]
+for c in configs:
+    flops_per_sample = gemm[c]["flops_per_step"] / BATCH[c] if c in gemm else CONV_FLOPS[c]
     impls = []
     for mode, suffix in (("default", ""), ("rows", " rows"), ("allreduce", " mpi"), ("reproducible", " repro")):
         for np_ in (1, 2):
@@ -53,7 +59,7 @@ for c in "ABCD":
                "ratio_to_torch_1_thread": sps / torch_1 if torch_1 else None,
                "gflops": sps * flops_per_sample / 1e9,
                "pct_of_sgemm_peak": 100 * sps * flops_per_sample / 1e9 / (peak * np_),
-               "pct_of_gemm_limit": 100 * sps / (gemm[c]["gemm_samples_per_s"] * np_),
+               "pct_of_gemm_limit": 100 * sps / (gemm[c]["gemm_samples_per_s"] * np_) if c in gemm else None,
                "allreduce_share": (ar * 1e-6 * sps / BATCH[c]) if (ar and lab == "nndl -np 2") else None,
                "ratio_to_default_mode": sps / default[np_] if lab.endswith("repro") and np_ in default else None,
                "peak_rss_mb_per_rank": rss / 1024 if rss else None}
@@ -85,7 +91,7 @@ for r in rows:
     rng = "[{:,.0f}-{:,.0f}]".format(s["min"], s["max"])
     print(f"{r['config']:3} {r['impl']:18} {s['median']:>10,.0f} {rng:>21} "
           f"{f(r['ratio_to_torch_best'], '%.2f'):>12} {f(r['ratio_to_torch_1_thread'], '%.2f'):>10} "
-          f"{r['gflops']:>8.2f} {r['pct_of_sgemm_peak']:>6.1f}% {r['pct_of_gemm_limit']:>11.1f}% "
+          f"{r['gflops']:>8.2f} {r['pct_of_sgemm_peak']:>6.1f}% {f(r['pct_of_gemm_limit'], '%.1f%%'):>12} "
           f"{f(100 * r['allreduce_share'] if r['allreduce_share'] is not None else None, '%.0f%%'):>9} "
           f"{f(r['peak_rss_mb_per_rank'], '%.0f'):>7}")
 for r in rows:
