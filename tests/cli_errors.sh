@@ -60,6 +60,9 @@ expect 2 "--layers: conv:0x5x5: expected F filters" --layers conv:0x5x5,dense:10
 expect 2 "must end with the output layer, dense:10" --layers conv:20x5x5,pool:2x2
 expect 2 "mnist has 10 classes, so the last layer must be dense:10" --layers conv:20x5x5,pool:2x2,dense:7
 expect 2 "--sizes with --layers: both give the net" --sizes 784,30,10 --layers dense:30,dense:10
+expect 2 "--layers: conv:100000x5x5: expected F filters (1 to 4096)" --layers conv:100000x5x5,dense:10
+expect 2 "--layers: pool:2x3: expected a square PxP pool" --layers conv:20x5x5,pool:2x3,dense:10
+expect 2 "parameters; at most 2^31 are supported" --layers conv:20x5x5,pool:2x2,dense:16777216,dense:10
 
 # data problems: a copy of MNIST with one file spoiled at a time
 D=$NNDL_TEST_DATA

@@ -116,4 +116,48 @@ for k in (1, 2):
     print(f"layer {k}: nndl (float32) vs numpy (float64) relative difference {rel:.2e}")
     assert rel < 1e-4, rel
 PYEOF
+# a conv net's run file (format 2): PyTorch's layouts, the layer attributes, histories, the probes' feature
+# maps (recomputed here in numpy from the stored model and the IDX file) and the probe images; h5dump reads it
+mpi -n 2 "$NNDL_TRAIN" --layers conv:4x3x3,pool:2x2,dense:12,dense:10 --act tanh --cost log-likelihood \
+  --init network3 --eta 0.05 --epochs 2 --train-samples 1000 --probe 40 --probe-conv 3 --data "$NNDL_TEST_DATA" \
+  --out "$tmp/conv.h5" --no-progress >"$tmp/out" 2>&1 || fail "conv run: $(tail -3 "$tmp/out")"
+$PY - "$tmp/conv.h5" "$NNDL_TEST_DATA" <<'PYEOF' && pass "conv run file: shapes, attributes, history, feature maps = numpy's" || fail "conv run file"
+import gzip, json, os, sys, h5py, numpy as np
+def idx(path):
+    data = open(path, "rb").read() if os.path.exists(path) else gzip.open(path + ".gz").read()
+    dims = [int.from_bytes(data[4 + 4*i:8 + 4*i], "big") for i in range(data[3])]
+    return np.frombuffer(data, np.uint8, offset=4 + 4*data[3]).reshape(dims)
+f = h5py.File(sys.argv[1], "r")
+t = lambda v: v.decode() if isinstance(v, bytes) else v
+assert f.attrs["nndl_format_version"] == 2
+cfg = json.loads(f.attrs["config"])
+assert cfg["sizes"] == [] and cfg["layers"] == "conv:4x3x3,pool:2x2,dense:12,dense:10" and cfg["probe-conv"] == 3, cfg
+g1, g2, g3 = (f[f"model/layer_{k}"] for k in (1, 2, 3))
+assert g1["weights"].shape == (4, 1, 3, 3) and g1["biases"].shape == (4,)
+assert (t(g1.attrs["kind"]), int(g1.attrs["kernel"]), int(g1.attrs["pool"]), t(g1.attrs["activation"])) == ("conv", 3, 2, "tanh")
+assert g2["weights"].shape == (12, 4 * 13 * 13) and t(g2.attrs["kind"]) == "dense" and t(g2.attrs["activation"]) == "tanh"
+assert g3["weights"].shape == (10, 12) and t(g3.attrs["activation"]) == "softmax"
+h = f["history/layer_1/weights"]
+assert h.shape == (3, 4, 1, 3, 3) and np.array_equal(h[-1], g1["weights"][...]) and not np.array_equal(h[0], h[-1])
+a1, a2 = f["activations/layer_1"], f["activations/layer_2"]
+assert f["activations"].attrs["probe_conv"] == 3 and a1.shape == (3, 3, 4, 13, 13) and a2.shape == (3, 40, 12), (a1.shape, a2.shape)
+ind = f["activations/indices"][...]
+X = idx(os.path.join(sys.argv[2], "train-images-idx3-ubyte"))[ind]
+assert np.array_equal(f["activations/images"][...], X[:3]), "the probe images are the IDX file's"
+x = X.astype(np.float64) / 255
+W, b = g1["weights"][...].astype(np.float64), g1["biases"][...].astype(np.float64)
+z = np.zeros((40, 4, 26, 26))           # cross-correlation, valid, stride 1
+for i in range(3):
+    for j in range(3):
+        z += W[None, :, 0, i, j, None, None] * x[:, None, i:i + 26, j:j + 26]
+m = np.tanh(z.reshape(40, 4, 13, 2, 13, 2).max(axis=(3, 5)) + b[None, :, None, None])
+e1 = np.abs(m[:3] - a1[-1]).max()
+y2 = np.tanh(m.reshape(40, -1) @ g2["weights"][...].T.astype(np.float64) + g2["biases"][...])
+e2 = np.abs(y2 - a2[-1]).max()
+print(f"feature maps: max |numpy - stored| {e1:.2e}; the dense layer after them {e2:.2e}")
+assert e1 < 1e-5 and e2 < 1e-5, (e1, e2)
+PYEOF
+h5dump -H -g /model/layer_1 "$tmp/conv.h5" >"$tmp/dump" 2>&1 && grep -q 'SIMPLE { ( 4, 1, 3, 3 )' "$tmp/dump" \
+  && grep -q 'ATTRIBUTE "kind"' "$tmp/dump" && h5dump -d /activations/layer_1 "$tmp/conv.h5" >/dev/null 2>&1 \
+  && pass "h5dump reads the conv layer and its feature maps" || fail "h5dump conv: $(head -20 "$tmp/dump")"
 finish

@@ -1,10 +1,15 @@
-/* nndl-bench-micro: the machine's limits for tools/bench/run.
- *   nndl-bench-micro sgemm N REPS            single-thread cblas_sgemm GFLOP/s on N x N (median of
- * REPS) nndl-bench-micro gemms SIZES BATCH REPS  the GEMMs alone of one training step (forward +
- * backward) on a batch: microseconds per step and samples/s (median) mpirun -np P nndl-bench-micro
- * allreduce N REPS   MPI_Allreduce(SUM) of N floats: median microseconds mpirun -np P
- * nndl-bench-micro steps SIZES BATCH ROUNDS   training steps, blocking vs overlapped reduction
- * Prints one JSON object. */
+/* nndl-bench-micro: the machine's limits for tools/bench/run. Prints one JSON object.
+ *   nndl-bench-micro sgemm N REPS
+ *       single-thread cblas_sgemm GFLOP/s on N x N (median of REPS)
+ *   nndl-bench-micro gemms SIZES BATCH REPS
+ *       the GEMMs alone of one training step (forward + backward): us per step and samples/s
+ *   mpirun -np P nndl-bench-micro allreduce N REPS
+ *       MPI_Allreduce(SUM) of N floats: median microseconds
+ *   mpirun -np P nndl-bench-micro steps SIZES BATCH ROUNDS
+ *       training steps, blocking vs overlapped reduction
+ *   nndl-bench-micro convs BATCH REPS
+ *       the book's two conv-pool layers alone, forward + backprop (conv_ref.py: PyTorch's)
+ */
 #include <cblas.h>
 #include <mpi.h>
 #include <stdio.h>
@@ -99,6 +104,41 @@ static int gemms(const char *sizes_s, int batch, int reps)
            "%.0f, "
            "\"flops_per_step\": %.6g, \"gemm_gflops\": %.2f}\n",
            sizes_s, batch, 1e6 * s, batch / s, flops, flops / s / 1e9);
+    return 0;
+}
+
+static int fail(const char *msg);
+
+/* The conv layers alone: forward and backprop (the gradient) of the book's two conv-pool layers
+ * (conv 20x5x5, pool 2x2, conv 40x5x5, pool 2x2; sigmoid) and a 640-10 softmax on a batch: what
+ * im2col + sgemm + pooling cost, for the comparison with oneDNN (tools/bench/conv_ref.py runs the
+ * same layers through PyTorch, whose CPU convolutions are oneDNN's). */
+static int convs(int batch, int reps)
+{
+    nndl_err err;
+    nndl_net *net;
+    const nndl_layer_spec spec[] = {
+        {NNDL_LAYER_CONV, 20, 5, 2}, {NNDL_LAYER_CONV, 40, 5, 2}, {NNDL_LAYER_DENSE, 10, 0, 1}};
+    const nndl_act act[] = {NNDL_ACT_SIGMOID, NNDL_ACT_SIGMOID};
+    if (nndl_net_create_layers(&net, (nndl_shape){1, 28, 28}, spec, 3, act,
+                               NNDL_COST_LOG_LIKELIHOOD, &err) != NNDL_OK ||
+        nndl_net_reserve(net, batch, &err) != NNDL_OK)
+        return fail(err.msg);
+    nndl_net_init(net, NNDL_INIT_NETWORK3, 1);
+    float *x = rnd((size_t)batch * 784);
+    for (int i = 0; i < batch * 784; i++) x[i] += 0.5f;
+    uint8_t *y = malloc((size_t)batch);
+    for (int i = 0; i < batch; i++) y[i] = (uint8_t)(i % 10);
+    double *t = malloc(sizeof(double) * reps);
+    for (int r = -20; r < reps; r++) {
+        double t0 = now();
+        nndl_net_backprop(net, x, y, batch, NULL);
+        if (r >= 0) t[r] = now() - t0;
+    }
+    double s = median(t, reps);
+    printf("{\"convs_batch\": %d, \"convs_us_per_step\": %.4g, \"convs_samples_per_s\": %.0f}\n",
+           batch, 1e6 * s, batch / s);
+    nndl_net_free(net);
     return 0;
 }
 
@@ -208,12 +248,13 @@ int main(int argc, char **argv)
     openblas_set_num_threads(1);
     if (argc == 4 && !strcmp(argv[1], "sgemm")) return sgemm_peak(atoi(argv[2]), atoi(argv[3]));
     if (argc == 5 && !strcmp(argv[1], "gemms")) return gemms(argv[2], atoi(argv[3]), atoi(argv[4]));
+    if (argc == 4 && !strcmp(argv[1], "convs")) return convs(atoi(argv[2]), atoi(argv[3]));
     if (argc == 4 && !strcmp(argv[1], "allreduce"))
         return allreduce(argc, argv, atol(argv[2]), atoi(argv[3]));
     if (argc == 5 && !strcmp(argv[1], "steps"))
         return steps(argc, argv, argv[2], atoi(argv[3]), atoi(argv[4]));
     fprintf(stderr,
             "usage: nndl-bench-micro sgemm N REPS | gemms SIZES BATCH REPS | allreduce N REPS | "
-            "steps SIZES BATCH ROUNDS\n");
+            "steps SIZES BATCH ROUNDS | convs BATCH REPS\n");
     return 2;
 }

@@ -76,6 +76,19 @@ print("GEMMs alone of one step, 1 core: " + ", ".join(
     f"{c} {gemm[c]['gemm_us_per_step']:.3g} us ({gemm[c]['gemm_samples_per_s']:,.0f} samples/s)" for c in "ABCD"))
 print("MPI_Allreduce of the gradient, 2 ranks (median of launches [min-max]): " + ", ".join(
     f"{c} {st.median(allred[c]):.3g} us [{min(allred[c]):.3g}-{max(allred[c]):.3g}]" for c in "ABCD" if c in allred))
+convs = {}
+for r in raw:
+    if "convs_us_per_step" in r:
+        convs.setdefault(r["impl"], []).append(r)
+if convs:
+    med = {k: st.median(x["convs_us_per_step"] for x in v) for k, v in convs.items()}
+    line = f"E's conv layers alone (2 conv-pool layers + 640-10 softmax, forward + backprop, batch 10, 1 core): " \
+           f"nndl (im2col + sgemm) {med['nndl']:.4g} us"
+    if "torch" in med:
+        one = st.median(x["onednn_conv_us_per_step"] for x in convs["torch"])
+        line += f", PyTorch {med['torch']:.4g} us, of which oneDNN's convolution kernels {one:.4g} us " \
+                f"(nndl {med['torch'] / med['nndl']:.2f}x faster; {one / med['nndl']:.2f}x oneDNN's kernels alone)"
+    print(line)
 if steps:
     print("2 ranks, blocking MPI_Allreduce vs buckets overlapping backprop (--overlap), alternating in one process, "
           "us per step (medians of launches): " + ", ".join(
@@ -112,5 +125,5 @@ if pss:
         f"np {n}: {kb / 1024:.0f} MB ({kb / base:.2f}x np 1)" for n, kb in sorted(pss.items())))
 json.dump({"sgemm_peak_gflops": peak, "samples": samples, "reps": reps, "gemm_limit": gemm,
            "allreduce_us": {c: spread(v) for c, v in allred.items()}, "rows": rows,
-           "pss_kb_sum": pss, "overlap_steps": steps}, open(out_json, "w"), indent=1)
+           "pss_kb_sum": pss, "overlap_steps": steps, "conv_layers": convs}, open(out_json, "w"), indent=1)
 print(f"\nwritten: {out_json}")
