@@ -33,19 +33,19 @@ for c in configs:
     impls = []
     for mode, suffix in (("default", ""), ("rows", " rows"), ("allreduce", " mpi"), ("reproducible", " repro")):
         for np_ in (1, 2):
-            rs = [r for r in raw if r.get("impl") == "nndl" and r["config"] == c and r["np"] == np_
+            rs = [r for r in raw if r.get("impl") == "nndl" and r.get("config") == c and r.get("np") == np_
                   and r.get("mode", "default") == mode]
             if rs:
                 impls.append((f"nndl -np {np_}{suffix}", [r["samples_per_s"] for r in rs], max(r["rss_kb"] for r in rs),
                               np_))
-    rs = [r for r in raw if r.get("impl") == "nndl" and r["config"] == c and r.get("mode") == "pair"]
+    rs = [r for r in raw if r.get("impl") == "nndl" and r.get("config") == c and r.get("mode") == "pair"]
     if rs:
         impls.append(("2 x nndl -np 1", [r["samples_per_s"] for r in rs], None, 2))
     for label, sel in (("torch 1 thread", lambda r: r["threads"] == 1 and r.get("blas_threads", 1) == 1 and not r["ddp"]),
                        ("torch 2 threads", lambda r: r["threads"] == 2 and not r["ddp"]),
                        ("torch 1t+BLAS dflt", lambda r: r["threads"] == 1 and r.get("blas_threads") == 0 and not r["ddp"]),
                        ("torch DDP gloo x2", lambda r: r["ddp"] == 2)):
-        rs = [r for r in raw if r.get("impl") == "torch" and r["config"] == c and sel(r)]
+        rs = [r for r in raw if r.get("impl") == "torch" and r.get("config") == c and sel(r)]
         if rs:
             impls.append((label, [r["samples_per_s"] for r in rs], None, 1 if label == "torch 1 thread" else 2))
     torch_best = max((st.median(v) for lab, v, _, _ in impls if lab.startswith("torch")), default=None)
