@@ -48,13 +48,11 @@ nndl_status nndl_config_plan(const nndl_config *c, const nndl_plan_env *env, nnd
         (env->ranks == 1 || one_node)) {
         p->kind = NNDL_STEP_FUSED;
         p->shared = env->ranks > 1;
-        p->units = p->shared && !env->has_conv &&
-                   (c->split == NNDL_SPLIT_UNITS || (c->split == NNDL_SPLIT_AUTO && large));
+        p->units =
+            p->shared && (c->split == NNDL_SPLIT_UNITS || (c->split == NNDL_SPLIT_AUTO && large));
+        p->conv_rows = p->units && env->has_conv;
         const char *split =
             !p->shared ? (c->split != NNDL_SPLIT_AUTO ? "; --split unused on one rank" : "")
-            : env->has_conv
-                ? (c->split == NNDL_SPLIT_UNITS ? "; --split units is not for conv layers: rows"
-                                                : "; split by rows (conv layers)")
             : c->split != NNDL_SPLIT_AUTO ? ""
             : large                       ? "; --split auto: units (>= 2^20 parameters)"
                                           : "; --split auto: rows (< 2^20 parameters)";
@@ -91,7 +89,8 @@ void nndl_step_plan_name(const nndl_step_plan *p, char *buf, size_t cap)
     case NNDL_STEP_FUSED:
         snprintf(buf, cap, "fused (no gradient formed), %s",
                  !p->shared ? "one rank"
-                 : p->units ? "node-shared, split by units"
+                 : p->units ? (p->conv_rows ? "node-shared, split by units (conv layers by rows)"
+                                            : "node-shared, split by units")
                             : "node-shared, split by rows");
         break;
     case NNDL_STEP_ALLREDUCE:

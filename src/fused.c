@@ -43,16 +43,17 @@ double nndl_net_deltas(nndl_net *net, const nndl_batch *b, const uint8_t *y, int
 
 /* ---- the fused step split by units: the ranks of a node share the work of every GEMM ---- */
 
+void nndl_net_forward_rows(nndl_net *net, const nndl_batch *b, int l, int n)
+{
+    if (n > 0)
+        net_forward_layer(net, l, b->act[l], b->act[l + 1], b->in ? b->in[l] : NULL, n, NULL);
+}
+
 void nndl_net_forward_units(nndl_net *net, const nndl_batch *b, int l, int k, int part, int parts,
                             const nndl_dropout *drop)
 {
     int j0, j1;
     part_units(net->layer[l].n_out, part, parts, &j0, &j1);
-    if (net->layer[l].kind == NNDL_LAYER_CONV) { /* not split: part 0 computes the whole layer */
-        if (part == 0 && k > 0)
-            net_forward_layer(net, l, b->act[l], b->act[l + 1], b->in ? b->in[l] : NULL, k, drop);
-        return;
-    }
     if (j1 > j0 && k > 0) net_dense_forward(net, l, b->act[l], b->act[l + 1], k, j0, j1, drop);
 }
 
@@ -75,6 +76,13 @@ void nndl_net_delta_units(nndl_net *net, const nndl_batch *b, int l, int k, int 
     if (c1 > c0 && k > 0)
         net_delta_prev(net, l, b->delta[l], b->delta[l - 1], b->act[l], k, c0, c1, drop, 1 << 30,
                        NULL);
+}
+
+void nndl_net_delta_rows(nndl_net *net, const nndl_batch *b, int l, int n, const nndl_dropout *drop)
+{
+    if (n > 0)
+        net_delta_prev(net, l, b->delta[l], b->delta[l - 1], b->act[l], n, 0, net->sizes[l], drop,
+                       1 << 30, NULL);
 }
 
 float nndl_net_bound(const nndl_net *net, const nndl_batch *b, int k)

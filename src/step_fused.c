@@ -7,7 +7,8 @@
  * after the deltas, one after the update; the riders (cost, stop flag, bound) sit in a small shared
  * slot per rank and are summed in rank order. Split by units (plan.units), every GEMM is cut by
  * units instead of rows: each rank computes its share of each layer's units for the whole batch,
- * with a barrier after each layer, so that it packs only its share of each weight matrix.
+ * with a barrier after each layer, so that it packs only its share of each weight matrix; a conv
+ * net's conv layers stay split by rows (see deltas_by_units).
  */
 #include <float.h>
 #include <math.h>
@@ -135,22 +136,31 @@ static void release(nndl_trainer *t)
 
 /* ---- the step ---- */
 
-/* Forward and every delta over the whole batch, every GEMM split by units; a barrier after each
- * phase. Returns the cost of this rank's rows [first, first + len). */
+/* Forward and every delta over the whole batch, every dense GEMM split by units; a barrier after
+ * each phase. Conv layers (which come first) stay split by rows: each rank runs its own rows
+ * through them, forward and back, and the dense layers then read every rank's rows. Returns the
+ * cost of this rank's rows [first, first + len). */
 static nndl_status deltas_by_units(nndl_trainer *t, fused *f, int b0, int bsz, int first, int len,
                                    const nndl_dropout *drop, double *cost, nndl_err *err)
 {
     nndl_net *net = t->net;
     nndl_dropout every = *drop;
     every.sample = t->perm + b0; /* the batch's rows, all of them */
-    int L = net->n_layers;
-    nndl_status st = nndl_dist_shared_sync(&f->sh, err); /* the batch's inputs are written */
-    for (int l = 0; l < L - 1 && st == NNDL_OK; l++) {
+    int L = net->n_layers, convs = 0;
+    while (convs < L - 1 && net->layer[convs].kind == NNDL_LAYER_CONV) convs++;
+    for (int l = 0; l < convs; l++) nndl_net_forward_rows(net, &f->mine, l, len);
+    nndl_status st = nndl_dist_shared_sync(&f->sh, err); /* the dense layers' inputs are written */
+    for (int l = convs; l < L - 1 && st == NNDL_OK; l++) {
         nndl_net_forward_units(net, &f->all, l, bsz, f->part, f->parts, &every);
         st = nndl_dist_shared_sync(&f->sh, err);
     }
     *cost = st == NNDL_OK ? nndl_net_output_rows(net, &f->all, t->y, first, len) : 0.0;
     for (int l = L - 1; l >= 1 && st == NNDL_OK; l--) {
+        if (l <= convs) { /* into a conv layer's output: this rank's rows, which it alone reads */
+            if (l == convs) st = nndl_dist_shared_sync(&f->sh, err); /* delta[l] is complete */
+            if (st == NNDL_OK) nndl_net_delta_rows(net, &f->mine, l, len, drop);
+            continue;
+        }
         st = nndl_dist_shared_sync(&f->sh, err); /* delta[l] is complete */
         if (st == NNDL_OK) nndl_net_delta_units(net, &f->all, l, bsz, f->part, f->parts, &every);
     }

@@ -71,6 +71,7 @@ typedef struct {
     nndl_step_kind kind;
     int shared;    /* FUSED on P > 1: the ranks of the node share the parameters and the batch */
     int units;     /* FUSED shared: every GEMM split by units (else each rank its rows) */
+    int conv_rows; /* units on a conv net: its conv layers still by rows */
     int overlap;   /* ALLREDUCE on P > 1: the reduction in buckets overlapping backprop */
     char why[200]; /* why these choices, in words (for the start-up header) */
 } nndl_step_plan;

@@ -220,7 +220,13 @@ void nndl_net_update_part(nndl_net *net, const nndl_batch *b, int k, int part, i
  * b: forward_units(l) for l = 0 .. L-2: units `part` of weight layer l's output (activation,
  * dropout); output_rows: rows [r0, r0 + n) of the output layer, their summed cost and output delta
  * (y: their labels); delta_units(l) for l = L-1 .. 1: units `part` of delta[l - 1]; nndl_net_bound
- * (the bound of nndl_net_backprop, from the whole batch), nndl_net_update_part. */
+ * (the bound of nndl_net_backprop, from the whole batch), nndl_net_update_part. Dense layers
+ * only: a conv net's conv layers (which come first) run by rows, each rank its own n rows of b (b
+ * pointing at its first row): forward_rows(l) for each conv layer l, and delta_rows(l) for l =
+ * (the conv layers) .. 1, the delta into a conv layer's output. */
+void nndl_net_forward_rows(nndl_net *net, const nndl_batch *b, int l, int n);
+void nndl_net_delta_rows(nndl_net *net, const nndl_batch *b, int l, int n,
+                         const nndl_dropout *drop);
 void nndl_net_forward_units(nndl_net *net, const nndl_batch *b, int l, int k, int part, int parts,
                             const nndl_dropout *drop);
 double nndl_net_output_rows(nndl_net *net, const nndl_batch *b, const uint8_t *y, int r0, int n);
