@@ -138,13 +138,76 @@ NNDL_HOT static void momentum_apply(float *restrict w, float *restrict v, size_t
     }
 }
 
+/* ---- conv layers on several ranks: each rank's rows' gradient, summed ---- */
+
+size_t nndl_net_conv_grad_floats(const nndl_net *net)
+{
+    size_t n = 0;
+    for (int l = 0; l < net->n_layers; l++)
+        if (net->layer[l].kind == NNDL_LAYER_CONV)
+            n += (size_t)net->layer[l].n_out * (net->layer[l].n_in + 1);
+    return n;
+}
+
+void nndl_net_conv_grads(const nndl_net *net, const nndl_batch *b, int n, float *slot)
+{
+    for (int l = 0; l < net->n_layers; l++) {
+        const nndl_layer *W = &net->layer[l];
+        if (W->kind != NNDL_LAYER_CONV) continue;
+        size_t nw = (size_t)W->n_out * W->n_in;
+        if (n > 0) {
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, W->n_out, W->n_in, n * W->pos,
+                        1.0f, b->delta[l], W->n_out, gemm_in(b, l), W->n_in, 0.0f, slot, W->n_in);
+            net_column_sums(slot + nw, b->delta[l], n * W->pos, W->n_out, 0, W->n_out);
+        } else {
+            memset(slot, 0, sizeof *slot * (nw + (size_t)W->n_out));
+        }
+        slot += nw + (size_t)W->n_out;
+    }
+}
+
+/* Filters [j0, j1) of conv layer l (its gradient at offset o of every slot): w <- decay·w -
+ * step·Σ slots (or through momentum's velocity), b likewise. */
+static void conv_update_slots(nndl_net *net, int l, size_t o, int j0, int j1, const nndl_fused *u)
+{
+    const nndl_layer *W = &net->layer[l];
+    size_t stride = nndl_net_conv_grad_floats(net), nw = (size_t)W->n_out * W->n_in;
+    float *v = u->velocity ? u->velocity + (W->w - net->params) : NULL;
+    float *vb = u->velocity ? u->velocity + (W->b - net->params) : NULL;
+    for (int j = j0; j <= j1; j++) { /* j == j1: the biases [j0, j1) */
+        int bias = j == j1;
+        size_t at = bias ? nw + (size_t)j0 : (size_t)j * W->n_in, len = bias ? j1 - j0 : W->n_in;
+        float *w = bias ? W->b + j0 : W->w + (size_t)j * W->n_in;
+        float *vj = v ? (bias ? vb + j0 : v + (size_t)j * W->n_in) : NULL;
+        for (size_t i = 0; i < len; i++) {
+            float g = 0.0f;
+            for (int k = 0; k < u->conv_slots; k++) g += u->conv_g[k * stride + o + at + i];
+            if (!vj) {
+                float wi = w[i]; /* as l1_shrink, then the GEMM's beta */
+                if (!bias) wi = (wi - u->l1 * (float)((wi > 0.0f) - (wi < 0.0f))) * u->decay;
+                w[i] = wi - u->step * g;
+                continue;
+            }
+            vj[i] = u->mu * vj[i] - u->step * g;
+            if (!bias) vj[i] -= u->wd * w[i] + u->l1 * (float)((w[i] > 0.0f) - (w[i] < 0.0f));
+            w[i] += vj[i];
+        }
+    }
+}
+
 void nndl_net_update_part(nndl_net *net, const nndl_batch *b, int k, int part, int parts,
                           const nndl_fused *u)
 {
+    size_t conv_at = 0;
     for (int l = 0; l < net->n_layers; l++) {
         const nndl_layer *W = &net->layer[l];
         int j0, j1;
         part_units(W->n_out, part, parts, &j0, &j1);
+        if (u->conv_g && W->kind == NNDL_LAYER_CONV) {
+            if (j1 > j0) conv_update_slots(net, l, conv_at, j0, j1, u);
+            conv_at += (size_t)W->n_out * (W->n_in + 1);
+            continue;
+        }
         if (j1 == j0) continue;
         size_t nw = (size_t)(j1 - j0) * W->n_in;
         float *w = W->w + (size_t)j0 * W->n_in;

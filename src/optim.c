@@ -118,6 +118,8 @@ int nndl_sgd_fused(const nndl_sgd *o, int batch, nndl_fused *u)
     u->step = eta * (1.0f / (float)batch);
     u->velocity = o->velocity;
     u->mu = (float)o->momentum;
+    u->conv_g = NULL;
+    u->conv_slots = 0;
     if (o->velocity) {
         u->decay = 1.0f;
         u->wd = eta * l2n;

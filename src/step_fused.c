@@ -30,6 +30,7 @@ typedef struct {
     float *bbuf;     /* one rank: the buffers themselves */
     int batch_first; /* this rank's first row in them */
     int part, parts; /* this rank's share of every layer's units: part of parts */
+    float *conv_g;   /* plan.shared, a conv net: each rank's rows' conv gradients, parts slots */
 } fused;
 
 /* ---- the batch buffers ---- */
@@ -90,6 +91,7 @@ static nndl_status shared_setup(nndl_trainer *t, fused *f, size_t nb, nndl_err *
     point_batch(f, net, f->sh.batch, t->cfg.batch, 0);
     f->part = f->sh.ns.node_rank;
     f->parts = f->sh.ns.node_size;
+    if (nndl_net_conv_grad_floats(net)) f->conv_g = f->sh.batch + batch_floats(net, t->cfg.batch);
     /* split by units, a rank's dropout masks span the whole batch */
     return t->plan.units && t->cfg.batch > t->rows ? nndl_net_reserve(net, t->cfg.batch, err)
                                                    : NNDL_OK;
@@ -102,6 +104,7 @@ static nndl_status init(nndl_trainer *t, nndl_err *err)
     t->impl = f;
     f->parts = 1;
     size_t nb = batch_floats(t->net, t->cfg.batch);
+    if (t->plan.shared) nb += nndl_net_conv_grad_floats(t->net) * (size_t)t->dist->size;
     f->bptr = malloc(sizeof *f->bptr * (6 * (size_t)(unsigned)t->net->n_layers + 2));
     nndl_status st = f->bptr ? NNDL_OK : nndl_fail(err, NNDL_ENOMEM, "out of memory");
     st = nndl_dist_agree(t->dist, st, err, NULL); /* before the collective set-up */
@@ -210,6 +213,9 @@ static nndl_status step(nndl_trainer *t, int b0, int bsz, double *batch_cost, nn
         st = deltas_by_units(t, f, b0, bsz, first, len, &drop, &cost, err);
     else
         cost = nndl_net_deltas(net, &f->mine, t->y, len, &drop, &bound);
+    if (st == NNDL_OK && f->conv_g)
+        nndl_net_conv_grads(net, &f->mine, len,
+                            f->conv_g + nndl_net_conv_grad_floats(net) * (size_t)f->part);
     if (st == NNDL_OK && f->parts > 1) st = sum_riders(t, f, bsz, &cost, &stop, &bound, err);
     if (st != NNDL_OK) return st;
     *batch_cost = cost / bsz;
@@ -223,6 +229,8 @@ static nndl_status step(nndl_trainer *t, int b0, int bsz, double *batch_cost, nn
     }
     nndl_fused u;
     nndl_sgd_fused(&t->sgd, bsz, &u);
+    u.conv_g = f->conv_g;
+    u.conv_slots = f->parts;
     nndl_net_update_part(net, &f->all, bsz, f->part, f->parts, &u);
     /* every part updated */
     if (f->parts > 1 && (st = nndl_dist_shared_sync(&f->sh, err)) != NNDL_OK) return st;

@@ -198,10 +198,32 @@ Test(conv_grad, relu) { all_costs(NNDL_ACT_RELU); }
 
 /* ---- the fused step on conv layers ---- */
 
-/* Two fused steps (deltas of the whole batch; each of `parts` parts updated in turn) from the net's
- * parameters p0; return how many parameters (and velocities) differ from ref (and vref). */
+/* The conv gradients of `parts` ranks' rows, each into its slot (as the node-shared step does). */
+static float *conv_slots(const nndl_net *net, const nndl_batch *b, int parts)
+{
+    size_t stride = nndl_net_conv_grad_floats(net);
+    float *g = malloc(sizeof(float) * stride * parts);
+    for (int k = 0; k < parts; k++) {
+        int r0 = ROWS * k / parts, r1 = ROWS * (k + 1) / parts;
+        float *act[9], *delta[8], *in[8];
+        for (int l = 0; l < net->n_layers; l++) {
+            size_t a, d, c;
+            nndl_net_batch_widths(net, l, &a, &d, &c);
+            act[l] = b->act[l] + (size_t)r0 * net->sizes[l];
+            delta[l] = b->delta[l] + (size_t)r0 * d;
+            in[l] = b->in[l] ? b->in[l] + (size_t)r0 * c : NULL;
+        }
+        nndl_batch mine = {act, delta, in};
+        nndl_net_conv_grads(net, &mine, r1 - r0, g + stride * k);
+    }
+    return g;
+}
+
+/* Two fused steps (deltas of the whole batch; each of `parts` parts updated in turn; with slots,
+ * the conv layers from each part's rows' gradient) from the net's parameters p0; return how many
+ * parameters (and velocities) differ from ref (and vref). */
 static int fused_off(nndl_net *net, nndl_sgd *o, const float *x, const uint8_t *y, const float *p0,
-                     const float *ref, const float *vref, int parts, float tol)
+                     const float *ref, const float *vref, int parts, int slots, float tol)
 {
     int L = net->n_layers;
     float *act[9], *delta[8], *in[8];
@@ -223,7 +245,11 @@ static int fused_off(nndl_net *net, nndl_sgd *o, const float *x, const uint8_t *
         cr_assert(nndl_sgd_fused(o, ROWS, &u));
         for (int k = 0; k < parts; k++)
             cr_expect(eq(int, nndl_net_part_nonfinite(net, &b, ROWS, k, parts), 0));
+        float *g = slots ? conv_slots(net, &b, parts) : NULL;
+        u.conv_g = g;
+        u.conv_slots = parts;
         for (int k = 0; k < parts; k++) nndl_net_update_part(net, &b, ROWS, k, parts, &u);
+        free(g);
     }
     int off = 0;
     for (size_t i = 0; i < net->n_params; i++) {
@@ -261,9 +287,12 @@ static void fused_matches(nndl_act act, double mu)
     memcpy(ref, net->params, sizeof(float) * np);
     if (o.velocity) memcpy(vref, o.velocity, sizeof(float) * np);
     for (int parts = 1; parts <= 3; parts++)
-        cr_expect(eq(int, fused_off(net, &o, x, y, p0, ref, vref, parts, 1e-5f * 0.3f * gmax), 0),
-                  "%s momentum %g, %d parts: the fused step differs from backprop + step",
-                  nndl_act_name(act), mu, parts);
+        for (int slots = 0; slots <= 1; slots++)
+            cr_expect(eq(int,
+                         fused_off(net, &o, x, y, p0, ref, vref, parts, slots, 1e-5f * 0.3f * gmax),
+                         0),
+                      "%s momentum %g, %d parts%s: the fused step differs from backprop + step",
+                      nndl_act_name(act), mu, parts, slots ? ", conv gradients by rows" : "");
     free(p0);
     free(ref);
     free(vref);

@@ -78,6 +78,10 @@ static nndl_config config_of(int argc, char **argv)
         for (int l = 0; l < 3; l++) cfg.act[l] = NNDL_ACT_RELU;
         cfg.cost = NNDL_COST_LOG_LIKELIHOOD;
         cfg.eta = 0.05;
+        /* one epoch: max-pooling's argmax is a discrete choice; two pre-pool values within rounding
+         * of each other pick different winners on different rank counts (the conv gradient is a sum
+         * over the ranks' rows), and the models then part at 1e-4 (seen in epoch 2 of seed 3) */
+        cfg.epochs = 1;
     }
     return cfg;
 }

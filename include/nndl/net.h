@@ -198,6 +198,11 @@ void nndl_net_batch_widths(const nndl_net *net, int l, size_t *act, size_t *delt
 typedef struct {
     float step, decay, l1, mu, wd;
     float *velocity;
+    /* NULL: conv layers update like dense ones, from the batch's rows. Else conv_slots slots of
+     * nndl_net_conv_grad_floats floats, each one rank's rows' gradient of every conv layer
+     * (nndl_net_conv_grads), summed in slot order. */
+    const float *conv_g;
+    int conv_slots;
 } nndl_fused;
 
 /* Forward b->act[0] (n <= cap rows) into b->act[1..L] and every delta into b->delta; return the
@@ -209,6 +214,13 @@ double nndl_net_deltas(nndl_net *net, const nndl_batch *b, const uint8_t *y, int
  * of b, into net->grads; 1 if any element is NaN or infinite. For steps whose bound does not prove
  * the gradient finite; nothing is updated. */
 int nndl_net_part_nonfinite(nndl_net *net, const nndl_batch *b, int k, int part, int parts);
+
+/* Conv layers on the ranks of a node: a part's filters over the whole batch would pack every rank's
+ * patches again, so each rank forms every conv layer's gradient over its own n rows of b (b
+ * pointing at its first row) into its slot of nndl_net_conv_grad_floats floats, and the update sums
+ * the slots (nndl_fused.conv_g). */
+size_t nndl_net_conv_grad_floats(const nndl_net *net);
+void nndl_net_conv_grads(const nndl_net *net, const nndl_batch *b, int n, float *slot);
 
 /* Update part `part` of `parts` of the parameters from the k >= 1 rows of b with coefficients u. */
 void nndl_net_update_part(nndl_net *net, const nndl_batch *b, int k, int part, int parts,
