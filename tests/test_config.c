@@ -113,17 +113,22 @@ Test(plan, split_where_no_shared_step_runs_is_unused_and_said)
     cr_expect(strstr(p.why, "--split unused") != NULL, "%s", p.why);
 }
 
-Test(plan, conv_nets_split_by_rows)
+Test(plan, conv_nets_split_units_keep_conv_layers_by_rows)
 {
     nndl_config c = base();
-    c.split = NNDL_SPLIT_UNITS;
     nndl_step_plan p;
     nndl_err err;
-    nndl_plan_env env = {2, 2, 1863690, 50000, 1};
+    nndl_plan_env env = {2, 2, 1863690, 50000, 1}; /* the book's chapter-6 net with FC 1000 */
     cr_assert(eq(int, nndl_config_plan(&c, &env, &p, &err), NNDL_OK));
     cr_expect(eq(int, p.kind, NNDL_STEP_FUSED));
-    cr_expect(eq(int, p.units, 0), "the units split does not serve conv layers");
-    cr_expect(strstr(p.why, "not for conv layers") != NULL, "%s", p.why);
+    cr_expect(eq(int, p.units, 1), "--split auto: units for >= 2^20 parameters");
+    cr_expect(eq(int, p.conv_rows, 1), "the conv layers stay split by rows");
+    char name[160];
+    nndl_step_plan_name(&p, name, sizeof name);
+    cr_expect(strstr(name, "conv layers by rows") != NULL, "%s", name);
+    env.n_params = 86890; /* E: small, rows */
+    cr_assert(eq(int, nndl_config_plan(&c, &env, &p, &err), NNDL_OK));
+    cr_expect(eq(int, p.units + p.conv_rows, 0), "%s", p.why);
 }
 
 Test(plan, names_for_the_header)
