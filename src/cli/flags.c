@@ -206,8 +206,8 @@ const flag nndl_flags[] = {
     {"split", FLAG_CHOICE, AT(cfg.split), .choices = "auto|rows|units", .def = "auto",
      .meta = "HOW", .resume = RESUME_FREE, .section = PAR,
      .help = "the shared step's work: rows (each rank its rows of the batch) or "
-             "units (every GEMM split by units, a barrier per layer); auto: units "
-             "for nets of >= 2^20 parameters"},
+             "units (every GEMM split by units, a barrier per layer; a conv net's "
+             "conv layers stay by rows); auto: units for nets of >= 2^20 parameters"},
     {"overlap", FLAG_CHOICE, AT(cfg.overlap), .choices = "auto|on|off", .def = "auto",
      .meta = "WHEN", .resume = RESUME_FREE, .section = PAR,
      .help = "the MPI reduction in buckets overlapping backprop (MPI_Iallreduce): "
