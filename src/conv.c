@@ -26,22 +26,57 @@ NNDL_HOT void nndl_im2col(const nndl_layer *L, const float *in, int n, float *co
     }
 }
 
-NNDL_HOT void nndl_col2im(const nndl_layer *L, const float *dcol, int n, float *g)
+NNDL_HOT void nndl_col2im(const nndl_layer *L, const float *dcolt, int n, float *g)
 {
     const int k = L->k, H = L->h, Wd = L->wd, ho = L->ho, wo = L->wo, hw = H * Wd;
+    const size_t ld = (size_t)n * L->pos;
     memset(g, 0, sizeof *g * (size_t)n * L->c * hw);
     for (int s = 0; s < n; s++) {
         float *x = g + (size_t)s * L->c * hw;
-        for (int oy = 0; oy < ho; oy++)
-            for (int ox = 0; ox < wo; ox++) {
-                const float *row = dcol + ((size_t)s * L->pos + (size_t)oy * wo + ox) * L->n_in;
-                for (int c = 0; c < L->c; c++)
-                    for (int ky = 0; ky < k; ky++) {
-                        float *dst = x + (size_t)c * hw + (size_t)(oy + ky) * Wd + ox;
-                        for (int kx = 0; kx < k; kx++) dst[kx] += *row++;
-                    }
+        for (int i = 0; i < L->n_in; i++) { /* i = (c, ky, kx): a row of dcolᵀ */
+            int c = i / (k * k), ky = i / k % k, kx = i % k;
+            const float *src = dcolt + (size_t)i * ld + (size_t)s * L->pos;
+            for (int oy = 0; oy < ho; oy++) {
+                float *restrict dst = x + (size_t)c * hw + (size_t)(oy + ky) * Wd + kx;
+                const float *restrict row = src + (size_t)oy * wo;
+                for (int ox = 0; ox < wo; ox++) dst[ox] += row[ox]; /* wo wide: vectorised */
             }
+        }
     }
+}
+
+/* One pool cell: m[f] = the max over its p x p positions (from position `first`), w[f] = where. */
+static inline void pool_cell(const float *restrict zs, int F, int p, int wo, int first,
+                             float *restrict m, int32_t *restrict w)
+{
+    const float *restrict z0 = zs + (size_t)first * F;
+    if (p == 2) { /* the book's pooling: straight-line selects, no stored state in the loop */
+        const float *restrict z1 = z0 + F, *restrict z2 = z0 + (size_t)wo * F,
+                              *restrict z3 = z2 + F;
+        for (int f = 0; f < F; f++) {
+            int top = z1[f] > z0[f], bottom = z3[f] > z2[f];
+            float mt = top ? z1[f] : z0[f], mb = bottom ? z3[f] : z2[f];
+            int32_t wt = first + top, wb = first + wo + bottom;
+            int low = mb > mt; /* ties keep the first in row order */
+            m[f] = low ? mb : mt;
+            w[f] = low ? wb : wt;
+        }
+        return;
+    }
+    for (int f = 0; f < F; f++) {
+        m[f] = z0[f];
+        w[f] = first;
+    }
+    for (int dy = 0; dy < p; dy++)
+        for (int dx = dy == 0; dx < p; dx++) {
+            int q = first + dy * wo + dx;
+            const float *restrict zq = zs + (size_t)q * F;
+            for (int f = 0; f < F; f++) { /* branch-free: the compiler vectorises it */
+                int gt = zq[f] > m[f];
+                m[f] = gt ? zq[f] : m[f];
+                w[f] = gt ? q : w[f];
+            }
+        }
 }
 
 NNDL_HOT void nndl_pool_forward(const nndl_layer *L, const float *z, int n, float *out,
@@ -49,29 +84,18 @@ NNDL_HOT void nndl_pool_forward(const nndl_layer *L, const float *z, int n, floa
 {
     const int F = L->n_out, p = L->pool, wo = L->wo, hp = L->ho / p, wp = L->wo / p;
     const int cells = hp * wp;
-    float best[NNDL_MAX_FILTERS];
-    int32_t where[NNDL_MAX_FILTERS];
+    float m[NNDL_MAX_FILTERS];
+    int32_t w[NNDL_MAX_FILTERS];
     for (int s = 0; s < n; s++) {
         const float *zs = z + (size_t)s * L->pos * F;
         float *os = out + (size_t)s * F * cells;
         int32_t *as = arg + (size_t)s * F * cells;
         for (int cell = 0; cell < cells; cell++) {
-            int py = cell / wp, px = cell % wp, first = py * p * wo + px * p;
-            memcpy(best, zs + (size_t)first * F, sizeof *best * F);
-            for (int f = 0; f < F; f++) where[f] = first;
-            for (int dy = 0; dy < p; dy++)
-                for (int dx = 0; dx < p; dx++) {
-                    int q = first + dy * wo + dx;
-                    const float *zq = zs + (size_t)q * F;
-                    for (int f = 0; f < F; f++) { /* branch-free: the compiler vectorises it */
-                        int gt = zq[f] > best[f];
-                        best[f] = gt ? zq[f] : best[f];
-                        where[f] = gt ? q : where[f];
-                    }
-                }
+            int py = cell / wp, px = cell % wp;
+            pool_cell(zs, F, p, wo, py * p * wo + px * p, m, w);
             for (int f = 0; f < F; f++) { /* to channel-major order, with the bias */
-                os[(size_t)f * cells + cell] = best[f] + L->b[f];
-                as[(size_t)f * cells + cell] = where[f];
+                os[(size_t)f * cells + cell] = m[f] + L->b[f];
+                as[(size_t)f * cells + cell] = w[f];
             }
         }
     }

@@ -18,9 +18,10 @@
  * row of w. */
 void nndl_im2col(const nndl_layer *L, const float *in, int n, float *col);
 
-/* g [n x C·H·W] = the sum of each patch row of dcol [n·pos x n_in] back into its input positions
- * (the adjoint of nndl_im2col; g is overwritten). */
-void nndl_col2im(const nndl_layer *L, const float *dcol, int n, float *g);
+/* g [n x C·H·W] = the sum of each patch back into its input positions: the adjoint of
+ * nndl_im2col, from dcolᵀ [n_in x n·pos] (column s·pos + position), so that each (c, ky, kx) adds
+ * Wo-wide runs of an output row at once (g is overwritten). */
+void nndl_col2im(const nndl_layer *L, const float *dcolt, int n, float *g);
 
 /* out [n x F·Hp·Wp] (NCHW) = max over each pool x pool block of z [n·pos x F] (NHWC), plus b[f];
  * arg [n x F·Hp·Wp] = the position (within the sample's pos) of each max, the first in row order.

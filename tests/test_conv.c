@@ -182,6 +182,11 @@ static const nndl_layer_spec two_conv[] = {{NNDL_LAYER_CONV, 2, 2, 2},
                                            {NNDL_LAYER_DENSE, 5, 0, 1},
                                            {NNDL_LAYER_DENSE, 3, 0, 1}};
 
+/* pool 3x3 (the general pooling path; 2x2 has its own): conv 2 filters 2x2 on 2x7x7 -> 2x6x6 ->
+ * 2x2x2, conv 2 filters 2x2 (the delta routed through the first layer's pooling), dense 3 */
+static const nndl_layer_spec pool3[] = {
+    {NNDL_LAYER_CONV, 2, 2, 3}, {NNDL_LAYER_CONV, 2, 2, 1}, {NNDL_LAYER_DENSE, 3, 0, 1}};
+
 static void all_costs(nndl_act act)
 {
     const nndl_cost costs[] = {NNDL_COST_QUADRATIC, NNDL_COST_CROSS_ENTROPY,
@@ -189,6 +194,7 @@ static void all_costs(nndl_act act)
     for (int c = 0; c < 3; c++) {
         gradcheck((nndl_shape){1, 6, 6}, conv_pool, 2, act, costs[c], 21 + c);
         gradcheck((nndl_shape){1, 9, 9}, two_conv, 4, act, costs[c], 31 + c);
+        gradcheck((nndl_shape){2, 7, 7}, pool3, 3, act, costs[c], 51 + c);
     }
 }
 
