@@ -27,8 +27,8 @@ void nndl_run_free(nndl_run *r)
                     r->start_time,  r->dataset,      r->dataset_sha256_json};
     for (size_t i = 0; i < sizeof strs / sizeof *strs; i++) free(strs[i]);
     for (int i = 0; i < NNDL_N_METRICS; i++) free(r->metrics[i]);
-    void *arrays[] = {r->snap_epoch, r->probe_index, r->probe_label, r->best_params,
-                      r->probe_images};
+    void *arrays[] = {r->snap_epoch,   r->probe_index, r->probe_label, r->best_params,
+                      r->probe_images, r->speed_epoch, r->speed};
     for (size_t i = 0; i < sizeof arrays / sizeof *arrays; i++) free(arrays[i]);
     memset(r, 0, sizeof *r);
 }
@@ -46,6 +46,24 @@ nndl_status nndl_run_add_epoch(nndl_run *r, const double *m, nndl_err *err)
     }
     for (int i = 0; i < NNDL_N_METRICS; i++) r->metrics[i][r->n_epochs] = m[i];
     r->n_epochs++;
+    return NNDL_OK;
+}
+
+nndl_status nndl_run_add_speed(nndl_run *r, int epoch, const double *v, int layers, nndl_err *err)
+{
+    if (r->n_speed == r->cap_speed) {
+        int cap = r->cap_speed ? 2 * r->cap_speed : 64;
+        int *e = realloc(r->speed_epoch, sizeof *e * cap);
+        if (e) r->speed_epoch = e;
+        double *p = e ? realloc(r->speed, sizeof *p * cap * layers) : NULL;
+        if (!p) return nndl_fail(err, NNDL_ENOMEM, "out of memory for the speed of learning");
+        r->speed = p;
+        r->cap_speed = cap;
+    }
+    r->speed_layers = layers;
+    r->speed_epoch[r->n_speed] = epoch;
+    memcpy(r->speed + (size_t)r->n_speed * layers, v, sizeof *v * layers);
+    r->n_speed++;
     return NNDL_OK;
 }
 
@@ -271,6 +289,59 @@ herr_t write_metrics(hid_t f, const nndl_run *r)
     return rc;
 }
 
+/* /speed/epoch [S] int32 and /speed/layer_K [S] float64, when the run measures them */
+herr_t write_speed(hid_t f, const nndl_run *r)
+{
+    if (r->n_speed == 0) return 0;
+    hid_t g = h5u_group(f, "speed");
+    hsize_t n = (hsize_t)r->n_speed;
+    herr_t rc = g < 0 ? -1 : h5u_write(g, "epoch", H5T_NATIVE_INT, 1, &n, r->speed_epoch, 0);
+    double *col = rc < 0 ? NULL : malloc(sizeof *col * n);
+    if (!col) rc = -1;
+    for (int l = 0; rc >= 0 && l < r->speed_layers; l++) {
+        char name[32];
+        snprintf(name, sizeof name, "layer_%d", l + 1);
+        for (hsize_t k = 0; k < n; k++) col[k] = r->speed[k * r->speed_layers + l];
+        rc = h5u_write(g, name, H5T_NATIVE_DOUBLE, 1, &n, col, 0);
+    }
+    if (rc >= 0)
+        rc = h5u_attr_str(g, "definition",
+                          "||(1/N) sum over the first N training samples of dC/db|| per weight "
+                          "layer (the book's chapter 5), at the start (epoch 0) and after each "
+                          "epoch");
+    free(col);
+    if (g >= 0) H5Gclose(g);
+    return rc;
+}
+
+/* The speed series of a checkpoint, if it has one (layers: the net's weight layers). */
+static nndl_status read_speed(hid_t f, const char *path, nndl_run *r, int layers, nndl_err *err)
+{
+    nndl_status st = NNDL_OK;
+    hsize_t dims[8];
+    if (H5Lexists(f, "speed", H5P_DEFAULT) <= 0) return NNDL_OK;
+    H5TRY(h5u_shape(f, "speed/epoch", dims) == 1 ? 0 : -1, "%s: no /speed/epoch", path);
+    int n = (int)dims[0], *ep = malloc(sizeof *ep * (n ? n : 1));
+    double *col = malloc(sizeof *col * (size_t)(n ? n : 1) * layers), v[NNDL_MAX_SIZES];
+    if (!ep || !col) st = nndl_fail(err, NNDL_ENOMEM, "out of memory for the speed of learning");
+    if (st == NNDL_OK && h5u_read(f, "speed/epoch", H5T_NATIVE_INT, 1, dims, ep) < 0)
+        st = nndl_fail(err, NNDL_EFORMAT, "%s: /speed/epoch cannot be read", path);
+    for (int l = 0; st == NNDL_OK && l < layers; l++) {
+        char name[32];
+        snprintf(name, sizeof name, "speed/layer_%d", l + 1);
+        if (h5u_read(f, name, H5T_NATIVE_DOUBLE, 1, dims, col + (size_t)l * n) < 0)
+            st = nndl_fail(err, NNDL_EFORMAT, "%s: /%s cannot be read", path, name);
+    }
+    for (int k = 0; st == NNDL_OK && k < n; k++) {
+        for (int l = 0; l < layers; l++) v[l] = col[(size_t)l * n + k];
+        st = nndl_run_add_speed(r, ep[k], v, layers, err);
+    }
+    free(ep);
+    free(col);
+out:
+    return st;
+}
+
 herr_t read_layers(hid_t f, const char *group, const nndl_net *net, float *buf)
 {
     for (int l = 0; l < net->n_layers; l++) {
@@ -435,6 +506,7 @@ nndl_status nndl_runfile_checkpoint(const nndl_run_paths *p, const nndl_run *r, 
     H5TRY(write_best(f, r, net), "%s: writing the best parameters failed", tmp);
     H5TRY(write_metrics(f, r), "%s: /metrics", tmp);
     H5TRY(write_snapshots(f, r), "%s: /snapshots", tmp);
+    H5TRY(write_speed(f, r), "%s: /speed", tmp);
 out:
     if (g >= 0) H5Gclose(g);
     st = h5u_finish(f, tmp, path, st, err);
@@ -541,6 +613,7 @@ static nndl_status load_checkpoint(const char *path, nndl_run *r, nndl_net *net,
     }
     H5TRY(read_best(f, r, net), "%s: cannot read /best", path);
     st = read_series(f, path, r, err);
+    if (st == NNDL_OK) st = read_speed(f, path, r, net->n_layers, err);
 out:
     if (f >= 0) H5Fclose(f);
     return st;

@@ -1,6 +1,7 @@
 /* eval.c: evaluation of a net on a split, sharded over the ranks (see nndl/eval.h). */
 #include "nndl/eval.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -104,5 +105,39 @@ nndl_status nndl_eval_activations(nndl_net *net, const nndl_split *s, int first,
         }
     }
     if (st == NNDL_OK) block_free(&b);
+    return st;
+}
+
+nndl_status nndl_eval_speed(nndl_net *net, const nndl_split *s, int n, const nndl_dist *d,
+                            double *speed, nndl_err *err)
+{
+    const int B = nndl_eval_rows(net), L = net->n_layers;
+    int first, len, units = 0;
+    for (int l = 0; l < L; l++) units += net->layer[l].n_out;
+    nndl_dist_shard(n, d->size, d->rank, &first, &len);
+    double *sum = calloc((size_t)units, sizeof *sum);
+    block b = {NULL, NULL};
+    nndl_status st = sum ? block_init(&b, net, s, err)
+                         : nndl_fail(err, NNDL_ENOMEM, "out of memory for the speed of learning");
+    for (int i = 0; st == NNDL_OK && i < len; i += B) {
+        int k = len - i < B ? len - i : B;
+        nndl_split_gather_range(s, first + i, k, b.x, b.y);
+        nndl_net_backprop(net, b.x, b.y, k, NULL); /* grads: the sums over the k rows */
+        double *at = sum;
+        for (int l = 0; l < L; l++) {
+            const nndl_layer *G = &net->dlayer[l];
+            for (int j = 0; j < net->layer[l].n_out; j++) *at++ += G->b[j];
+        }
+    }
+    if (sum && st == NNDL_OK) block_free(&b);
+    st = nndl_dist_agree(d, st, err, NULL); /* every rank joins the reduction below, or none */
+    if (st == NNDL_OK) st = nndl_dist_sum_doubles(d, sum, units, err);
+    const double *at = sum;
+    for (int l = 0; st == NNDL_OK && l < L; l++) {
+        double q = 0.0;
+        for (int j = 0; j < net->layer[l].n_out; j++, at++) q += (*at / n) * (*at / n);
+        speed[l] = sqrt(q);
+    }
+    free(sum);
     return st;
 }

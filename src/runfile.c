@@ -250,6 +250,7 @@ nndl_status nndl_runfile_write_main(const nndl_run_paths *p, const nndl_run *r, 
     H5TRY(h5u_attr_int(f, "step", state->step), "%s: attribute", tmp);
     H5TRY(write_layers(f, "model", net, net->params, 0), "%s: /model", tmp);
     H5TRY(write_metrics(f, r), "%s: /metrics", tmp);
+    H5TRY(write_speed(f, r), "%s: /speed", tmp);
     H5TRY(write_best(f, r, net), "%s: /best", tmp);
     H5TRY(write_history(f, r, net, dirbase), "%s: /history", tmp);
     H5TRY(write_activations(f, r, net, dirbase), "%s: /activations", tmp);

@@ -40,6 +40,7 @@ herr_t write_layers(hid_t f, const char *group, const nndl_net *net, const float
  * and in the main file. */
 herr_t write_best(hid_t f, const nndl_run *r, const nndl_net *net);
 herr_t write_metrics(hid_t f, const nndl_run *r);
+herr_t write_speed(hid_t f, const nndl_run *r);
 
 /* The snapshot epochs and the probes (indices, labels, layers) into group g, under names[0..3]. */
 herr_t write_probes(hid_t g, const nndl_run *r, const char *const names[4]);

@@ -31,4 +31,11 @@ nndl_status nndl_eval_confusion(nndl_net *net, const nndl_split *s, const nndl_d
 nndl_status nndl_eval_activations(nndl_net *net, const nndl_split *s, int first, int rows,
                                   const int *layer, int n, float *const *out, nndl_err *err);
 
+/* Chapter 5's speed of learning: speed[l] = ||(1/n) Σ ∂C/∂b^l|| (Euclidean) for every weight layer
+ * l (input side first), the sum over positions [0, n) of s, the cost the net's own, no dropout, no
+ * regularisation (the book's fig/generate_gradient.py). Each rank backprops its shard of the n
+ * samples; one reduction. Changes nothing of the net but its workspace. COLLECTIVE over d. */
+nndl_status nndl_eval_speed(nndl_net *net, const nndl_split *s, int n, const nndl_dist *d,
+                            double *speed, nndl_err *err);
+
 #endif

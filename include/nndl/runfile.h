@@ -54,6 +54,11 @@ typedef struct {
     /* snapshots (weight history + probe activations) */
     int n_snaps, cap_snaps;
     int *snap_epoch;
+    /* --monitor speed: the speed of learning of each of speed_layers weight layers at the start
+     * (epoch 0) and after each epoch: speed[k * speed_layers + l] at speed_epoch[k] */
+    int n_speed, cap_speed, speed_layers;
+    int *speed_epoch;
+    double *speed;
     /* probes */
     int n_probe;
     int *probe_index; /* global row in the training IDX file */
@@ -76,6 +81,8 @@ void nndl_run_free(nndl_run *r);
 /* Append one epoch's metrics (m[NNDL_N_METRICS]). */
 nndl_status nndl_run_add_epoch(nndl_run *r, const double *m, nndl_err *err);
 nndl_status nndl_run_add_snapshot(nndl_run *r, int epoch, nndl_err *err);
+/* Append the speeds v[0 .. layers) of epoch (layers: the net's weight layers, every time). */
+nndl_status nndl_run_add_speed(nndl_run *r, int epoch, const double *v, int layers, nndl_err *err);
 
 /* Paths of a run: dir = main + ".d" */
 typedef struct {

@@ -89,11 +89,17 @@ const flag nndl_flags[] = {
     {"early-stop", FLAG_INT, AT(cfg.early_stop), 0, 1 << 30, .def = "0", .meta = "N",
      .example = "10", .resume = RESUME_STRICT, .section = CH3,
      .help = "stop after N epochs without a better validation accuracy (0: off)"},
-    {"monitor", FLAG_SET, AT(monitor), .choices = "train|test", .def = "", .shown = "none",
-     .meta = "LIST", .expect = "train, test or both (train,test)", .example = "train,test",
-     .resume = RESUME_FREE, .section = CH3,
-     .help = "extra full passes each epoch: train (cost with the regularisation "
-             "term, and accuracy), test"},
+    {"monitor", FLAG_SET, AT(monitor), .choices = "train|test|speed", .def = "", .shown = "none",
+     .meta = "LIST", .expect = "train, test, speed or a list of them (train,test,speed)",
+     .example = "train,test", .resume = RESUME_FREE, .section = CH3,
+     .help = "extra passes each epoch: train (cost with the regularisation term, and "
+             "accuracy), test, speed (chapter 5: each layer's speed of learning, "
+             "||mean dC/db|| over the first --speed-samples training samples, also at "
+             "the start)"},
+    {"speed-samples", FLAG_INT, AT(speed_samples), 1, 1 << 30, .def = "1000", .meta = "N",
+     .expect = "a count >= 1, at most the training samples", .example = "1000",
+     .resume = RESUME_STRICT, .section = CH3,
+     .help = "--monitor speed: the first N training samples (file order)"},
     {"augment", FLAG_CHOICE, AT(cfg.augment), .choices = "none|shift", .def = "none",
      .meta = "KIND", .resume = RESUME_STRICT, .section = CH3,
      .help = "shift: move each training image by up to one pixel in a random "

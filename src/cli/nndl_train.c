@@ -50,6 +50,45 @@ static void on_progress(void *ctx, int epoch, long step, long n_steps)
     fflush(stderr);
 }
 
+/* --monitor speed: the speeds of epoch, if measured: "  speed 0.0030 0.0171 ..." (human), or a
+ * "speed" list (JSON), input side first. */
+static void print_speed(const report *r, int epoch, cJSON *j)
+{
+    const nndl_session *s = r->session;
+    if (s->speed_epoch != epoch) return;
+    int L = s->net->n_layers;
+    if (j) {
+        cJSON_AddItemToObject(j, "speed", cJSON_CreateDoubleArray(s->speed, L));
+        return;
+    }
+    printf("  speed of learning (input side first):");
+    for (int l = 0; l < L; l++) printf(" %.4g", s->speed[l]);
+    printf("\n");
+}
+
+/* Epoch 0 (--monitor speed on a new run): the starting speeds, before any training. */
+static void on_start(report *r)
+{
+    if (!r->rank0 || r->session->speed_epoch != 0) return;
+    if (r->human) {
+        printf("epoch   0\n");
+        print_speed(r, 0, NULL);
+        fflush(stdout);
+    }
+    if (r->json) {
+        cJSON *j = cJSON_CreateObject();
+        cJSON_AddNumberToObject(j, "epoch", 0);
+        print_speed(r, 0, j);
+        char *str = cJSON_PrintUnformatted(j);
+        if (str) {
+            fprintf(r->json, "%s\n", str);
+            fflush(r->json);
+        }
+        free(str);
+        cJSON_Delete(j);
+    }
+}
+
 static void on_epoch(void *ctx, const nndl_epoch_metrics *m)
 {
     report *r = ctx;
@@ -74,6 +113,7 @@ static void on_epoch(void *ctx, const nndl_epoch_metrics *m)
                "samples/s\n",
                m->epoch, r->o->cfg.epochs, m->train_cost, m->val_accuracy, m->val_cost, more,
                m->seconds, m->samples_per_s);
+        print_speed(r, m->epoch, NULL);
         if (m->skipped)
             printf("  %ld batch%s skipped: non-finite cost (--on-nan skip-batch)\n", m->skipped,
                    m->skipped > 1 ? "es" : "");
@@ -99,6 +139,7 @@ static void on_epoch(void *ctx, const nndl_epoch_metrics *m)
         for (int i = 0; i < 4; i++)
             if (!isnan(row[extra[i]]))
                 cJSON_AddNumberToObject(j, nndl_metric_names[extra[i]], row[extra[i]]);
+        print_speed(r, m->epoch, j);
         if (sc->stopped) cJSON_AddBoolToObject(j, "schedule_stop", 1);
         if (m->skipped) cJSON_AddNumberToObject(j, "skipped_batches", (double)m->skipped);
         char *s = cJSON_PrintUnformatted(j);
@@ -255,6 +296,7 @@ static nndl_status run(nndl_options *o, const nndl_dist *d, report *rep, int arg
     rep->session = &s;
     st = nndl_session_start(&s, o, d, argc, argv, &hooks, err);
     if (st == NNDL_OK && rep->rank0 && rep->human) print_header(&s, d);
+    if (st == NNDL_OK) on_start(rep);
     double t0 = wall();
     while (st == NNDL_OK && nndl_session_more(&s)) {
         nndl_epoch_metrics m;

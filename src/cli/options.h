@@ -12,7 +12,7 @@
 
 #include "nndl/config.h"
 
-enum { NNDL_MONITOR_TRAIN = 1, NNDL_MONITOR_TEST = 2 }; /* bits of --monitor */
+enum { NNDL_MONITOR_TRAIN = 1, NNDL_MONITOR_TEST = 2, NNDL_MONITOR_SPEED = 4 }; /* --monitor */
 enum { NNDL_PROGRESS_AUTO = -1, NNDL_PROGRESS_OFF, NNDL_PROGRESS_ON };
 
 #define NNDL_MAX_FLAGS 64
@@ -20,6 +20,7 @@ enum { NNDL_PROGRESS_AUTO = -1, NNDL_PROGRESS_OFF, NNDL_PROGRESS_ON };
 typedef struct {
     nndl_config cfg;
     int monitor;         /* NNDL_MONITOR_* bits */
+    int speed_samples;   /* --monitor speed: the first N training samples */
     int dataset;         /* index into nndl_datasets */
     char data_dir[4096]; /* directory of the dataset's IDX files */
     /* "", a file, or "-" (JSON lines on stdout instead of the human lines) */

@@ -266,6 +266,18 @@ static nndl_status snapshot(nndl_session *s, int epoch, nndl_err *err)
     return st;
 }
 
+/* --monitor speed: every layer's speed of learning now, recorded as epoch's. Collective. */
+static nndl_status measure_speed(nndl_session *s, int epoch, nndl_err *err)
+{
+    if (!(s->o->monitor & NNDL_MONITOR_SPEED)) return NNDL_OK;
+    nndl_status st =
+        nndl_eval_speed(s->net, &s->ds.train, s->o->speed_samples, s->d, s->speed, err);
+    s->speed_epoch = st == NNDL_OK ? epoch : -1;
+    if (st == NNDL_OK && s->d->rank == 0)
+        st = nndl_run_add_speed(&s->run, epoch, s->speed, s->net->n_layers, err);
+    return st;
+}
+
 /* Rank 0: a checkpoint of where training stands. */
 static nndl_status checkpoint(nndl_session *s, nndl_err *err)
 {
@@ -400,6 +412,11 @@ static nndl_status prepare(nndl_session *s, int argc, char **argv, char **ckpt, 
     nndl_status st = o->resume[0] ? resume_config(s, ckpt, err) : NNDL_OK;
     if (st == NNDL_OK) st = nndl_options_check(o, err);
     if (st == NNDL_OK) st = nndl_dataset_load(&s->ds, o, d, err);
+    if (st == NNDL_OK && (o->monitor & NNDL_MONITOR_SPEED) && o->speed_samples > s->ds.train.n)
+        st = nndl_fail(err, NNDL_EARG,
+                       "--speed-samples %d: more than the %d training samples; give at most %d "
+                       "(or more --train-samples)",
+                       o->speed_samples, s->ds.train.n, s->ds.train.n);
     if (st == NNDL_OK) st = create_net(&o->cfg, &s->ds, &s->net, err);
     if ((st = nndl_dist_agree(d, st, err, NULL)) != NNDL_OK) return st;
     if ((st = nndl_trainer_plan(&o->cfg, s->net, s->ds.train.n, d, &s->plan, err)) != NNDL_OK)
@@ -445,6 +462,7 @@ nndl_status nndl_session_start(nndl_session *s, nndl_options *o, const nndl_dist
     s->o = o;
     s->d = d;
     s->run.best_val = -1.0;
+    s->speed_epoch = -1;
     char *ckpt = NULL;
     nndl_train_state z = {0}, *from = NULL;
     nndl_status st = prepare(s, argc, argv, &ckpt, err);
@@ -467,8 +485,9 @@ nndl_status nndl_session_start(nndl_session *s, nndl_options *o, const nndl_dist
     /* the main file first: it creates the manifest with the configuration, so a run killed at any
      * later instant has both (a resume then starts over if no checkpoint exists yet) */
     if (st == NNDL_OK) st = nndl_dist_agree(d, write_main(s, err), err, NULL);
-    if (st == NNDL_OK && !from && o->history_every > 0) { /* the starting point: frame 0 */
-        st = snapshot(s, 0, err);
+    if (st == NNDL_OK && !from && (o->history_every > 0 || (o->monitor & NNDL_MONITOR_SPEED))) {
+        st = measure_speed(s, 0, err); /* the starting point: epoch 0 */
+        if (st == NNDL_OK && o->history_every > 0) st = snapshot(s, 0, err);
         if (st == NNDL_OK) st = write_main(s, err);
         st = nndl_dist_agree(d, st, err, NULL);
     }
@@ -528,6 +547,7 @@ nndl_status nndl_session_epoch_end(nndl_session *s, const nndl_epoch_metrics *m,
         if (st == NNDL_OK && s->d->rank == 0)
             memcpy(r->best_params, s->net->params, sizeof(float) * s->net->n_params);
     }
+    if (st == NNDL_OK) st = measure_speed(s, m->epoch, err);
     memcpy(s->last_row, row, sizeof row);
     if (st == NNDL_OK && s->d->rank == 0) st = nndl_run_add_epoch(r, row, err);
     int last = m->epoch == o->cfg.epochs || state_of(s)->sched.stopped;

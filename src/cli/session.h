@@ -36,6 +36,8 @@ typedef struct {
     int probe_first, probe_rows;
     int resumed;                     /* continued from a checkpoint */
     double last_row[NNDL_N_METRICS]; /* the last epoch's metrics (for the log) */
+    double speed[NNDL_MAX_SIZES];    /* --monitor speed: the last measured, per weight layer */
+    int speed_epoch;                 /* its epoch; -1 before any */
     int last_ckpt_epoch;
     long last_ckpt_step;
 } nndl_session;

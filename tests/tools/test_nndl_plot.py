@@ -53,6 +53,9 @@ def runs(tmp_path_factory):
     r["conv"] = train(d / "conv.h5", "--layers", "conv:8x5x5,pool:2x2,conv:6x3x3,dense:20,dense:10", "--act", "relu",
                       "--cost", "log-likelihood", "--init", "network3", "--eta", "0.05", "--epochs", "2",
                       "--train-samples", "2000", "--probe", "100", "--probe-conv", "3")
+    r["speed"] = train(d / "speed.h5", "--sizes", "784,30,30,10", "--cost", "cross-entropy", "--init", "nielsen",
+                       "--eta", "0.1", "--epochs", "3", "--train-samples", "2000", "--monitor", "speed",
+                       "--speed-samples", "500", "--probe", "0")
     subprocess.run([EVAL, r["wide"]], check=True, capture_output=True)
     r["grid"] = [train(d / f"grid-b{b}-e{e}.h5", "--batch", str(b), "--eta", str(e), "--epochs", "1",
                        "--train-samples", "2000", "--probe", "0", "--history-every", "0")
@@ -139,8 +142,22 @@ def test_grid_heatmap_and_sorted_table(runs, tmp_path):
     assert imageio.imread(out).shape[:2] == (800, 800)
 
 
+def test_speed_one_panel_per_run_log_scale(runs, tmp_path):
+    one, two = tmp_path / "s1.png", tmp_path / "s2.png"
+    r = plot("speed", runs["speed"], "-o", one)
+    assert r.returncode == 0, r.stderr
+    assert "speed of learning of 1 run(s)" in r.stdout
+    assert imageio.imread(one).shape[:2] == (500, 600)
+    r = plot("speed", runs["speed"], runs["speed"], "-o", two, "--labels", "a,b")
+    assert r.returncode == 0, r.stderr
+    assert imageio.imread(two).shape[:2] == (500, 1100)  # one panel each
+    f = h5py.File(runs["speed"], "r")
+    assert list(f["speed/epoch"][...]) == [0, 1, 2, 3]
+    assert f["speed/layer_1"][0] < f["speed/layer_2"][0]  # chapter 5: the first hidden layer learns slower
+
+
 @pytest.mark.parametrize("case", ["not_hdf5", "not_run", "no_history", "no_probes", "bad_layer", "no_eval",
-                                  "missing_companions", "wrong_ext"])
+                                  "missing_companions", "wrong_ext", "no_speed"])
 def test_bad_input(runs, tmp_path, case):
     d = tmp_path
     if case == "not_hdf5":
@@ -161,6 +178,8 @@ def test_bad_input(runs, tmp_path, case):
         import shutil
         shutil.copy(runs["wide"], d / "copied.h5")
         args, msg = ("weights", d / "copied.h5", "-o", d / "o.gif"), "which is missing: copy that directory"
+    elif case == "no_speed":
+        args, msg = ("speed", runs["wide"], "-o", d / "o.png"), "train with --monitor speed"
     else:
         args, msg = ("weights", runs["wide"], "-o", d / "o.png"), "name it .gif"
     r = plot(*args)
