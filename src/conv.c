@@ -104,14 +104,26 @@ NNDL_HOT void nndl_pool_forward(const nndl_layer *L, const float *z, int n, floa
 NNDL_HOT void nndl_pool_backward(const nndl_layer *L, const float *dz, const int32_t *arg, int n,
                                  float *D)
 {
-    const int F = L->n_out, cells = L->n_outw / F;
-    memset(D, 0, sizeof *D * (size_t)n * L->pos * F);
+    const int F = L->n_out, p = L->pool, wo = L->wo, wp = wo / p, cells = L->n_outw / F;
+    float g[NNDL_MAX_FILTERS];
+    int32_t at[NNDL_MAX_FILTERS];
     for (int s = 0; s < n; s++) {
         const float *ds = dz + (size_t)s * F * cells;
         const int32_t *as = arg + (size_t)s * F * cells;
         float *Ds = D + (size_t)s * L->pos * F;
-        for (int f = 0; f < F; f++)
-            for (int c = 0; c < cells; c++)
-                Ds[(size_t)as[(size_t)f * cells + c] * F + f] = ds[(size_t)f * cells + c];
+        for (int cell = 0; cell < cells; cell++) {
+            int first = cell / wp * p * wo + cell % wp * p;
+            for (int f = 0; f < F; f++) { /* this cell's delta and argmax, filter-contiguous */
+                g[f] = ds[(size_t)f * cells + cell];
+                at[f] = as[(size_t)f * cells + cell];
+            }
+            /* every position of the cell written once: the delta at the argmax, 0 elsewhere */
+            for (int dy = 0; dy < p; dy++)
+                for (int dx = 0; dx < p; dx++) {
+                    int q = first + dy * wo + dx;
+                    float *restrict Dq = Ds + (size_t)q * F;
+                    for (int f = 0; f < F; f++) Dq[f] = at[f] == q ? g[f] : 0.0f;
+                }
+        }
     }
 }
