@@ -66,6 +66,18 @@ static void print_speed(const report *r, int epoch, cJSON *j)
     printf("\n");
 }
 
+/* One line of the JSON log, and j freed. */
+static void emit(const report *r, cJSON *j)
+{
+    char *s = cJSON_PrintUnformatted(j);
+    if (s) {
+        fprintf(r->json, "%s\n", s);
+        fflush(r->json);
+    }
+    free(s);
+    cJSON_Delete(j);
+}
+
 /* Epoch 0 (--monitor speed on a new run): the starting speeds, before any training. */
 static void on_start(report *r)
 {
@@ -79,13 +91,7 @@ static void on_start(report *r)
         cJSON *j = cJSON_CreateObject();
         cJSON_AddNumberToObject(j, "epoch", 0);
         print_speed(r, 0, j);
-        char *str = cJSON_PrintUnformatted(j);
-        if (str) {
-            fprintf(r->json, "%s\n", str);
-            fflush(r->json);
-        }
-        free(str);
-        cJSON_Delete(j);
+        emit(r, j);
     }
 }
 
@@ -142,13 +148,7 @@ static void on_epoch(void *ctx, const nndl_epoch_metrics *m)
         print_speed(r, m->epoch, j);
         if (sc->stopped) cJSON_AddBoolToObject(j, "schedule_stop", 1);
         if (m->skipped) cJSON_AddNumberToObject(j, "skipped_batches", (double)m->skipped);
-        char *s = cJSON_PrintUnformatted(j);
-        if (s) {
-            fprintf(r->json, "%s\n", s);
-            fflush(r->json);
-        }
-        free(s);
-        cJSON_Delete(j);
+        emit(r, j);
     }
 }
 
