@@ -40,7 +40,7 @@ expect 2 "--act: expected sigmoid, tanh or relu" --act swish
 expect 2 "--act: the output layer is softmax with --cost log-likelihood, found sigmoid" --sizes 784,30,10 --act relu,sigmoid --cost log-likelihood
 expect 2 "--act: the output layer is sigmoid with --cost cross-entropy, found softmax" --sizes 784,30,10 --act relu,softmax --cost cross-entropy
 expect 2 "--act: softmax only as the output layer" --act softmax
-expect 2 "--monitor: expected train, test or both" --monitor validation
+expect 2 "--monitor: expected train, test, speed or a list of them" --monitor validation
 expect 2 "--augment: expected none or shift" --augment rotate
 expect 2 "--on-nan: expected stop or skip-batch, found 'ignore'" --on-nan ignore
 expect 2 "--overlap: expected auto, on or off, found 'maybe'" --overlap maybe
