@@ -166,31 +166,57 @@ void nndl_net_conv_grads(const nndl_net *net, const nndl_batch *b, int n, float 
     }
 }
 
+/* g[0..m) = the sum of the slots' values at s, s + stride, ... in rank order (from 0.0f). */
+NNDL_HOT static void slot_sum(float *restrict g, const float *restrict s, size_t stride, int slots,
+                              size_t m)
+{
+    for (size_t i = 0; i < m; i++) g[i] = 0.0f;
+    for (int k = 0; k < slots; k++)
+        for (size_t i = 0; i < m; i++) g[i] += s[(size_t)k * stride + i];
+}
+
+/* w <- decay·(w - l1·sgn w) - step·g (a bias: w - step·g), or through momentum's velocity v. */
+NNDL_HOT static void conv_apply(float *restrict w, float *restrict v, const float *restrict g,
+                                size_t m, int bias, const nndl_fused *u)
+{
+    float step = u->step, decay = u->decay, l1 = u->l1, mu = u->mu, wd = u->wd;
+    if (!v && bias) {
+        for (size_t i = 0; i < m; i++) w[i] -= step * g[i];
+    } else if (!v) { /* as l1_shrink, then the GEMM's beta */
+        for (size_t i = 0; i < m; i++)
+            w[i] = (w[i] - l1 * (float)((w[i] > 0.0f) - (w[i] < 0.0f))) * decay - step * g[i];
+    } else if (bias) {
+        for (size_t i = 0; i < m; i++) {
+            v[i] = mu * v[i] - step * g[i];
+            w[i] += v[i];
+        }
+    } else {
+        for (size_t i = 0; i < m; i++) {
+            v[i] = mu * v[i] - step * g[i];
+            v[i] -= wd * w[i] + l1 * (float)((w[i] > 0.0f) - (w[i] < 0.0f));
+            w[i] += v[i];
+        }
+    }
+}
+
 /* Filters [j0, j1) of conv layer l (its gradient at offset o of every slot): w <- decay·w -
- * step·Σ slots (or through momentum's velocity), b likewise. */
+ * step·Σ slots (or through momentum's velocity), b likewise; in chunks of 256 floats. */
 static void conv_update_slots(nndl_net *net, int l, size_t o, int j0, int j1, const nndl_fused *u)
 {
     const nndl_layer *W = &net->layer[l];
     size_t stride = nndl_net_conv_grad_floats(net), nw = (size_t)W->n_out * W->n_in;
     float *v = u->velocity ? u->velocity + (W->w - net->params) : NULL;
     float *vb = u->velocity ? u->velocity + (W->b - net->params) : NULL;
+    float g[256];
     for (int j = j0; j <= j1; j++) { /* j == j1: the biases [j0, j1) */
         int bias = j == j1;
         size_t at = bias ? nw + (size_t)j0 : (size_t)j * W->n_in, len = bias ? j1 - j0 : W->n_in;
         float *w = bias ? W->b + j0 : W->w + (size_t)j * W->n_in;
         float *vj = v ? (bias ? vb + j0 : v + (size_t)j * W->n_in) : NULL;
-        for (size_t i = 0; i < len; i++) {
-            float g = 0.0f;
-            for (int k = 0; k < u->conv_slots; k++) g += u->conv_g[k * stride + o + at + i];
-            if (!vj) {
-                float wi = w[i]; /* as l1_shrink, then the GEMM's beta */
-                if (!bias) wi = (wi - u->l1 * (float)((wi > 0.0f) - (wi < 0.0f))) * u->decay;
-                w[i] = wi - u->step * g;
-                continue;
-            }
-            vj[i] = u->mu * vj[i] - u->step * g;
-            if (!bias) vj[i] -= u->wd * w[i] + u->l1 * (float)((w[i] > 0.0f) - (w[i] < 0.0f));
-            w[i] += vj[i];
+        for (size_t i = 0; i < len; i += 256) {
+            size_t m = len - i < 256 ? len - i : 256;
+            slot_sum(g, u->conv_g + o + at + i, stride, u->conv_slots, m);
+            conv_apply(w + i, vj ? vj + i : NULL, g, m, bias, u);
         }
     }
 }
