@@ -22,6 +22,15 @@ static void part_units(int n_out, int part, int parts, int *j0, int *j1)
     *j1 = (int)((long long)n_out * (part + 1) / parts);
 }
 
+/* g[0..m) = the sum of the slots' values at s, s + stride, ... in rank order (from 0.0f). */
+NNDL_HOT static void slot_sum(float *restrict g, const float *restrict s, size_t stride, int slots,
+                              size_t m)
+{
+    for (size_t i = 0; i < m; i++) g[i] = 0.0f;
+    for (int k = 0; k < slots; k++)
+        for (size_t i = 0; i < m; i++) g[i] += s[(size_t)k * stride + i];
+}
+
 /* ---- split by rows: each rank its rows of the batch, then its part of every layer's units ---- */
 
 double nndl_net_deltas(nndl_net *net, const nndl_batch *b, const uint8_t *y, int n,
@@ -83,6 +92,51 @@ void nndl_net_delta_rows(nndl_net *net, const nndl_batch *b, int l, int n, const
     if (n > 0)
         net_delta_prev(net, l, b->delta[l], b->delta[l - 1], b->act[l], n, 0, net->sizes[l], drop,
                        1 << 30, NULL);
+}
+
+/* ---- a conv net's dense layers split by units: delta[l - 1] from per-part partial products ----
+ */
+
+size_t nndl_net_dpart_floats(const nndl_net *net, int k)
+{
+    int w = 0;
+    for (int l = 1; l < net->n_layers; l++)
+        if (net->layer[l].kind == NNDL_LAYER_DENSE && net->sizes[l] > w) w = net->sizes[l];
+    return net->has_conv ? (size_t)w * (size_t)k : 0;
+}
+
+void nndl_net_dpart_units(const nndl_net *net, const nndl_batch *b, int l, int k, int part,
+                          int parts, float *slot)
+{
+    const nndl_layer *W = &net->layer[l];
+    int j0, j1;
+    part_units(W->n_out, part, parts, &j0, &j1);
+    if (j1 > j0 && k > 0)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, k, W->n_in, j1 - j0, 1.0f,
+                    b->delta[l] + j0, W->n_out, W->w + (size_t)j0 * W->n_in, W->n_in, 0.0f, slot,
+                    W->n_in);
+    else
+        memset(slot, 0, sizeof *slot * (size_t)k * W->n_in);
+}
+
+void nndl_net_dsum_units(nndl_net *net, const nndl_batch *all, const nndl_batch *mine, int l, int k,
+                         int first, int len, int part, int parts, const float *slots, size_t stride,
+                         const nndl_dropout *drop)
+{
+    int m = net->layer[l].n_in;
+    if (net->layer[l - 1].kind == NNDL_LAYER_CONV) { /* this part's rows, through the pooling */
+        for (int r = 0; r < len; r++)
+            slot_sum(net->gbuf + (size_t)r * m, slots + (size_t)(first + r) * m, stride, parts, m);
+        if (len > 0) net_conv_delta_tail(net, l, net->gbuf, mine->delta[l - 1], mine->act[l], len);
+        return;
+    }
+    int c0, c1;
+    part_units(m, part, parts, &c0, &c1);
+    if (c1 == c0) return;
+    for (int r = 0; r < k; r++)
+        slot_sum(all->delta[l - 1] + (size_t)r * m + c0, slots + (size_t)r * m + c0, stride, parts,
+                 c1 - c0);
+    net_delta_tail(net, l, all->delta[l - 1], all->act[l], k, c0, c1, drop);
 }
 
 float nndl_net_bound(const nndl_net *net, const nndl_batch *b, int k)
@@ -164,15 +218,6 @@ void nndl_net_conv_grads(const nndl_net *net, const nndl_batch *b, int n, float 
         }
         slot += nw + (size_t)W->n_out;
     }
-}
-
-/* g[0..m) = the sum of the slots' values at s, s + stride, ... in rank order (from 0.0f). */
-NNDL_HOT static void slot_sum(float *restrict g, const float *restrict s, size_t stride, int slots,
-                              size_t m)
-{
-    for (size_t i = 0; i < m; i++) g[i] = 0.0f;
-    for (int k = 0; k < slots; k++)
-        for (size_t i = 0; i < m; i++) g[i] += s[(size_t)k * stride + i];
 }
 
 /* w <- decay·(w - l1·sgn w) - step·g (a bias: w - step·g), or through momentum's velocity v. */

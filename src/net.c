@@ -530,7 +530,7 @@ float net_layer_bound(float bound, const float *d, const float *ain, int n, cons
 static void conv_delta_prev(const nndl_net *net, int l, const float *d, float *dprev,
                             const float *a_l, int n, const nndl_backprop_hooks *h)
 {
-    const nndl_layer *W = &net->layer[l], *P = &net->layer[l - 1];
+    const nndl_layer *W = &net->layer[l];
     float *g = net->gbuf;
     if (W->kind == NNDL_LAYER_CONV) {
         /* dcolᵀ = Wᵀ·dᵀ [n_in x n·pos] */
@@ -542,8 +542,14 @@ static void conv_delta_prev(const nndl_net *net, int l, const float *d, float *d
                     W->n_out, W->w, W->n_in, 0.0f, g, W->n_in);
     }
     if (h && h->progress) h->progress(h->ctx);
+    net_conv_delta_tail(net, l, g, dprev, a_l, n);
+}
+
+void net_conv_delta_tail(const nndl_net *net, int l, float *g, float *dprev, const float *a_l,
+                         int n)
+{
     times_derivative(net->act[l - 1], g, a_l, (size_t)n * net->sizes[l]);
-    nndl_pool_backward(P, g, net->arg[l - 1], n, dprev);
+    nndl_pool_backward(&net->layer[l - 1], g, net->arg[l - 1], n, dprev);
 }
 
 /* Columns [c_lo, c_hi) of dprev = (d·W_l) ⊙ act'(a_l) [n x n_in] (⊙ the dropout mask), in panels of
@@ -558,13 +564,20 @@ void net_delta_prev(const nndl_net *net, int l, const float *d, float *dprev, co
         if (c_lo == 0) conv_delta_prev(net, l, d, dprev, a_l, n, h);
         return;
     }
-    int m = W->n_in, whole = c_lo == 0 && c_hi == m;
+    int m = W->n_in;
     for (int c0 = c_lo; c0 < c_hi; c0 += panel) {
         int c1 = c0 + panel < c_hi ? c0 + panel : c_hi;
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, c1 - c0, W->n_out, 1.0f, d,
                     W->n_out, W->w + c0, m, 0.0f, dprev + c0, m);
         if (h && h->progress) h->progress(h->ctx);
     }
+    net_delta_tail(net, l, dprev, a_l, n, c_lo, c_hi, drop);
+}
+
+void net_delta_tail(const nndl_net *net, int l, float *dprev, const float *a_l, int n, int c_lo,
+                    int c_hi, const nndl_dropout *drop)
+{
+    int m = net->layer[l].n_in, whole = c_lo == 0 && c_hi == m;
     /* one pass over the block, or one per row of the columns */
     for (int r = 0; r < (whole ? 1 : n); r++) {
         size_t o = (size_t)r * m + c_lo, len = whole ? (size_t)n * m : (size_t)(c_hi - c_lo);

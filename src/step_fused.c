@@ -31,6 +31,8 @@ typedef struct {
     int batch_first; /* this rank's first row in them */
     int part, parts; /* this rank's share of every layer's units: part of parts */
     float *conv_g;   /* plan.shared, a conv net: each rank's rows' conv gradients, parts slots */
+    float *dpart; /* plan.units, a conv net: each part's share of delta·W (nndl_net_dpart_units) */
+    size_t dstride; /* the floats of one such slot */
 } fused;
 
 /* ---- the batch buffers ---- */
@@ -91,7 +93,9 @@ static nndl_status shared_setup(nndl_trainer *t, fused *f, size_t nb, nndl_err *
     point_batch(f, net, f->sh.batch, t->cfg.batch, 0);
     f->part = f->sh.ns.node_rank;
     f->parts = f->sh.ns.node_size;
-    if (nndl_net_conv_grad_floats(net)) f->conv_g = f->sh.batch + batch_floats(net, t->cfg.batch);
+    float *extra = f->sh.batch + batch_floats(net, t->cfg.batch);
+    if (nndl_net_conv_grad_floats(net)) f->conv_g = extra;
+    if (f->dstride) f->dpart = extra + nndl_net_conv_grad_floats(net) * (size_t)f->parts;
     /* split by units, a rank's dropout masks span the whole batch */
     return t->plan.units && t->cfg.batch > t->rows ? nndl_net_reserve(net, t->cfg.batch, err)
                                                    : NNDL_OK;
@@ -104,7 +108,9 @@ static nndl_status init(nndl_trainer *t, nndl_err *err)
     t->impl = f;
     f->parts = 1;
     size_t nb = batch_floats(t->net, t->cfg.batch);
-    if (t->plan.shared) nb += nndl_net_conv_grad_floats(t->net) * (size_t)t->dist->size;
+    if (t->plan.shared && t->plan.units) f->dstride = nndl_net_dpart_floats(t->net, t->cfg.batch);
+    if (t->plan.shared)
+        nb += (nndl_net_conv_grad_floats(t->net) + f->dstride) * (size_t)t->dist->size;
     f->bptr = malloc(sizeof *f->bptr * (6 * (size_t)(unsigned)t->net->n_layers + 2));
     nndl_status st = f->bptr ? NNDL_OK : nndl_fail(err, NNDL_ENOMEM, "out of memory");
     st = nndl_dist_agree(t->dist, st, err, NULL); /* before the collective set-up */
@@ -139,6 +145,20 @@ static void release(nndl_trainer *t)
 
 /* ---- the step ---- */
 
+/* delta[l - 1] of a conv net's dense layer l: each rank's units' share of delta[l]·W_l into its
+ * slot, a barrier, the sum of the slots (see nndl_net_dpart_units). */
+static nndl_status delta_by_parts(nndl_trainer *t, fused *f, int l, int bsz, int first, int len,
+                                  const nndl_dropout *every, nndl_err *err)
+{
+    nndl_net_dpart_units(t->net, &f->all, l, bsz, f->part, f->parts,
+                         f->dpart + f->dstride * (size_t)f->part);
+    nndl_status st = nndl_dist_shared_sync(&f->sh, err); /* every part's slot is written */
+    if (st == NNDL_OK)
+        nndl_net_dsum_units(t->net, &f->all, &f->mine, l, bsz, first, len, f->part, f->parts,
+                            f->dpart, f->dstride, every);
+    return st;
+}
+
 /* Forward and every delta over the whole batch, every dense GEMM split by units; a barrier after
  * each phase. Conv layers (which come first) stay split by rows: each rank runs its own rows
  * through them, forward and back, and the dense layers then read every rank's rows. Returns the
@@ -159,13 +179,18 @@ static nndl_status deltas_by_units(nndl_trainer *t, fused *f, int b0, int bsz, i
     }
     *cost = st == NNDL_OK ? nndl_net_output_rows(net, &f->all, t->y, first, len) : 0.0;
     for (int l = L - 1; l >= 1 && st == NNDL_OK; l--) {
-        if (l <= convs) { /* into a conv layer's output: this rank's rows, which it alone reads */
-            if (l == convs) st = nndl_dist_shared_sync(&f->sh, err); /* delta[l] is complete */
-            if (st == NNDL_OK) nndl_net_delta_rows(net, &f->mine, l, len, drop);
+        if (l < convs) { /* into a conv layer's output: this rank's rows, which it alone reads */
+            nndl_net_delta_rows(net, &f->mine, l, len, drop);
             continue;
         }
         st = nndl_dist_shared_sync(&f->sh, err); /* delta[l] is complete */
-        if (st == NNDL_OK) nndl_net_delta_units(net, &f->all, l, bsz, f->part, f->parts, &every);
+        if (st != NNDL_OK) break;
+        if (f->dpart)
+            st = delta_by_parts(t, f, l, bsz, first, len, &every, err);
+        else if (l == convs)
+            nndl_net_delta_rows(net, &f->mine, l, len, drop);
+        else
+            nndl_net_delta_units(net, &f->all, l, bsz, f->part, f->parts, &every);
     }
     return st;
 }

@@ -246,6 +246,19 @@ void nndl_net_delta_units(nndl_net *net, const nndl_batch *b, int l, int k, int 
                           const nndl_dropout *drop);
 float nndl_net_bound(const nndl_net *net, const nndl_batch *b, int k);
 
+/* A conv net's dense layers split by units keep each rank on its own rows of every weight matrix
+ * (the update's), instead of delta_units' columns: dpart_units(l) puts part `part`'s units' share
+ * of delta[l]·W_l, over the k rows of the batch, into its slot (stride floats apart, stride >=
+ * dpart_floats); after a barrier, dsum_units(l) sums the slots in part order into delta[l - 1]:
+ * the part's columns over all k rows (all), or, into a conv layer, the rank's own len rows from row
+ * `first` (mine), then the activation's derivative, dropout and pooling as delta_units. */
+size_t nndl_net_dpart_floats(const nndl_net *net, int k);
+void nndl_net_dpart_units(const nndl_net *net, const nndl_batch *b, int l, int k, int part,
+                          int parts, float *slot);
+void nndl_net_dsum_units(nndl_net *net, const nndl_batch *all, const nndl_batch *mine, int l, int k,
+                         int first, int len, int part, int parts, const float *slots, size_t stride,
+                         const nndl_dropout *drop);
+
 /* Evaluate x [n x sizes[0]] (n <= cap): add the summed cost to *cost and the
  * number of rows whose arg-max output equals the label to *correct. */
 void nndl_net_evaluate(nndl_net *net, const float *x, const uint8_t *y, int n, double *cost,
