@@ -26,7 +26,8 @@ NNDL_HOT void nndl_im2col(const nndl_layer *L, const float *in, int n, float *co
     }
 }
 
-NNDL_HOT void nndl_col2im(const nndl_layer *L, const float *dcolt, int n, float *g)
+/* The portable col2im: each (c, ky, kx) adds Wo-wide runs into g. */
+NNDL_HOT static void col2im_runs(const nndl_layer *L, const float *dcolt, int n, float *g)
 {
     const int k = L->k, H = L->h, Wd = L->wd, ho = L->ho, wo = L->wo, hw = H * Wd;
     const size_t ld = (size_t)n * L->pos;
@@ -43,6 +44,63 @@ NNDL_HOT void nndl_col2im(const nndl_layer *L, const float *dcolt, int n, float 
             }
         }
     }
+}
+
+#if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__) &&                             \
+    !defined(__SANITIZE_ADDRESS__)
+#include <immintrin.h>
+#define NNDL_COL2IM_AVX512 1
+/* The same sums, 16 output columns of g at a time in a register: each (ky, kx) term is a masked
+ * load of its dcolᵀ run shifted by kx (masked-off lanes are not read), added in the order of
+ * col2im_runs (ky, then kx, from 0), so the results are the same bits; g is written once. The
+ * runs' version stores into g 5 times per element, each store partly overlapping the last one's
+ * (kx shifts by one float), which stalls store-to-load forwarding. */
+__attribute__((target("avx512f"))) static void col2im_avx512(const nndl_layer *L,
+                                                             const float *dcolt, int n, float *g)
+{
+    const int k = L->k, H = L->h, Wd = L->wd, ho = L->ho, wo = L->wo, kk = k * k;
+    const size_t ld = (size_t)n * L->pos;
+    for (int s = 0; s < n; s++)
+        for (int c = 0; c < L->c; c++)
+            for (int x0 = 0; x0 < Wd; x0 += 16)
+                for (int y = 0; y < H; y += 4) { /* 4 rows: 4 independent chains of adds */
+                    __m512 a[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(),
+                                   _mm512_setzero_ps()};
+                    for (int ky = 0; ky < k; ky++)
+                        for (int kx = 0; kx < k; kx++) {
+                            /* lane j: the run's x0 + j - kx where 0 <= x0 + j - kx < wo */
+                            int lo = kx - x0, hi = lo + wo; /* the lanes [lo, hi) */
+                            lo = lo < 0 ? 0 : lo;
+                            hi = hi > 16 ? 16 : hi;
+                            if (hi <= lo) continue;
+                            __mmask16 m = (__mmask16)(((1u << (hi - lo)) - 1u) << lo);
+                            const float *run = dcolt + (size_t)(c * kk + ky * k + kx) * ld +
+                                               (size_t)s * L->pos + x0 - kx;
+                            for (int r = 0; r < 4; r++) {
+                                int oy = y + r - ky;
+                                if (oy >= 0 && oy < ho)
+                                    a[r] = _mm512_add_ps(
+                                        a[r], _mm512_maskz_loadu_ps(m, run + (size_t)oy * wo));
+                            }
+                        }
+                    int w = Wd - x0 < 16 ? Wd - x0 : 16;
+                    float *dst = g + ((size_t)s * L->c + (size_t)c) * H * Wd + (size_t)y * Wd + x0;
+                    for (int r = 0; r < 4 && y + r < H; r++)
+                        _mm512_mask_storeu_ps(dst + (size_t)r * Wd, (__mmask16)((1u << w) - 1u),
+                                              a[r]);
+                }
+}
+#endif
+
+void nndl_col2im(const nndl_layer *L, const float *dcolt, int n, float *g)
+{
+#ifdef NNDL_COL2IM_AVX512
+    if (__builtin_cpu_supports("avx512f")) {
+        col2im_avx512(L, dcolt, n, g);
+        return;
+    }
+#endif
+    col2im_runs(L, dcolt, n, g);
 }
 
 /* One pool cell: m[f] = the max over its p x p positions (from position `first`), w[f] = where. */

@@ -114,6 +114,15 @@ assert np.array_equal(a["history/layer_1/weights"][...], b["history/layer_1/weig
 assert b["activations/layer_1"].shape == (3, 4, 6, 12, 12), b["activations/layer_1"].shape
 assert np.array_equal(a["activations/layer_1"][...], b["activations/layer_1"][...])
 PYEOF
+#     the same with --split units (dense layers by units: each rank's share of delta·W in a shared
+#     slot, summed), on 3 ranks
+t -n 3 "$NNDL_TRAIN" "${V[@]}" --split units --out "$tmp/wfull.h5" || fail "conv units reference: $(tail -3 "$tmp/out")"
+t -n 3 "$NNDL_TRAIN" "${V[@]}" --split units --out "$tmp/w.h5" --stop-after-steps 130; rc1=$?
+t -n 3 "$NNDL_TRAIN" --resume "$tmp/w.h5"; rc2=$?
+grep -q "split by units (conv layers by rows)" "$tmp/out" && [ $rc1 -eq 75 ] && [ $rc2 -eq 0 ] \
+  && $SAME "$tmp/wfull.h5" "$tmp/w.h5" >"$tmp/cmp" \
+  && pass "conv layers --split units: stopped mid-epoch and resumed = uninterrupted, bit for bit" \
+  || fail "conv units resume: $rc1 $rc2 $(cat "$tmp/cmp" "$tmp/out")"
 M=("${S[@]}" --momentum 0.5 --eta 0.2)
 t -n 3 "$NNDL_TRAIN" "${M[@]}" --out "$tmp/mfull.h5" || fail "shared momentum reference: $(tail -3 "$tmp/out")"
 t -n 3 "$NNDL_TRAIN" "${M[@]}" --out "$tmp/m.h5" --stop-after-steps 290; rc1=$?

@@ -187,6 +187,11 @@ static const nndl_layer_spec two_conv[] = {{NNDL_LAYER_CONV, 2, 2, 2},
 static const nndl_layer_spec pool3[] = {
     {NNDL_LAYER_CONV, 2, 2, 3}, {NNDL_LAYER_CONV, 2, 2, 1}, {NNDL_LAYER_DENSE, 3, 0, 1}};
 
+/* an input row wider than 16 into the second conv layer (its col2im in more than one vector of
+ * 16): conv 1 filter 2x2 on 1x21x21 -> 1x20x20, conv 2 filters 3x3 -> 2x18x18, pool 2 -> 2x9x9 */
+static const nndl_layer_spec wide[] = {
+    {NNDL_LAYER_CONV, 1, 2, 1}, {NNDL_LAYER_CONV, 2, 3, 2}, {NNDL_LAYER_DENSE, 3, 0, 1}};
+
 static void all_costs(nndl_act act)
 {
     const nndl_cost costs[] = {NNDL_COST_QUADRATIC, NNDL_COST_CROSS_ENTROPY,
@@ -195,6 +200,7 @@ static void all_costs(nndl_act act)
         gradcheck((nndl_shape){1, 6, 6}, conv_pool, 2, act, costs[c], 21 + c);
         gradcheck((nndl_shape){1, 9, 9}, two_conv, 4, act, costs[c], 31 + c);
         gradcheck((nndl_shape){2, 7, 7}, pool3, 3, act, costs[c], 51 + c);
+        gradcheck((nndl_shape){1, 21, 21}, wide, 3, act, costs[c], 61 + c);
     }
 }
 
