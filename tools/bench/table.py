@@ -72,9 +72,12 @@ pss = {r["pss_np"]: r["pss_kb_sum"] for r in raw if "pss_np" in r}
 
 print(f"\nsingle-core cblas_sgemm peak: {peak:.1f} GFLOP/s; {samples} training samples per epoch; "
       f"medians of {reps} launch(es) [min-max]")
-print("GEMMs alone of one step, 1 core: " + ", ".join(
-    f"{c} {gemm[c]['gemm_us_per_step']:.3g} us ({gemm[c]['gemm_samples_per_s']:,.0f} samples/s)" for c in "ABCD"))
-print("MPI_Allreduce of the gradient, 2 ranks (median of launches [min-max]): " + ", ".join(
+if gemm:
+    print("GEMMs alone of one step, 1 core: " + ", ".join(
+        f"{c} {gemm[c]['gemm_us_per_step']:.3g} us ({gemm[c]['gemm_samples_per_s']:,.0f} samples/s)" for c in "ABCD"
+        if c in gemm))
+if allred:
+    print("MPI_Allreduce of the gradient, 2 ranks (median of launches [min-max]): " + ", ".join(
     f"{c} {st.median(allred[c]):.3g} us [{min(allred[c]):.3g}-{max(allred[c]):.3g}]" for c in "ABCD" if c in allred))
 convs = {}
 for r in raw:
