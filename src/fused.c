@@ -38,7 +38,7 @@ double nndl_net_deltas(nndl_net *net, const nndl_batch *b, const uint8_t *y, int
 {
     *bound = 0.0f;
     if (n == 0) return 0.0;
-    if (drop && !(drop->p > 0)) drop = NULL;
+    if (drop && !(drop->p > 0 || drop->p_conv > 0)) drop = NULL;
     int L = net->n_layers;
     const float *out = net_forward(net, b->act[0], n, drop, b->act, b->in);
     double cost = nndl_net_cost(net, out, net->zout, y, n);
@@ -52,10 +52,11 @@ double nndl_net_deltas(nndl_net *net, const nndl_batch *b, const uint8_t *y, int
 
 /* ---- the fused step split by units: the ranks of a node share the work of every GEMM ---- */
 
-void nndl_net_forward_rows(nndl_net *net, const nndl_batch *b, int l, int n)
+void nndl_net_forward_rows(nndl_net *net, const nndl_batch *b, int l, int n,
+                           const nndl_dropout *drop)
 {
     if (n > 0)
-        net_forward_layer(net, l, b->act[l], b->act[l + 1], b->in ? b->in[l] : NULL, n, NULL);
+        net_forward_layer(net, l, b->act[l], b->act[l + 1], b->in ? b->in[l] : NULL, n, drop);
 }
 
 void nndl_net_forward_units(nndl_net *net, const nndl_batch *b, int l, int k, int part, int parts,
@@ -127,7 +128,8 @@ void nndl_net_dsum_units(nndl_net *net, const nndl_batch *all, const nndl_batch 
     if (net->layer[l - 1].kind == NNDL_LAYER_CONV) { /* this part's rows, through the pooling */
         for (int r = 0; r < len; r++)
             slot_sum(net->gbuf + (size_t)r * m, slots + (size_t)(first + r) * m, stride, parts, m);
-        if (len > 0) net_conv_delta_tail(net, l, net->gbuf, mine->delta[l - 1], mine->act[l], len);
+        if (len > 0)
+            net_conv_delta_tail(net, l, net->gbuf, mine->delta[l - 1], mine->act[l], len, drop);
         return;
     }
     int c0, c1;

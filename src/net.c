@@ -244,7 +244,7 @@ nndl_status nndl_net_reserve(nndl_net *net, int rows, nndl_err *err)
         ok &= grab(&net->a[l], rows, net->sizes[l], sizeof(float));
     for (int i = 0; i < 2; i++) ok &= grab(&net->delta[i], rows, wmax, sizeof(float));
     for (int l = 1; l < net->n_layers; l++)
-        if (net->layer[l - 1].kind == NNDL_LAYER_DENSE)
+        if (net->layer[l - 1].kind == NNDL_LAYER_DENSE || net->layer[l].kind == NNDL_LAYER_DENSE)
             ok &= grab(&net->mask[l], rows, net->sizes[l], sizeof(float));
     ok &= grab(&net->zout, rows, net->sizes[net->n_layers], sizeof(float));
     for (int l = 0; l < net->n_layers; l++) {
@@ -336,30 +336,51 @@ NNDL_HOT static void activate(nndl_act act, float *a, int n, int m)
 }
 
 /* mask[j0..j1) of row's sample: the RNG's blocks of 4 units that cover them */
-static void dropout_mask_range(const nndl_dropout *d, int layer, int j0, int j1, int row,
+static void dropout_mask_range(const nndl_dropout *d, float p, int layer, int j0, int j1, int row,
                                float *mask)
 {
-    const float keep = 1.0f / (1.0f - d->p);
+    const float keep = 1.0f / (1.0f - p);
     const uint64_t base = ((uint64_t)(uint32_t)d->sample[row] << 32) | ((uint64_t)layer << 24);
     for (int j = j0 & ~3; j < j1; j += 4) {
         uint32_t w[4];
         nndl_rng_block(d->seed, NNDL_STREAM_DROPOUT, d->epoch, base + (uint64_t)(j / 4), w);
         for (int k = 0; k < 4; k++)
             if (j + k >= j0 && j + k < j1) /* u in [0,1): dropped if u < p */
-                mask[j + k] = (float)((double)w[k] * 0x1p-32) >= d->p ? keep : 0.0f;
+                mask[j + k] = (float)((double)w[k] * 0x1p-32) >= p ? keep : 0.0f;
     }
 }
 
 void nndl_dropout_mask(const nndl_dropout *d, int layer, int width, int row, float *mask)
 {
-    dropout_mask_range(d, layer, 0, width, row, mask);
+    dropout_mask_range(d, d->p, layer, 0, width, row, mask);
 }
 
-/* The hidden layer after weight layer l takes inverted dropout: a dense layer that is not the
- * output. */
+/* The drop probability of weight layer l's output: --dropout on a dense layer that is not the
+ * output, --dropout-conv on the last conv layer (the first dense layer's input), else 0. */
+static float drop_p(const nndl_net *net, int l, const nndl_dropout *drop)
+{
+    if (!drop || l >= net->n_layers - 1) return 0.0f;
+    if (net->layer[l].kind == NNDL_LAYER_DENSE) return drop->p;
+    return net->layer[l + 1].kind == NNDL_LAYER_DENSE ? drop->p_conv : 0.0f;
+}
+
+/* The hidden layer after weight layer l takes inverted dropout. */
 int net_drops(const nndl_net *net, int l, const nndl_dropout *drop)
 {
-    return drop && drop->p > 0 && l < net->n_layers - 1 && net->layer[l].kind == NNDL_LAYER_DENSE;
+    return drop_p(net, l, drop) > 0;
+}
+
+/* Rows [0, n) of out [n x width] times their dropout masks (into net->mask[l + 1]), units [j0, j1).
+ */
+static void apply_dropout(nndl_net *net, int l, const nndl_dropout *drop, float *out, int n,
+                          int width, int j0, int j1)
+{
+    float *mk = net->mask[l + 1], p = drop_p(net, l, drop);
+    for (int r = 0; r < n; r++) {
+        float *zr = out + (size_t)r * width, *mr = mk + (size_t)r * width;
+        dropout_mask_range(drop, p, l + 1, j0, j1, r, mr);
+        for (int j = j0; j < j1; j++) zr[j] *= mr[j];
+    }
 }
 
 /* Units [j0, j1) of dense layer l over n rows: z = in·W[j0:j1]ᵀ + b (in [n x n_in], z [n x n_out]),
@@ -380,19 +401,13 @@ void net_dense_forward(nndl_net *net, int l, const float *in, float *z, int n, i
         activate(net->act[l], z, n, m);
     else
         for (int r = 0; r < n; r++) activate(net->act[l], z + (size_t)r * m + j0, 1, j1 - j0);
-    if (net_drops(net, l, drop)) { /* hidden layer: inverted dropout */
-        float *mk = net->mask[l + 1];
-        for (int r = 0; r < n; r++) {
-            float *zr = z + (size_t)r * m, *mr = mk + (size_t)r * m;
-            dropout_mask_range(drop, l + 1, j0, j1, r, mr);
-            for (int j = j0; j < j1; j++) zr[j] *= mr[j];
-        }
-    }
+    if (net_drops(net, l, drop)) apply_dropout(net, l, drop, z, n, m, j0, j1); /* inverted */
 }
 
 /* Conv layer l over n rows: its patches into col, z = col·Wᵀ (net->zbuf, before pooling), pooled
  * plus bias into out [n x n_outw] (the argmax into net->arg[l]), the activation. */
-static void conv_forward(nndl_net *net, int l, const float *in, float *out, float *col, int n)
+static void conv_forward(nndl_net *net, int l, const float *in, float *out, float *col, int n,
+                         const nndl_dropout *drop)
 {
     const nndl_layer *W = &net->layer[l];
     nndl_im2col(W, in, n, col);
@@ -400,13 +415,14 @@ static void conv_forward(nndl_net *net, int l, const float *in, float *out, floa
                 W->n_in, W->w, W->n_in, 0.0f, net->zbuf, W->n_out);
     nndl_pool_forward(W, net->zbuf, n, out, net->arg[l]);
     activate(net->act[l], out, n, W->n_outw);
+    if (net_drops(net, l, drop)) apply_dropout(net, l, drop, out, n, W->n_outw, 0, W->n_outw);
 }
 
 void net_forward_layer(nndl_net *net, int l, const float *in, float *out, float *col, int n,
                        const nndl_dropout *drop)
 {
     if (net->layer[l].kind == NNDL_LAYER_CONV)
-        conv_forward(net, l, in, out, col ? col : net->col[l], n);
+        conv_forward(net, l, in, out, col ? col : net->col[l], n, drop);
     else
         net_dense_forward(net, l, in, out, n, 0, net->sizes[l + 1], drop);
 }
@@ -525,10 +541,11 @@ float net_layer_bound(float bound, const float *d, const float *ain, int n, cons
 }
 
 /* delta[l - 1] when layer l or l - 1 is conv: g = dC/da_l, through the patches' adjoint for a conv
- * layer l; g ⊙ act'(a_l), then routed to the positions layer l - 1's pooling took (a conv layer
- * follows only conv layers, so layer l - 1 is conv). */
+ * layer l; g ⊙ act'(a_l) (⊙ --dropout-conv's mask), then routed to the positions layer l - 1's
+ * pooling took (a conv layer follows only conv layers, so layer l - 1 is conv). */
 static void conv_delta_prev(const nndl_net *net, int l, const float *d, float *dprev,
-                            const float *a_l, int n, const nndl_backprop_hooks *h)
+                            const float *a_l, int n, const nndl_dropout *drop,
+                            const nndl_backprop_hooks *h)
 {
     const nndl_layer *W = &net->layer[l];
     float *g = net->gbuf;
@@ -542,13 +559,18 @@ static void conv_delta_prev(const nndl_net *net, int l, const float *d, float *d
                     W->n_out, W->w, W->n_in, 0.0f, g, W->n_in);
     }
     if (h && h->progress) h->progress(h->ctx);
-    net_conv_delta_tail(net, l, g, dprev, a_l, n);
+    net_conv_delta_tail(net, l, g, dprev, a_l, n, drop);
 }
 
 void net_conv_delta_tail(const nndl_net *net, int l, float *g, float *dprev, const float *a_l,
-                         int n)
+                         int n, const nndl_dropout *drop)
 {
-    times_derivative(net->act[l - 1], g, a_l, (size_t)n * net->sizes[l]);
+    size_t len = (size_t)n * net->sizes[l];
+    if (net_drops(net, l - 1, drop))
+        times_dropout_derivative(net->act[l - 1], g, a_l, net->mask[l], drop_p(net, l - 1, drop),
+                                 len);
+    else
+        times_derivative(net->act[l - 1], g, a_l, len);
     nndl_pool_backward(&net->layer[l - 1], g, net->arg[l - 1], n, dprev);
 }
 
@@ -561,7 +583,7 @@ void net_delta_prev(const nndl_net *net, int l, const float *d, float *dprev, co
 {
     const nndl_layer *W = &net->layer[l];
     if (W->kind == NNDL_LAYER_CONV || net->layer[l - 1].kind == NNDL_LAYER_CONV) {
-        if (c_lo == 0) conv_delta_prev(net, l, d, dprev, a_l, n, h);
+        if (c_lo == 0) conv_delta_prev(net, l, d, dprev, a_l, n, drop, h);
         return;
     }
     int m = W->n_in;
@@ -582,8 +604,8 @@ void net_delta_tail(const nndl_net *net, int l, float *dprev, const float *a_l, 
     for (int r = 0; r < (whole ? 1 : n); r++) {
         size_t o = (size_t)r * m + c_lo, len = whole ? (size_t)n * m : (size_t)(c_hi - c_lo);
         if (net_drops(net, l - 1, drop))
-            times_dropout_derivative(net->act[l - 1], dprev + o, a_l + o, net->mask[l] + o, drop->p,
-                                     len);
+            times_dropout_derivative(net->act[l - 1], dprev + o, a_l + o, net->mask[l] + o,
+                                     drop_p(net, l - 1, drop), len);
         else
             times_derivative(net->act[l - 1], dprev + o, a_l + o, len);
     }
@@ -625,7 +647,7 @@ double nndl_net_backprop(nndl_net *net, const float *x, const uint8_t *y, int n,
         memset(net->grads, 0, sizeof(float) * net->n_params);
         return 0.0;
     }
-    if (drop && !(drop->p > 0)) drop = NULL;
+    if (drop && !(drop->p > 0 || drop->p_conv > 0)) drop = NULL;
     const float *out = net_forward(net, x, n, drop, net->a, NULL);
     double cost = nndl_net_cost(net, out, net->zout, y, n);
     float *d = net->delta[0], *dprev = net->delta[1];

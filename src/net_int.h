@@ -34,10 +34,11 @@ void net_delta_prev(const nndl_net *net, int l, const float *d, float *dprev, co
 void net_delta_tail(const nndl_net *net, int l, float *dprev, const float *a_l, int n, int c_lo,
                     int c_hi, const nndl_dropout *drop);
 
-/* Into conv layer l - 1's output: g = d·W_l [n x sizes[l]] (overwritten) times act'(a_l), then
- * through the max-pooling into dprev [n x the conv layer's positions x filters]. */
+/* Into conv layer l - 1's output: g = d·W_l [n x sizes[l]] (overwritten) times act'(a_l) (and
+ * --dropout-conv's mask), then through the max-pooling into dprev [n x the conv layer's positions
+ * x filters]. */
 void net_conv_delta_tail(const nndl_net *net, int l, float *g, float *dprev, const float *a_l,
-                         int n);
+                         int n, const nndl_dropout *drop);
 
 /* max(bound, layer W's bound on its gradient elements over n samples); a NaN sticks. */
 float net_layer_bound(float bound, const float *d, const float *ain, int n, const nndl_layer *W);

@@ -171,7 +171,7 @@ static nndl_status deltas_by_units(nndl_trainer *t, fused *f, int b0, int bsz, i
     every.sample = t->perm + b0; /* the batch's rows, all of them */
     int L = net->n_layers, convs = 0;
     while (convs < L - 1 && net->layer[convs].kind == NNDL_LAYER_CONV) convs++;
-    for (int l = 0; l < convs; l++) nndl_net_forward_rows(net, &f->mine, l, len);
+    for (int l = 0; l < convs; l++) nndl_net_forward_rows(net, &f->mine, l, len, drop);
     nndl_status st = nndl_dist_shared_sync(&f->sh, err); /* the dense layers' inputs are written */
     for (int l = convs; l < L - 1 && st == NNDL_OK; l++) {
         nndl_net_forward_units(net, &f->all, l, bsz, f->part, f->parts, &every);

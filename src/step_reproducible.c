@@ -88,7 +88,8 @@ static void chunk_gradients(nndl_trainer *t, repro *r, int b0, int bsz, int c0, 
         int r0 = (c0 + j) * r->chunk, len = bsz - r0 < r->chunk ? bsz - r0 : r->chunk;
         const int *order = t->perm + b0 + r0;
         nndl_augment aug = {t->cfg.augment, t->cfg.seed, epoch};
-        nndl_dropout drop = {(float)t->cfg.dropout, t->cfg.seed, epoch, order};
+        nndl_dropout drop = {(float)t->cfg.dropout, t->cfg.seed, epoch, order,
+                             (float)t->cfg.dropout_conv};
         nndl_split_gather_aug(t->train, order, len, t->x, t->y, &aug);
         nndl_net_backprop(net, t->x, t->y, len, &drop);
         float *g = r->cg + (size_t)j * stride;

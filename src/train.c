@@ -122,7 +122,8 @@ int train_gather_shard(nndl_trainer *t, int b0, int bsz, nndl_dropout *drop, flo
     const int *order = t->perm + b0 + first;
     uint32_t epoch = (uint32_t)t->state.epoch + 1;
     nndl_augment aug = {t->cfg.augment, t->cfg.seed, epoch};
-    *drop = (nndl_dropout){(float)t->cfg.dropout, t->cfg.seed, epoch, order};
+    *drop = (nndl_dropout){(float)t->cfg.dropout, t->cfg.seed, epoch, order,
+                           (float)t->cfg.dropout_conv};
     nndl_split_gather_aug(t->train, order, len, x, t->y, &aug);
     /* the next step's shard: its rows load while this step computes */
     if (b0 + bsz < t->train->n) {

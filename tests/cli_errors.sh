@@ -51,6 +51,8 @@ expect 2 "--reduce shared with --overlap on" --reduce shared --overlap on
 expect 2 "--reduce shared with --reproducible" --reproducible --reduce shared
 expect 2 "--probe-layers: layer 3 does not exist" --probe-layers 3
 # conv nets: every bad --layers spec, one line naming the token
+expect 2 "--dropout-conv 0.5: the net has no conv layer" --sizes 784,30,10 --dropout-conv 0.5
+expect 2 "--dropout-conv: expected a probability in [0, 1), found '1'" --layers conv:4x5x5,pool:2x2,dense:10 --dropout-conv 1
 expect 2 "--layers: 'maxpool:2x2' is not conv:FxKxK, pool:PxP or dense:N" --layers conv:20x5x5,maxpool:2x2,dense:10
 expect 2 "--layers: pool:2x2 must come right after a conv token" --layers dense:30,pool:2x2,dense:10
 expect 2 "conv:20x30x30): the 30x30 kernel is larger than its 28x28 input" --layers conv:20x30x30,dense:10

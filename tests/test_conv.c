@@ -50,7 +50,23 @@ static void conv_ref(const nndl_layer *L, nndl_act act, const double *w, const d
             }
 }
 
-static double cost_ref(const nndl_net *net, const double *p, const float *x, const uint8_t *y)
+/* Inverted dropout of weight layer l's output for row r, as nndl applies it: --dropout (drop->p) on
+ * hidden dense layers, --dropout-conv (drop->p_conv) on the last conv layer. */
+static void drop_ref(const nndl_net *net, const nndl_dropout *drop, int l, int r, double *a)
+{
+    if (!drop || l == net->n_layers - 1) return;
+    int conv = net->layer[l].kind == NNDL_LAYER_CONV;
+    if (conv && net->layer[l + 1].kind == NNDL_LAYER_CONV) return;
+    nndl_dropout d = *drop;
+    d.p = conv ? drop->p_conv : drop->p;
+    if (!(d.p > 0)) return;
+    float mask[MAXV];
+    nndl_dropout_mask(&d, l + 1, net->sizes[l + 1], r, mask);
+    for (int j = 0; j < net->sizes[l + 1]; j++) a[j] *= mask[j];
+}
+
+static double cost_ref(const nndl_net *net, const double *p, const float *x, const uint8_t *y,
+                       const nndl_dropout *drop)
 {
     double total = 0;
     for (int r = 0; r < ROWS; r++) {
@@ -77,6 +93,7 @@ static double cost_ref(const nndl_net *net, const double *p, const float *x, con
                     for (int j = 0; j < no; j++) a[j] = act_d(net->act[l], z[j]);
                 }
             }
+            drop_ref(net, drop, l, r, a);
             q += (size_t)L->n_out * (L->n_in + 1);
         }
         for (int j = 0; j < net->sizes[net->n_layers]; j++) {
@@ -116,16 +133,16 @@ static nndl_net *make(nndl_shape in, const nndl_layer_spec *spec, int n, nndl_ac
 /* ---- gradients against finite differences (with the L2 term the step follows) ---- */
 
 static void gradcheck(nndl_shape in, const nndl_layer_spec *spec, int n, nndl_act act,
-                      nndl_cost cost, uint64_t seed)
+                      nndl_cost cost, uint64_t seed, const nndl_dropout *drop)
 {
     float x[ROWS * MAXV];
     uint8_t y[ROWS];
     nndl_net *net = make(in, spec, n, act, cost, seed, x, y);
-    double c = nndl_net_backprop(net, x, y, ROWS, NULL);
+    double c = nndl_net_backprop(net, x, y, ROWS, drop);
     size_t np = net->n_params;
     double *p = malloc(sizeof(double) * np);
     for (size_t i = 0; i < np; i++) p[i] = net->params[i];
-    double ref = cost_ref(net, p, x, y);
+    double ref = cost_ref(net, p, x, y, drop);
     cr_expect(lt(dbl, fabs(c - ref), 1e-5 * fabs(ref) + 1e-6), "backprop's cost %g, reference %g",
               c, ref);
     float gmax = 0.0f, bound = net->grads[np + NNDL_EXTRA_BOUND];
@@ -153,7 +170,7 @@ static void gradcheck(nndl_shape in, const nndl_layer_spec *spec, int n, nndl_ac
                 for (size_t k = 0; k < nw; k++) w2 += p[off + k] * p[off + k];
                 off += nw + net->layer[l].n_out;
             }
-            pen[s] = cost_ref(net, p, x, y) / ROWS + l2 / (2 * n_train) * w2;
+            pen[s] = cost_ref(net, p, x, y, drop) / ROWS + l2 / (2 * n_train) * w2;
         }
         p[i] = keep;
         double num = (pen[0] - pen[1]) / (2 * h),
@@ -196,11 +213,16 @@ static void all_costs(nndl_act act)
 {
     const nndl_cost costs[] = {NNDL_COST_QUADRATIC, NNDL_COST_CROSS_ENTROPY,
                                NNDL_COST_LOG_LIKELIHOOD};
+    /* with --dropout and --dropout-conv: the gradient of the masked net */
+    static const int samples[ROWS] = {17, 4, 923};
+    const nndl_dropout drop = {0.3f, 11, 2, samples, 0.4f};
     for (int c = 0; c < 3; c++) {
-        gradcheck((nndl_shape){1, 6, 6}, conv_pool, 2, act, costs[c], 21 + c);
-        gradcheck((nndl_shape){1, 9, 9}, two_conv, 4, act, costs[c], 31 + c);
-        gradcheck((nndl_shape){2, 7, 7}, pool3, 3, act, costs[c], 51 + c);
-        gradcheck((nndl_shape){1, 21, 21}, wide, 3, act, costs[c], 61 + c);
+        gradcheck((nndl_shape){1, 6, 6}, conv_pool, 2, act, costs[c], 21 + c, NULL);
+        gradcheck((nndl_shape){1, 9, 9}, two_conv, 4, act, costs[c], 31 + c, NULL);
+        gradcheck((nndl_shape){2, 7, 7}, pool3, 3, act, costs[c], 51 + c, NULL);
+        gradcheck((nndl_shape){1, 21, 21}, wide, 3, act, costs[c], 61 + c, NULL);
+        gradcheck((nndl_shape){1, 9, 9}, two_conv, 4, act, costs[c], 71 + c, &drop);
+        gradcheck((nndl_shape){1, 6, 6}, conv_pool, 2, act, costs[c], 81 + c, &drop);
     }
 }
 

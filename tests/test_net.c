@@ -301,7 +301,7 @@ Test(dropout, masks_drop_p_and_depend_only_on_the_sample)
 {
     int samples[1000];
     for (int i = 0; i < 1000; i++) samples[i] = 3 * i + 1;
-    nndl_dropout d = {0.3f, 42, 7, samples};
+    nndl_dropout d = {0.3f, 42, 7, samples, 0.0f};
     float m[200];
     long dropped = 0, total = 0;
     for (int r = 0; r < 1000; r++) {
@@ -317,7 +317,7 @@ Test(dropout, masks_drop_p_and_depend_only_on_the_sample)
     cr_expect(lt(dbl, fabs(frac - 0.3), 0.005), "fraction dropped %g, expected 0.3", frac);
     /* the same sample in another batch, at another row, on another rank: the same mask */
     int other[3] = {999, 3 * 17 + 1, 5};
-    nndl_dropout d2 = {0.3f, 42, 7, other};
+    nndl_dropout d2 = {0.3f, 42, 7, other, 0.0f};
     float a[200], b[200], c[200];
     nndl_dropout_mask(&d, 1, 200, 17, a);
     nndl_dropout_mask(&d2, 1, 200, 1, b);
@@ -349,7 +349,7 @@ Test(dropout, backprop_matches_finite_differences_of_the_masked_net)
         uint8_t y[ROWS] = {0, 1, 2, 3};
         int samples[ROWS] = {10, 11, 12, 13};
         for (int i = 0; i < ROWS * 8; i++) x[i] = (float)((i * 13 % 17) / 17.0);
-        nndl_dropout d = {0.4f, 9, 1, samples};
+        nndl_dropout d = {0.4f, 9, 1, samples, 0.0f};
         nndl_net_backprop(net, x, y, ROWS, &d);
         /* reference: the double forward with the same masks */
         double *p = malloc(sizeof(double) * net->n_params);
@@ -500,7 +500,7 @@ static void fcase_init(fcase *f, const int *sizes, int n_sizes, nndl_act act, nn
         f->y[r] = (uint8_t)(r % sizes[f->L]);
         f->sample[r] = 100 + 3 * r;
     }
-    f->drop = (nndl_dropout){p_drop, 8, 1, f->sample};
+    f->drop = (nndl_dropout){p_drop, 8, 1, f->sample, 0.0f};
     cr_assert(eq(int, nndl_sgd_init(&f->o, f->net, 0.3, 0.2, 0.7, mu, 5, &err), NNDL_OK));
     f->p0 = malloc(sizeof(float) * np);
     f->ref = malloc(sizeof(float) * np);

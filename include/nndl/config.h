@@ -41,12 +41,13 @@ typedef struct {
     double eta;
     int batch;
     int epochs;
-    int shuffle;     /* 1: a new permutation each epoch; 0: file order */
-    double l1, l2;   /* regularisation lambdas (book form, n = training-set size) */
-    double momentum; /* mu */
-    double dropout;  /* p of hidden units */
-    int augment;     /* 1: --augment shift */
-    int patience;    /* learning-rate schedule (0: constant eta) */
+    int shuffle;         /* 1: a new permutation each epoch; 0: file order */
+    double l1, l2;       /* regularisation lambdas (book form, n = training-set size) */
+    double momentum;     /* mu */
+    double dropout;      /* p of hidden units */
+    double dropout_conv; /* p of the last conv layer's outputs (the first dense layer's inputs) */
+    int augment;         /* 1: --augment shift */
+    int patience;        /* learning-rate schedule (0: constant eta) */
     double lr_decay, lr_min_ratio;
     int early_stop;
     int monitor_train, monitor_test; /* extra full passes each epoch */

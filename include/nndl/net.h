@@ -105,6 +105,7 @@ typedef struct {
     uint64_t seed;
     uint32_t epoch;
     const int *sample; /* [n] the global sample index of each row */
+    float p_conv;      /* drop probability of the last conv layer's outputs; 0 = off */
 } nndl_dropout;
 
 /* mask[0..width) for row's sample and hidden layer (1-based): 0 or 1/(1-p). */
@@ -236,7 +237,8 @@ void nndl_net_update_part(nndl_net *net, const nndl_batch *b, int k, int part, i
  * only: a conv net's conv layers (which come first) run by rows, each rank its own n rows of b (b
  * pointing at its first row): forward_rows(l) for each conv layer l, and delta_rows(l) for l =
  * (the conv layers) .. 1, the delta into a conv layer's output. */
-void nndl_net_forward_rows(nndl_net *net, const nndl_batch *b, int l, int n);
+void nndl_net_forward_rows(nndl_net *net, const nndl_batch *b, int l, int n,
+                           const nndl_dropout *drop);
 void nndl_net_delta_rows(nndl_net *net, const nndl_batch *b, int l, int n,
                          const nndl_dropout *drop);
 void nndl_net_forward_units(nndl_net *net, const nndl_batch *b, int l, int k, int part, int parts,

@@ -73,6 +73,10 @@ const flag nndl_flags[] = {
      .expect = "a probability in [0, 1)", .example = "0.5", .resume = RESUME_STRICT, .section = CH3,
      .help = "inverted dropout of hidden units with probability P; a unit's "
              "mask depends on (seed, epoch, sample, layer), never on the rank"},
+    {"dropout-conv", FLAG_DOUBLE, AT(cfg.dropout_conv), 0, 1, .def = "0", .meta = "P",
+     .expect = "a probability in [0, 1)", .example = "0.5", .resume = RESUME_STRICT, .section = CH3,
+     .help = "inverted dropout of the last conv layer's outputs, the first dense layer's inputs "
+             "(network3.py's p_dropout on its first FullyConnectedLayer; conv nets only)"},
     {"momentum", FLAG_DOUBLE, AT(cfg.momentum), 0, 1, .def = "0", .meta = "MU",
      .expect = "a value in [0, 1)", .example = "0.9", .resume = RESUME_STRICT, .section = CH3,
      .help = "momentum SGD: v <- MU v - eta grad, w <- w + v (the velocity is checkpointed)"},

@@ -363,6 +363,13 @@ static nndl_status finish_parse(nndl_options *o, nndl_err *err)
     if (o->cfg.n_layers > 0) o->cfg.n_sizes = 0; /* the net is the layers' */
     nndl_status st = resolve_act(o, err);
     if (st != NNDL_OK) return st;
+    int convs = 0;
+    for (int l = 0; l < o->cfg.n_layers; l++) convs += o->cfg.layers[l].kind == NNDL_LAYER_CONV;
+    if (o->cfg.dropout_conv > 0 && convs == 0)
+        return nndl_fail(err, NNDL_EARG,
+                         "--dropout-conv %g: the net has no conv layer (it drops the last conv "
+                         "layer's outputs); give --layers conv:...,dense:... or use --dropout",
+                         o->cfg.dropout_conv);
     if (o->cfg.cost == NNDL_COST_LOG_LIKELIHOOD && nndl_config_outputs(&o->cfg) < 2)
         return nndl_fail(err, NNDL_EARG,
                          "--cost log-likelihood needs a softmax over at least 2 outputs");
