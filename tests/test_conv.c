@@ -220,7 +220,10 @@ static void all_costs(nndl_act act)
         gradcheck((nndl_shape){1, 6, 6}, conv_pool, 2, act, costs[c], 21 + c, NULL);
         gradcheck((nndl_shape){1, 9, 9}, two_conv, 4, act, costs[c], 31 + c, NULL);
         gradcheck((nndl_shape){2, 7, 7}, pool3, 3, act, costs[c], 51 + c, NULL);
-        gradcheck((nndl_shape){1, 21, 21}, wide, 3, act, costs[c], 61 + c, NULL);
+        /* (seed 61 put two of a pool cell's values within the finite-difference step of each other
+         * for sigmoid/log-likelihood, where the max has no derivative: the Debug build picked the
+         * other winner and disagreed by 1e-3; with 101 every gradient is within 1e-4 in both) */
+        gradcheck((nndl_shape){1, 21, 21}, wide, 3, act, costs[c], 101 + c, NULL);
         gradcheck((nndl_shape){1, 9, 9}, two_conv, 4, act, costs[c], 71 + c, &drop);
         gradcheck((nndl_shape){1, 6, 6}, conv_pool, 2, act, costs[c], 81 + c, &drop);
     }
