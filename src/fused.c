@@ -38,7 +38,7 @@ double nndl_net_deltas(nndl_net *net, const nndl_batch *b, const uint8_t *y, int
 {
     *bound = 0.0f;
     if (n == 0) return 0.0;
-    if (drop && !(drop->p > 0 || drop->p_conv > 0)) drop = NULL;
+    drop = net_dropping(drop);
     int L = net->n_layers;
     const float *out = net_forward(net, b->act[0], n, drop, b->act, b->in);
     double cost = nndl_net_cost(net, out, net->zout, y, n);
@@ -103,7 +103,7 @@ size_t nndl_net_dpart_floats(const nndl_net *net, int k)
     int w = 0;
     for (int l = 1; l < net->n_layers; l++)
         if (net->layer[l].kind == NNDL_LAYER_DENSE && net->sizes[l] > w) w = net->sizes[l];
-    return net->has_conv ? (size_t)w * (size_t)k : 0;
+    return (size_t)w * (size_t)k;
 }
 
 void nndl_net_dpart_units(const nndl_net *net, const nndl_batch *b, int l, int k, int part,

@@ -540,6 +540,18 @@ float net_layer_bound(float bound, const float *d, const float *ain, int n, cons
     return isnan(bound) || lb <= bound ? bound : lb;
 }
 
+/* d[0..len) ⊙= act'(a) of weight layer l's input (layer l - 1's output), through its dropout mask
+ * (from element `at` of net->mask[l]) when that layer drops. */
+static void times_input_derivative(const nndl_net *net, int l, float *d, const float *a, size_t at,
+                                   size_t len, const nndl_dropout *drop)
+{
+    if (net_drops(net, l - 1, drop))
+        times_dropout_derivative(net->act[l - 1], d, a, net->mask[l] + at, drop_p(net, l - 1, drop),
+                                 len);
+    else
+        times_derivative(net->act[l - 1], d, a, len);
+}
+
 /* delta[l - 1] when layer l or l - 1 is conv: g = dC/da_l, through the patches' adjoint for a conv
  * layer l; g ⊙ act'(a_l) (⊙ --dropout-conv's mask), then routed to the positions layer l - 1's
  * pooling took (a conv layer follows only conv layers, so layer l - 1 is conv). */
@@ -565,12 +577,7 @@ static void conv_delta_prev(const nndl_net *net, int l, const float *d, float *d
 void net_conv_delta_tail(const nndl_net *net, int l, float *g, float *dprev, const float *a_l,
                          int n, const nndl_dropout *drop)
 {
-    size_t len = (size_t)n * net->sizes[l];
-    if (net_drops(net, l - 1, drop))
-        times_dropout_derivative(net->act[l - 1], g, a_l, net->mask[l], drop_p(net, l - 1, drop),
-                                 len);
-    else
-        times_derivative(net->act[l - 1], g, a_l, len);
+    times_input_derivative(net, l, g, a_l, 0, (size_t)n * net->sizes[l], drop);
     nndl_pool_backward(&net->layer[l - 1], g, net->arg[l - 1], n, dprev);
 }
 
@@ -603,11 +610,7 @@ void net_delta_tail(const nndl_net *net, int l, float *dprev, const float *a_l, 
     /* one pass over the block, or one per row of the columns */
     for (int r = 0; r < (whole ? 1 : n); r++) {
         size_t o = (size_t)r * m + c_lo, len = whole ? (size_t)n * m : (size_t)(c_hi - c_lo);
-        if (net_drops(net, l - 1, drop))
-            times_dropout_derivative(net->act[l - 1], dprev + o, a_l + o, net->mask[l] + o,
-                                     drop_p(net, l - 1, drop), len);
-        else
-            times_derivative(net->act[l - 1], dprev + o, a_l + o, len);
+        times_input_derivative(net, l, dprev + o, a_l + o, o, len, drop);
     }
 }
 
@@ -647,7 +650,7 @@ double nndl_net_backprop(nndl_net *net, const float *x, const uint8_t *y, int n,
         memset(net->grads, 0, sizeof(float) * net->n_params);
         return 0.0;
     }
-    if (drop && !(drop->p > 0 || drop->p_conv > 0)) drop = NULL;
+    drop = net_dropping(drop);
     const float *out = net_forward(net, x, n, drop, net->a, NULL);
     double cost = nndl_net_cost(net, out, net->zout, y, n);
     float *d = net->delta[0], *dprev = net->delta[1];

@@ -29,6 +29,12 @@ void net_delta_prev(const nndl_net *net, int l, const float *d, float *dprev, co
                     int n, int c_lo, int c_hi, const nndl_dropout *drop, int panel,
                     const nndl_backprop_hooks *h);
 
+/* drop, or NULL when it drops nothing. */
+static inline const nndl_dropout *net_dropping(const nndl_dropout *drop)
+{
+    return drop && (drop->p > 0 || drop->p_conv > 0) ? drop : NULL;
+}
+
 /* The tail of net_delta_prev once the columns [c_lo, c_hi) of dprev hold d·W_l: times act'(a_l)
  * (and the dropout mask). */
 void net_delta_tail(const nndl_net *net, int l, float *dprev, const float *a_l, int n, int c_lo,

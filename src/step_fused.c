@@ -31,8 +31,8 @@ typedef struct {
     int batch_first; /* this rank's first row in them */
     int part, parts; /* this rank's share of every layer's units: part of parts */
     float *conv_g;   /* plan.shared, a conv net: each rank's rows' conv gradients, parts slots */
-    float *dpart; /* plan.units, a conv net: each part's share of delta·W (nndl_net_dpart_units) */
-    size_t dstride; /* the floats of one such slot */
+    float *dpart;    /* plan.conv_rows: each part's share of delta·W (nndl_net_dpart_units) */
+    size_t dstride;  /* the floats of one such slot */
 } fused;
 
 /* ---- the batch buffers ---- */
@@ -108,7 +108,7 @@ static nndl_status init(nndl_trainer *t, nndl_err *err)
     t->impl = f;
     f->parts = 1;
     size_t nb = batch_floats(t->net, t->cfg.batch);
-    if (t->plan.shared && t->plan.units) f->dstride = nndl_net_dpart_floats(t->net, t->cfg.batch);
+    if (t->plan.conv_rows) f->dstride = nndl_net_dpart_floats(t->net, t->cfg.batch);
     if (t->plan.shared)
         nb += (nndl_net_conv_grad_floats(t->net) + f->dstride) * (size_t)t->dist->size;
     f->bptr = malloc(sizeof *f->bptr * (6 * (size_t)(unsigned)t->net->n_layers + 2));
@@ -185,10 +185,8 @@ static nndl_status deltas_by_units(nndl_trainer *t, fused *f, int b0, int bsz, i
         }
         st = nndl_dist_shared_sync(&f->sh, err); /* delta[l] is complete */
         if (st != NNDL_OK) break;
-        if (f->dpart)
+        if (f->dpart) /* a conv net (plan.conv_rows) */
             st = delta_by_parts(t, f, l, bsz, first, len, &every, err);
-        else if (l == convs)
-            nndl_net_delta_rows(net, &f->mine, l, len, drop);
         else
             nndl_net_delta_units(net, &f->all, l, bsz, f->part, f->parts, &every);
     }
