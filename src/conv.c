@@ -5,7 +5,8 @@
 
 #include "hot.h"
 
-NNDL_HOT void nndl_im2col(const nndl_layer *L, const float *in, int n, float *col)
+/* The portable im2col: k-wide runs of the input copied into each patch row. */
+NNDL_HOT static void im2col_runs(const nndl_layer *L, const float *in, int n, float *col)
 {
     const int k = L->k, H = L->h, Wd = L->wd, ho = L->ho, wo = L->wo, hw = H * Wd;
     for (int s = 0; s < n; s++) {
@@ -49,7 +50,7 @@ NNDL_HOT static void col2im_runs(const nndl_layer *L, const float *dcolt, int n,
 #if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__) &&                             \
     !defined(__SANITIZE_ADDRESS__)
 #include <immintrin.h>
-#define NNDL_COL2IM_AVX512 1
+#define NNDL_CONV_AVX512 1
 /* The same sums, 16 output columns of g at a time in a register: each (ky, kx) term is a masked
  * load of its dcolᵀ run shifted by kx (masked-off lanes are not read), added in the order of
  * col2im_runs (ky, then kx, from 0), so the results are the same bits; g is written once. The
@@ -90,11 +91,145 @@ __attribute__((target("avx512f"))) static void col2im_avx512(const nndl_layer *L
                                               a[r]);
                 }
 }
+
+/* im2col with one masked load and one store per k-wide run (memcpy of 5 floats takes two of
+ * each): for k <= 8 an 8-float store whose tail the next run overwrites (masked where it would
+ * reach past the row); the same copies. */
+__attribute__((target("avx512f"))) static void im2col_avx512(const nndl_layer *L, const float *in,
+                                                             int n, float *col)
+{
+    const int k = L->k, H = L->h, Wd = L->wd, ho = L->ho, wo = L->wo, hw = H * Wd;
+    const int runs = L->c * k, wide = k <= 8; /* runs per patch row */
+    const __mmask16 m = (__mmask16)((1u << k) - 1u);
+    for (int s = 0; s < n; s++) {
+        const float *x = in + (size_t)s * L->c * hw;
+        float *row = col + (size_t)s * L->pos * L->n_in;
+        for (int oy = 0; oy < ho; oy++)
+            for (int ox = 0; ox < wo; ox++, row += L->n_in) {
+                float *dst = row;
+                for (int c = 0; c < L->c; c++) {
+                    const float *src = x + (size_t)c * hw + (size_t)oy * Wd + ox;
+                    for (int ky = 0; ky < k; ky++, dst += k, src += Wd) {
+                        __m512 v = _mm512_maskz_loadu_ps(m, src);
+                        if (wide && dst + 8 <= row + (size_t)runs * k)
+                            _mm256_storeu_ps(dst, _mm512_castps512_ps256(v));
+                        else
+                            _mm512_mask_storeu_ps(dst, m, v);
+                    }
+                }
+            }
+    }
+}
+
+/* 2 x 2 pooling (the book's), 16 filters at a time in a register: the same compares as pool_cell
+ * (`>`, ties and NaNs keep the first in row order), so the same maxima and argmaxes. Cells go in
+ * blocks of 16 through a tile [16 cells x F], whose columns are gathered into the NCHW output
+ * (the portable loop writes 2F scattered floats per cell). */
+#define TILE_CELLS 16
+#define TILE_MAX_F 256
+__attribute__((target("avx512f"))) static void
+pool2_forward_avx512(const nndl_layer *L, const float *z, int n, float *out, int32_t *arg)
+{
+    const int F = L->n_out, wo = L->wo, wp = wo / 2, cells = L->ho / 2 * wp;
+    float mt[TILE_CELLS * TILE_MAX_F];
+    int32_t wt[TILE_CELLS * TILE_MAX_F];
+    const __m512i idx =
+        _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+                           _mm512_set1_epi32(F));
+    for (int s = 0; s < n; s++) {
+        const float *zs = z + (size_t)s * L->pos * F;
+        float *os = out + (size_t)s * F * cells;
+        int32_t *as = arg + (size_t)s * F * cells;
+        for (int c0 = 0; c0 < cells; c0 += TILE_CELLS) {
+            int nc = cells - c0 < TILE_CELLS ? cells - c0 : TILE_CELLS;
+            for (int i = 0; i < nc; i++) {
+                int cell = c0 + i, first = cell / wp * 2 * wo + cell % wp * 2;
+                const float *z0 = zs + (size_t)first * F, *z2 = z0 + (size_t)wo * F;
+                for (int f = 0; f < F; f += 16) {
+                    __mmask16 k = F - f < 16 ? (__mmask16)((1u << (F - f)) - 1u) : 0xffff;
+                    __m512 a = _mm512_maskz_loadu_ps(k, z0 + f),
+                           b = _mm512_maskz_loadu_ps(k, z0 + F + f);
+                    __m512 c = _mm512_maskz_loadu_ps(k, z2 + f),
+                           d = _mm512_maskz_loadu_ps(k, z2 + F + f);
+                    __mmask16 top = _mm512_cmp_ps_mask(b, a, _CMP_GT_OQ);
+                    __mmask16 bottom = _mm512_cmp_ps_mask(d, c, _CMP_GT_OQ);
+                    __m512 mtop = _mm512_mask_blend_ps(top, a, b),
+                           mbot = _mm512_mask_blend_ps(bottom, c, d);
+                    __m512i wtop = _mm512_mask_blend_epi32(top, _mm512_set1_epi32(first),
+                                                           _mm512_set1_epi32(first + 1));
+                    __m512i wbot = _mm512_mask_blend_epi32(bottom, _mm512_set1_epi32(first + wo),
+                                                           _mm512_set1_epi32(first + wo + 1));
+                    __mmask16 low = _mm512_cmp_ps_mask(mbot, mtop, _CMP_GT_OQ);
+                    _mm512_mask_storeu_ps(mt + i * F + f, k, _mm512_mask_blend_ps(low, mtop, mbot));
+                    _mm512_mask_storeu_epi32(wt + i * F + f, k,
+                                             _mm512_mask_blend_epi32(low, wtop, wbot));
+                }
+            }
+            __mmask16 kc = (__mmask16)((1u << nc) - 1u);
+            for (int f = 0; f < F; f++) { /* column f of the tile: 16 cells of channel f */
+                __m512 m = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), kc, idx, mt + f, 4);
+                __m512i w = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), kc, idx, wt + f, 4);
+                _mm512_mask_storeu_ps(os + (size_t)f * cells + c0, kc,
+                                      _mm512_add_ps(m, _mm512_set1_ps(L->b[f])));
+                _mm512_mask_storeu_epi32(as + (size_t)f * cells + c0, kc, w);
+            }
+        }
+    }
+}
+
+/* The adjoint of pool2_forward_avx512: per cell, 16 filters' deltas and argmaxes gathered from
+ * the NCHW arrays, each of the cell's 4 positions written once (the delta where it was the max). */
+__attribute__((target("avx512f"))) static void
+pool2_backward_avx512(const nndl_layer *L, const float *dz, const int32_t *arg, int n, float *D)
+{
+    const int F = L->n_out, wo = L->wo, wp = wo / 2, cells = L->n_outw / F;
+    const __m512i idx =
+        _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+                           _mm512_set1_epi32(cells));
+    for (int s = 0; s < n; s++) {
+        const float *ds = dz + (size_t)s * F * cells;
+        const int32_t *as = arg + (size_t)s * F * cells;
+        float *Ds = D + (size_t)s * L->pos * F;
+        for (int cell = 0; cell < cells; cell++) {
+            int first = cell / wp * 2 * wo + cell % wp * 2;
+            for (int f = 0; f < F; f += 16) {
+                __mmask16 k = F - f < 16 ? (__mmask16)((1u << (F - f)) - 1u) : 0xffff;
+                const float *dsf = ds + (size_t)f * cells + cell;
+                __m512 g = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), k, idx, dsf, 4);
+                __m512i at = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), k, idx,
+                                                         as + (size_t)f * cells + cell, 4);
+                for (int dy = 0; dy < 2; dy++)
+                    for (int dx = 0; dx < 2; dx++) {
+                        int q = first + dy * wo + dx;
+                        __mmask16 hit = _mm512_cmpeq_epi32_mask(at, _mm512_set1_epi32(q));
+                        _mm512_mask_storeu_ps(Ds + (size_t)q * F + f, k,
+                                              _mm512_maskz_mov_ps(hit, g));
+                    }
+            }
+        }
+    }
+}
+
+static int pool2_avx512(const nndl_layer *L)
+{
+    return L->pool == 2 && L->n_out <= TILE_MAX_F && __builtin_cpu_supports("avx512f");
+}
 #endif
+
+void nndl_im2col(const nndl_layer *L, const float *in, int n, float *col)
+{
+#ifdef NNDL_CONV_AVX512
+    if (L->k <= 16 && __builtin_cpu_supports("avx512f")) {
+        im2col_avx512(L, in, n, col);
+        return;
+    }
+#endif
+    im2col_runs(L, in, n, col);
+}
 
 void nndl_col2im(const nndl_layer *L, const float *dcolt, int n, float *g)
 {
-#ifdef NNDL_COL2IM_AVX512
+#ifdef NNDL_CONV_AVX512
     if (__builtin_cpu_supports("avx512f")) {
         col2im_avx512(L, dcolt, n, g);
         return;
@@ -142,6 +277,12 @@ NNDL_HOT void nndl_pool_forward(const nndl_layer *L, const float *z, int n, floa
 {
     const int F = L->n_out, p = L->pool, wo = L->wo, hp = L->ho / p, wp = L->wo / p;
     const int cells = hp * wp;
+#ifdef NNDL_CONV_AVX512
+    if (pool2_avx512(L)) {
+        pool2_forward_avx512(L, z, n, out, arg);
+        return;
+    }
+#endif
     float m[NNDL_MAX_FILTERS];
     int32_t w[NNDL_MAX_FILTERS];
     for (int s = 0; s < n; s++) {
@@ -163,6 +304,12 @@ NNDL_HOT void nndl_pool_backward(const nndl_layer *L, const float *dz, const int
                                  float *D)
 {
     const int F = L->n_out, p = L->pool, wo = L->wo, wp = wo / p, cells = L->n_outw / F;
+#ifdef NNDL_CONV_AVX512
+    if (pool2_avx512(L)) {
+        pool2_backward_avx512(L, dz, arg, n, D);
+        return;
+    }
+#endif
     float g[NNDL_MAX_FILTERS];
     int32_t at[NNDL_MAX_FILTERS];
     for (int s = 0; s < n; s++) {

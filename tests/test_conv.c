@@ -209,6 +209,11 @@ static const nndl_layer_spec pool3[] = {
 static const nndl_layer_spec wide[] = {
     {NNDL_LAYER_CONV, 1, 2, 1}, {NNDL_LAYER_CONV, 2, 3, 2}, {NNDL_LAYER_DENSE, 3, 0, 1}};
 
+/* more filters than a vector of 16 (the AVX-512 pooling's masked tail, col2im over 18 input
+ * channels): conv 18 filters 3x3 on 1x8x8 -> 18x6x6, pool 2 -> 18x3x3, conv 17 filters 2x2 */
+static const nndl_layer_spec many[] = {
+    {NNDL_LAYER_CONV, 18, 3, 2}, {NNDL_LAYER_CONV, 17, 2, 1}, {NNDL_LAYER_DENSE, 3, 0, 1}};
+
 static void all_costs(nndl_act act)
 {
     const nndl_cost costs[] = {NNDL_COST_QUADRATIC, NNDL_COST_CROSS_ENTROPY,
@@ -224,6 +229,7 @@ static void all_costs(nndl_act act)
          * for sigmoid/log-likelihood, where the max has no derivative: the Debug build picked the
          * other winner and disagreed by 1e-3; with 101 every gradient is within 1e-4 in both) */
         gradcheck((nndl_shape){1, 21, 21}, wide, 3, act, costs[c], 101 + c, NULL);
+        gradcheck((nndl_shape){1, 8, 8}, many, 3, act, costs[c], 111 + c, NULL);
         gradcheck((nndl_shape){1, 9, 9}, two_conv, 4, act, costs[c], 71 + c, &drop);
         gradcheck((nndl_shape){1, 6, 6}, conv_pool, 2, act, costs[c], 81 + c, &drop);
     }
