@@ -210,6 +210,135 @@ pool2_backward_avx512(const nndl_layer *L, const float *dz, const int32_t *arg, 
     }
 }
 
+/* ---- direct convolution: the GEMMs of the patches without forming them ----
+ * The forward keeps DIRECT_POS output positions of a row x up to DIRECT_F filters in registers and
+ * runs over (c, ky, kx) once, each input value broadcast, each weight vector loaded once per block:
+ * z[p][f] = Σ_t x(p, t)·W[f][t] in the order of t, one FMA each. The weight gradient keeps k taps
+ * (kx) x up to DIRECT_F filters of one (c, ky) in registers and runs over the rows in order:
+ * dW[f][t] = Σ_rows d[row][f]·x(row, t). No patches are written or packed (im2col and the GEMMs'
+ * packing took a third of a conv step). */
+#define DIRECT_POS 8
+#define DIRECT_F   48
+
+__attribute__((target("avx512f"), always_inline)) static inline void
+fwd_block(const nndl_layer *L, const float *x, const float *wt, int Fp, const int nv, const int np,
+          __mmask16 last, float *z)
+{
+    const int k = L->k, hw = L->h * L->wd;
+    __m512 acc[DIRECT_POS][3];
+    for (int i = 0; i < np; i++)
+        for (int j = 0; j < nv; j++) acc[i][j] = _mm512_setzero_ps();
+    for (int c = 0; c < L->c; c++)
+        for (int ky = 0; ky < k; ky++) {
+            const float *xr = x + (size_t)c * hw + (size_t)ky * L->wd;
+            for (int kx = 0; kx < k; kx++, wt += Fp) {
+                __m512 wv[3];
+                for (int j = 0; j < nv; j++) wv[j] = _mm512_loadu_ps(wt + 16 * j);
+                for (int i = 0; i < np; i++) {
+                    __m512 xb = _mm512_set1_ps(xr[kx + i]);
+                    for (int j = 0; j < nv; j++) acc[i][j] = _mm512_fmadd_ps(xb, wv[j], acc[i][j]);
+                }
+            }
+        }
+    for (int i = 0; i < np; i++)
+        for (int j = 0; j < nv; j++)
+            _mm512_mask_storeu_ps(z + (size_t)i * L->n_out + 16 * j,
+                                  j == nv - 1 ? last : (__mmask16)0xffff, acc[i][j]);
+}
+
+#define FWD_NV(NP)                                                                                 \
+    do {                                                                                           \
+        const float *xo = x + ox;                                                                  \
+        float *zo = zr + (size_t)ox * F;                                                           \
+        if (nv == 1)                                                                               \
+            fwd_block(L, xo, wt + f0, Fp, 1, NP, last, zo);                                        \
+        else if (nv == 2)                                                                          \
+            fwd_block(L, xo, wt + f0, Fp, 2, NP, last, zo);                                        \
+        else                                                                                       \
+            fwd_block(L, xo, wt + f0, Fp, 3, NP, last, zo);                                        \
+    } while (0)
+
+__attribute__((target("avx512f"))) static void
+conv_forward_avx512(const nndl_layer *L, const float *in, int n, const float *wt, float *z)
+{
+    const int F = L->n_out, Fp = (F + 15) / 16 * 16, hw = L->h * L->wd;
+    for (int s = 0; s < n; s++)
+        for (int oy = 0; oy < L->ho; oy++)
+            for (int f0 = 0; f0 < F; f0 += DIRECT_F) {
+                int nf = F - f0 < DIRECT_F ? F - f0 : DIRECT_F, nv = (nf + 15) / 16;
+                __mmask16 last = (__mmask16)(0xffffu >> (16 * nv - nf));
+                const float *x = in + (size_t)s * L->c * hw + (size_t)oy * L->wd;
+                float *zr = z + ((size_t)s * L->pos + (size_t)oy * L->wo) * F + f0;
+                int ox = 0;
+                for (; ox + DIRECT_POS <= L->wo; ox += DIRECT_POS) FWD_NV(DIRECT_POS);
+                for (; ox < L->wo; ox++) FWD_NV(1);
+            }
+}
+
+__attribute__((target("avx512f"), always_inline)) static inline void
+wgrad_block(const nndl_layer *L, const float *in, const float *d, int n, const int nv, const int K,
+            __mmask16 last, float *dwt)
+{
+    const int hw = L->h * L->wd, F = L->n_out;
+    __m512 acc[8][3];
+    for (int kx = 0; kx < K; kx++)
+        for (int j = 0; j < nv; j++) acc[kx][j] = _mm512_setzero_ps();
+    for (int s = 0; s < n; s++) {
+        const float *x = in + (size_t)s * L->c * hw;
+        const float *ds = d + (size_t)s * L->pos * F;
+        for (int oy = 0; oy < L->ho; oy++, x += L->wd)
+            for (int ox = 0; ox < L->wo; ox++, ds += F) {
+                __m512 dv[3];
+                for (int j = 0; j < nv; j++)
+                    dv[j] =
+                        _mm512_maskz_loadu_ps(j == nv - 1 ? last : (__mmask16)0xffff, ds + 16 * j);
+                for (int kx = 0; kx < K; kx++) {
+                    __m512 xb = _mm512_set1_ps(x[ox + kx]);
+                    for (int j = 0; j < nv; j++)
+                        acc[kx][j] = _mm512_fmadd_ps(xb, dv[j], acc[kx][j]);
+                }
+            }
+    }
+    for (int kx = 0; kx < K; kx++)
+        for (int j = 0; j < nv; j++)
+            _mm512_storeu_ps(dwt + (size_t)kx * DIRECT_F + 16 * j, acc[kx][j]);
+}
+
+#define WGRAD_K(K)                                                                                 \
+    case K:                                                                                        \
+        if (nv == 1)                                                                               \
+            wgrad_block(L, x, d, n, 1, K, last, t);                                                \
+        else if (nv == 2)                                                                          \
+            wgrad_block(L, x, d, n, 2, K, last, t);                                                \
+        else                                                                                       \
+            wgrad_block(L, x, d, n, 3, K, last, t);                                                \
+        break
+
+/* scratch [n_in x DIRECT_F]: dWᵀ of filters [f0, f0 + nf) */
+__attribute__((target("avx512f"))) static void wgrad_avx512(const nndl_layer *L, const float *in,
+                                                            const float *d, int n, int f0, int nf,
+                                                            float *scratch)
+{
+    const int k = L->k, hw = L->h * L->wd, nv = (nf + 15) / 16;
+    const __mmask16 last = (__mmask16)(0xffffu >> (16 * nv - nf));
+    d += f0;
+    for (int c = 0; c < L->c; c++)
+        for (int ky = 0; ky < k; ky++) {
+            const float *x = in + (size_t)c * hw + (size_t)ky * L->wd;
+            float *t = scratch + (size_t)(c * k + ky) * k * DIRECT_F;
+            switch (k) {
+                WGRAD_K(1);
+                WGRAD_K(2);
+                WGRAD_K(3);
+                WGRAD_K(4);
+                WGRAD_K(5);
+                WGRAD_K(6);
+                WGRAD_K(7);
+                WGRAD_K(8);
+            }
+        }
+}
+
 static int pool2_avx512(const nndl_layer *L)
 {
     return L->pool == 2 && L->n_out <= TILE_MAX_F && __builtin_cpu_supports("avx512f");
@@ -331,4 +460,63 @@ NNDL_HOT void nndl_pool_backward(const nndl_layer *L, const float *dz, const int
                 }
         }
     }
+}
+
+/* ---- direct convolution: the entry points ---- */
+
+int nndl_conv_direct(const nndl_layer *L)
+{
+#ifdef NNDL_CONV_AVX512
+    return L->k <= 8 && __builtin_cpu_supports("avx512f");
+#else
+    (void)L;
+    return 0;
+#endif
+}
+
+size_t nndl_conv_scratch_floats(const nndl_layer *L)
+{
+    size_t fp = (size_t)(L->n_out + 15) / 16 * 16;
+    return (size_t)L->n_in * (fp > DIRECT_F ? fp : DIRECT_F);
+}
+
+void nndl_conv_forward(const nndl_layer *L, const float *in, int n, float *z, float *scratch)
+{
+#ifdef NNDL_CONV_AVX512
+    const int F = L->n_out, Fp = (F + 15) / 16 * 16;
+    for (int t = 0; t < L->n_in; t++) /* Wᵀ [n_in x Fp], zero past F */
+        for (int f = 0; f < Fp; f++)
+            scratch[(size_t)t * Fp + f] = f < F ? L->w[(size_t)f * L->n_in + t] : 0.0f;
+    conv_forward_avx512(L, in, n, scratch, z);
+#else
+    (void)L;
+    (void)in;
+    (void)n;
+    (void)z;
+    (void)scratch;
+#endif
+}
+
+void nndl_conv_wgrad(const nndl_layer *L, const float *in, const float *d, int n, int j0, int j1,
+                     float *dw, float *scratch)
+{
+#ifdef NNDL_CONV_AVX512
+    for (int f0 = j0; f0 < j1; f0 += DIRECT_F) {
+        int nf = j1 - f0 < DIRECT_F ? j1 - f0 : DIRECT_F;
+        wgrad_avx512(L, in, d, n, f0, nf, scratch);
+        for (int f = 0; f < nf; f++) {
+            float *row = dw + (size_t)(f0 - j0 + f) * L->n_in;
+            for (int t = 0; t < L->n_in; t++) row[t] = scratch[(size_t)t * DIRECT_F + f];
+        }
+    }
+#else
+    (void)L;
+    (void)in;
+    (void)d;
+    (void)n;
+    (void)j0;
+    (void)j1;
+    (void)dw;
+    (void)scratch;
+#endif
 }

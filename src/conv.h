@@ -10,6 +10,7 @@
 #ifndef NNDL_CONV_H
 #define NNDL_CONV_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "nndl/net.h"
@@ -30,5 +31,17 @@ void nndl_pool_forward(const nndl_layer *L, const float *z, int n, float *out, i
 
 /* D [n·pos x F] = dz [n x F·Hp·Wp] routed back to the positions arg recorded, zero elsewhere. */
 void nndl_pool_backward(const nndl_layer *L, const float *dz, const int32_t *arg, int n, float *D);
+
+/* Direct convolution (AVX-512, kernels up to 8 x 8): the same products as the patches' GEMMs
+ * without forming the patches. nndl_conv_direct says whether this machine and layer use it (then a
+ * conv layer's GEMMs read its input, not patches). scratch: nndl_conv_scratch_floats(L) floats. */
+int nndl_conv_direct(const nndl_layer *L);
+size_t nndl_conv_scratch_floats(const nndl_layer *L);
+/* z [n·pos x F] (NHWC, before pooling and bias) = the convolution of in [n x C·H·W] with L->w. */
+void nndl_conv_forward(const nndl_layer *L, const float *in, int n, float *z, float *scratch);
+/* dw [(j1 - j0) x n_in] = Σ over the n·pos rows of d[row][j]·patch(row) for filters [j0, j1):
+ * deltaᵀ·col without col (d [n·pos x F], in [n x C·H·W]). */
+void nndl_conv_wgrad(const nndl_layer *L, const float *in, const float *d, int n, int j0, int j1,
+                     float *dw, float *scratch);
 
 #endif

@@ -6,6 +6,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "conv.h"
 #include "hot.h"
 #include "net_int.h"
 
@@ -161,8 +162,7 @@ int nndl_net_part_nonfinite(nndl_net *net, const nndl_batch *b, int k, int part,
         const float *d = b->delta[l];
         int rows = k * W->pos;
         net_column_sums(G->b, d, rows, W->n_out, j0, j1);
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, j1 - j0, W->n_in, rows, 1.0f, d + j0,
-                    W->n_out, gemm_in(b, l), W->n_in, 0.0f, G->w + (size_t)j0 * W->n_in, W->n_in);
+        net_weight_grad(net, l, d, gemm_in(b, l), k, j0, j1, G->w + (size_t)j0 * W->n_in);
         bad = nndl_any_nonfinite(G->w + (size_t)j0 * W->n_in, (size_t)(j1 - j0) * W->n_in) ||
               nndl_any_nonfinite(G->b + j0, (size_t)(j1 - j0));
     }
@@ -212,8 +212,7 @@ void nndl_net_conv_grads(const nndl_net *net, const nndl_batch *b, int n, float 
         if (W->kind != NNDL_LAYER_CONV) continue;
         size_t nw = (size_t)W->n_out * W->n_in;
         if (n > 0) {
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, W->n_out, W->n_in, n * W->pos,
-                        1.0f, b->delta[l], W->n_out, gemm_in(b, l), W->n_in, 0.0f, slot, W->n_in);
+            net_weight_grad(net, l, b->delta[l], gemm_in(b, l), n, 0, W->n_out, slot);
             net_column_sums(slot + nw, b->delta[l], n * W->pos, W->n_out, 0, W->n_out);
         } else {
             memset(slot, 0, sizeof *slot * (nw + (size_t)W->n_out));
@@ -282,6 +281,17 @@ void nndl_net_update_part(nndl_net *net, const nndl_batch *b, int k, int part, i
             continue;
         }
         if (j1 == j0) continue;
+        if (W->kind == NNDL_LAYER_CONV && nndl_conv_direct(W)) { /* its gradient, then the step */
+            nndl_layer *G = &net->dlayer[l];
+            net_weight_grad(net, l, b->delta[l], gemm_in(b, l), k, j0, j1,
+                            G->w + (size_t)j0 * W->n_in);
+            net_column_sums(G->b, b->delta[l], k * W->pos, W->n_out, j0, j1);
+            nndl_fused one = *u; /* one slot: the gradient in net->grads, laid out as the params */
+            one.conv_g = net->grads;
+            one.conv_slots = 1;
+            conv_update_slots(net, l, (size_t)(W->w - net->params), j0, j1, &one);
+            continue;
+        }
         size_t nw = (size_t)(j1 - j0) * W->n_in;
         float *w = W->w + (size_t)j0 * W->n_in;
         const float *in = gemm_in(b, l);

@@ -200,9 +200,11 @@ static void free_workspace(nndl_net *net)
             net->arg[l] = NULL;
         }
     }
-    void *bufs[] = {net->delta[0], net->delta[1], net->zout, net->zbuf, net->dcol, net->gbuf};
+    void *bufs[] = {net->delta[0], net->delta[1], net->zout,    net->zbuf,
+                    net->dcol,     net->gbuf,     net->cscratch};
     for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) free(bufs[i]);
     net->delta[0] = net->delta[1] = net->zout = net->zbuf = net->dcol = net->gbuf = NULL;
+    net->cscratch = NULL;
     net->cap = 0;
 }
 
@@ -228,16 +230,18 @@ nndl_status nndl_net_reserve(nndl_net *net, int rows, nndl_err *err)
 {
     if (rows <= net->cap) return NNDL_OK;
     free_workspace(net);
-    size_t wmax = 1, zmax = 0, cmax = 0;
+    size_t wmax = 1, zmax = 0, cmax = 0, smax = 0;
     for (int l = 1; l <= net->n_layers; l++)
         wmax = (size_t)net->sizes[l] > wmax ? (size_t)net->sizes[l] : wmax;
     for (int l = 0; l < net->n_layers; l++) {
         const nndl_layer *W = &net->layer[l];
         size_t z = (size_t)W->pos * W->n_out,
                c = W->kind == NNDL_LAYER_CONV ? (size_t)W->pos * W->n_in : 0;
+        size_t sc = c && nndl_conv_direct(W) ? nndl_conv_scratch_floats(W) : 0;
         wmax = z > wmax ? z : wmax;
         zmax = W->kind == NNDL_LAYER_CONV && z > zmax ? z : zmax;
         cmax = c > cmax ? c : cmax;
+        smax = sc > smax ? sc : smax;
     }
     int ok = 1;
     for (int l = 1; l <= net->n_layers; l++)
@@ -250,12 +254,15 @@ nndl_status nndl_net_reserve(nndl_net *net, int rows, nndl_err *err)
     for (int l = 0; l < net->n_layers; l++) {
         const nndl_layer *W = &net->layer[l];
         if (W->kind != NNDL_LAYER_CONV) continue;
-        ok &= grab(&net->col[l], rows, (size_t)W->pos * W->n_in, sizeof(float));
+        size_t in, unused;
+        nndl_net_batch_widths(net, l, &unused, &unused, &in); /* no patches when direct */
+        ok &= grab(&net->col[l], rows, in, sizeof(float));
         ok &= grab(&net->arg[l], rows, W->n_outw, sizeof(int32_t));
     }
     ok &=
         grab(&net->zbuf, rows, zmax, sizeof(float)) && grab(&net->dcol, rows, cmax, sizeof(float));
     ok &= grab(&net->gbuf, rows, net->has_conv ? wmax : 0, sizeof(float));
+    ok &= grab(&net->cscratch, 1, smax, sizeof(float));
     if (!ok) {
         free_workspace(net);
         return nndl_fail(err, NNDL_ENOMEM, "out of memory for a workspace of %d rows", rows);
@@ -269,7 +276,7 @@ void nndl_net_batch_widths(const nndl_net *net, int l, size_t *act, size_t *delt
     const nndl_layer *W = &net->layer[l];
     *act = (size_t)net->sizes[l];
     *delta = (size_t)W->pos * W->n_out;
-    *in = W->kind == NNDL_LAYER_CONV ? (size_t)W->pos * W->n_in : 0;
+    *in = W->kind == NNDL_LAYER_CONV && !nndl_conv_direct(W) ? (size_t)W->pos * W->n_in : 0;
 }
 
 /* The standard deviation of layer l's weights and biases under init (network3.py's rules for
@@ -404,15 +411,19 @@ void net_dense_forward(nndl_net *net, int l, const float *in, float *z, int n, i
     if (net_drops(net, l, drop)) apply_dropout(net, l, drop, z, n, m, j0, j1); /* inverted */
 }
 
-/* Conv layer l over n rows: its patches into col, z = col·Wᵀ (net->zbuf, before pooling), pooled
- * plus bias into out [n x n_outw] (the argmax into net->arg[l]), the activation. */
+/* Conv layer l over n rows: z = col·Wᵀ (net->zbuf, before pooling; direct, or from its patches in
+ * col), pooled plus bias into out [n x n_outw] (the argmax into net->arg[l]), the activation. */
 static void conv_forward(nndl_net *net, int l, const float *in, float *out, float *col, int n,
                          const nndl_dropout *drop)
 {
     const nndl_layer *W = &net->layer[l];
-    nndl_im2col(W, in, n, col);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n * W->pos, W->n_out, W->n_in, 1.0f, col,
-                W->n_in, W->w, W->n_in, 0.0f, net->zbuf, W->n_out);
+    if (nndl_conv_direct(W)) {
+        nndl_conv_forward(W, in, n, net->zbuf, net->cscratch);
+    } else {
+        nndl_im2col(W, in, n, col);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n * W->pos, W->n_out, W->n_in, 1.0f,
+                    col, W->n_in, W->w, W->n_in, 0.0f, net->zbuf, W->n_out);
+    }
     nndl_pool_forward(W, net->zbuf, n, out, net->arg[l]);
     activate(net->act[l], out, n, W->n_outw);
     if (net_drops(net, l, drop)) apply_dropout(net, l, drop, out, n, W->n_outw, 0, W->n_outw);
@@ -622,6 +633,18 @@ void net_column_sums(float *sum, const float *d, int k, int n_out, int j0, int j
         for (int j = j0; j < j1; j++) sum[j] += d[(size_t)r * n_out + j];
 }
 
+void net_weight_grad(const nndl_net *net, int l, const float *d, const float *gin, int n, int j0,
+                     int j1, float *dw)
+{
+    const nndl_layer *W = &net->layer[l];
+    if (W->kind == NNDL_LAYER_CONV && nndl_conv_direct(W)) {
+        nndl_conv_wgrad(W, gin, d, n, j0, j1, dw, net->cscratch);
+        return;
+    }
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, j1 - j0, W->n_in, n * W->pos, 1.0f, d + j0,
+                W->n_out, gin, W->n_in, 0.0f, dw, W->n_in);
+}
+
 /* Layer l's gradient from its delta d over n samples into net->dlayer[l]: the bias gradient, then
  * the weight gradient in panels of rows from the last, each final (the hook told) as soon as
  * written. */
@@ -635,8 +658,7 @@ static void layer_gradient(nndl_net *net, int l, const float *d, const float *gi
     /* dW = deltaᵀ·A_in [n_out x n_in], summed over the rows by the GEMM itself */
     for (int j1 = W->n_out; j1 > 0; j1 -= panel) {
         int j0 = j1 - panel > 0 ? j1 - panel : 0;
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, j1 - j0, W->n_in, rows, 1.0f, d + j0,
-                    W->n_out, gin, W->n_in, 0.0f, G->w + (size_t)j0 * W->n_in, W->n_in);
+        net_weight_grad(net, l, d, gin, n, j0, j1, G->w + (size_t)j0 * W->n_in);
         if (h && h->ready) h->ready(h->ctx, (size_t)(G->w + (size_t)j0 * W->n_in - net->grads));
     }
 }
@@ -662,8 +684,7 @@ double nndl_net_backprop(nndl_net *net, const float *x, const uint8_t *y, int n,
     for (int l = L - 1; l >= 0; l--) {
         const float *ain = l == 0 ? x : net->a[l];
         bound = net_layer_bound(bound, d, ain, n, &net->layer[l]);
-        layer_gradient(net, l, d, net->layer[l].kind == NNDL_LAYER_CONV ? net->col[l] : ain, n,
-                       panel, h);
+        layer_gradient(net, l, d, net->col[l] ? net->col[l] : ain, n, panel, h);
         if (l == 0) break;
         net_delta_prev(net, l, d, dprev, net->a[l], n, 0, net->sizes[l], drop, panel, h);
         float *t = d;

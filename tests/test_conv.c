@@ -14,6 +14,8 @@
 #include "nndl/optim.h"
 #include "nndl/rng.h"
 
+#include "conv.h" /* the direct kernels, against plain loops */
+
 #define ROWS 3
 #define MAXV 512
 
@@ -341,6 +343,92 @@ static void fused_matches(nndl_act act, double mu)
     free(vref);
     nndl_sgd_free(&o);
     nndl_net_free(net);
+}
+
+/* ---- the direct kernels (AVX-512) against plain double loops ---- */
+
+/* z = the layer's convolution of x (ROWS samples) and dW[j0, F) = Σ d ⊗ patches, by
+ * nndl_conv_forward and nndl_conv_wgrad, each element within 1e-5 of the sum of its terms' sizes.
+ */
+static void direct_check(nndl_shape in, int F, int k, uint64_t seed)
+{
+    const nndl_layer_spec spec[] = {{NNDL_LAYER_CONV, F, k, 1}, {NNDL_LAYER_DENSE, 3, 0, 1}};
+    size_t d_in = (size_t)in.c * in.h * in.w;
+    float *x = malloc(sizeof(float) * ROWS * d_in);
+    uint8_t y[ROWS];
+    nndl_net *net = make(in, spec, 2, NNDL_ACT_SIGMOID, NNDL_COST_QUADRATIC, seed, x, y);
+    const nndl_layer *L = &net->layer[0];
+    cr_assert(nndl_conv_direct(L), "this machine has AVX-512 (checked by the caller)");
+    size_t rows = (size_t)ROWS * L->pos, nz = rows * F, nw = (size_t)F * L->n_in;
+    float *z = malloc(sizeof(float) * nz), *d = malloc(sizeof(float) * nz);
+    float *dw = malloc(sizeof(float) * nw),
+          *scratch = malloc(sizeof(float) * nndl_conv_scratch_floats(L));
+    for (size_t i = 0; i < nz; i++) d[i] = (float)((i * 2654435761u) % 1000) / 500.0f - 1.0f;
+    int j0 = F > 1 ? 1 : 0; /* a range of filters that does not start at 0 */
+    nndl_conv_forward(L, x, ROWS, z, scratch);
+    nndl_conv_wgrad(L, x, d, ROWS, j0, F, dw, scratch);
+    const int hw = in.h * in.w;
+    for (int f = 0; f < F; f++)
+        for (int t = 0; t < L->n_in; t++) { /* dW[f][t] */
+            int c = t / (k * k), ky = t / k % k, kx = t % k;
+            double sum = 0, size = 0;
+            for (size_t r = 0; r < rows; r++) {
+                int s = (int)(r / L->pos), p = (int)(r % L->pos), oy = p / L->wo, ox = p % L->wo;
+                double term = (double)d[r * F + f] *
+                              x[(size_t)s * d_in + (size_t)c * hw + (oy + ky) * in.w + ox + kx];
+                sum += term;
+                size += fabs(term);
+            }
+            if (f >= j0)
+                cr_assert(fabs(dw[(size_t)(f - j0) * L->n_in + t] - sum) <= 1e-5 * size + 1e-7,
+                          "dW[%d][%d] = %g, expected %g (%dx%dx%d, F %d, k %d)", f, t,
+                          dw[(size_t)(f - j0) * L->n_in + t], sum, in.c, in.h, in.w, F, k);
+        }
+    for (size_t r = 0; r < rows; r++)
+        for (int f = 0; f < F; f++) { /* z[r][f] */
+            int s = (int)(r / L->pos), p = (int)(r % L->pos), oy = p / L->wo, ox = p % L->wo;
+            double sum = 0, size = 0;
+            for (int t = 0; t < L->n_in; t++) {
+                int c = t / (k * k), ky = t / k % k, kx = t % k;
+                double term = (double)L->w[(size_t)f * L->n_in + t] *
+                              x[(size_t)s * d_in + (size_t)c * hw + (oy + ky) * in.w + ox + kx];
+                sum += term;
+                size += fabs(term);
+            }
+            cr_assert(fabs(z[r * F + f] - sum) <= 1e-5 * size + 1e-7,
+                      "z[%zu][%d] = %g, expected %g (%dx%dx%d, F %d, k %d)", r, f, z[r * F + f],
+                      sum, in.c, in.h, in.w, F, k);
+        }
+    free(scratch);
+    free(dw);
+    free(d);
+    free(z);
+    free(x);
+    nndl_net_free(net);
+}
+
+Test(conv_direct, equals_plain_loops)
+{
+    const nndl_layer_spec probe[] = {{NNDL_LAYER_CONV, 1, 5, 1}, {NNDL_LAYER_DENSE, 3, 0, 1}};
+    nndl_err err;
+    nndl_net *net;
+    cr_assert(eq(int,
+                 nndl_net_create_layers(&net, (nndl_shape){1, 28, 28}, probe, 2, NULL,
+                                        NNDL_COST_QUADRATIC, &err),
+                 NNDL_OK));
+    int direct = nndl_conv_direct(&net->layer[0]);
+    nndl_net_free(net);
+    if (!direct) { /* no AVX-512 here: every conv layer takes im2col + GEMM, which the rest checks
+                    */
+        cr_log_warn(
+            "no AVX-512 on this machine: the direct kernels are not used, nothing to check");
+        return;
+    }
+    direct_check((nndl_shape){1, 28, 28}, 20, 5, 1);  /* the book's first layer: 3 blocks of 8 */
+    direct_check((nndl_shape){20, 12, 12}, 40, 5, 2); /* its second: 3 vectors of filters */
+    direct_check((nndl_shape){3, 13, 11}, 50, 3, 3);  /* two blocks of filters, 1 + 1 vector */
+    direct_check((nndl_shape){2, 9, 10}, 17, 8, 4);   /* k 8, positions one at a time */
+    direct_check((nndl_shape){1, 20, 20}, 33, 1, 5);  /* k 1 */
 }
 
 Test(conv_fused, equals_backprop_then_step)

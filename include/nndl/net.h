@@ -92,6 +92,7 @@ typedef struct {
      * [cap x n_outw] (NULL for dense layers); zbuf a conv output before pooling, dcol the patches'
      * gradient, gbuf a layer's input gradient before its pooling's routing */
     float **col, *zbuf, *dcol, *gbuf;
+    float *cscratch; /* direct conv layers (conv.h): packed weights or a gradient's transpose */
     int32_t **arg;
     int has_conv;
     const nndl_backprop_hooks *hooks; /* NULL: plain backprop (set by a caller that overlaps) */
@@ -185,12 +186,13 @@ typedef struct {
     /* [L]: delta[l] = dC/dz of weight layer l's output before pooling [n·pos x n_out] */
     float **delta;
     /* [L]: in[l] = the rows weight layer l's GEMMs read: its input act[l] (dense) or its patches
-     * [n·pos x n_in] (conv). NULL (the whole array): every layer is dense and reads act[l]. */
+     * [n·pos x n_in] (conv, unless direct: then NULL and the layer reads act[l]). NULL (the whole
+     * array): every layer reads act[l]. */
     float **in;
 } nndl_batch;
 
 /* Floats per sample of a batch's act[l], delta[l] and in[l] for weight layer l (in: 0 for dense
- * layers, which read act[l]). */
+ * layers and direct conv layers, which read act[l]). */
 void nndl_net_batch_widths(const nndl_net *net, int l, size_t *act, size_t *delta, size_t *in);
 
 /* The update's coefficients (see nndl_sgd_fused). Plain: w <- decay·(w - l1·sgn w) - step·Σ
