@@ -61,8 +61,8 @@ __attribute__((target("avx512f"))) static void col2im_avx512(const nndl_layer *L
 {
     const int k = L->k, H = L->h, Wd = L->wd, ho = L->ho, wo = L->wo, kk = k * k;
     const size_t ld = (size_t)n * L->pos;
-    for (int s = 0; s < n; s++)
-        for (int c = 0; c < L->c; c++)
+    for (int c = 0; c < L->c; c++)  /* channel outer: its k² rows of dcolᵀ stay in cache */
+        for (int s = 0; s < n; s++) /* while the samples go by, each row read in order */
             for (int x0 = 0; x0 < Wd; x0 += 16)
                 for (int y = 0; y < H; y += 4) { /* 4 rows: 4 independent chains of adds */
                     __m512 a[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(),
@@ -277,10 +277,11 @@ conv_forward_avx512(const nndl_layer *L, const float *in, int n, const float *wt
 
 __attribute__((target("avx512f"), always_inline)) static inline void
 wgrad_block(const nndl_layer *L, const float *in, const float *d, int n, const int nv, const int K,
-            __mmask16 last, float *dwt)
+            __mmask16 last, float *dwt, const int bias, float *db)
 {
     const int hw = L->h * L->wd, F = L->n_out;
-    __m512 acc[8][3];
+    __m512 acc[8][3], bacc[3];
+    for (int j = 0; j < nv; j++) bacc[j] = _mm512_setzero_ps();
     for (int kx = 0; kx < K; kx++)
         for (int j = 0; j < nv; j++) acc[kx][j] = _mm512_setzero_ps();
     for (int s = 0; s < n; s++) {
@@ -292,6 +293,8 @@ wgrad_block(const nndl_layer *L, const float *in, const float *d, int n, const i
                 for (int j = 0; j < nv; j++)
                     dv[j] =
                         _mm512_maskz_loadu_ps(j == nv - 1 ? last : (__mmask16)0xffff, ds + 16 * j);
+                if (bias) /* the bias gradient, row after row as net_column_sums adds */
+                    for (int j = 0; j < nv; j++) bacc[j] = _mm512_add_ps(bacc[j], dv[j]);
                 for (int kx = 0; kx < K; kx++) {
                     __m512 xb = _mm512_set1_ps(x[ox + kx]);
                     for (int j = 0; j < nv; j++)
@@ -302,22 +305,33 @@ wgrad_block(const nndl_layer *L, const float *in, const float *d, int n, const i
     for (int kx = 0; kx < K; kx++)
         for (int j = 0; j < nv; j++)
             _mm512_storeu_ps(dwt + (size_t)kx * DIRECT_F + 16 * j, acc[kx][j]);
+    if (bias)
+        for (int j = 0; j < nv; j++)
+            _mm512_mask_storeu_ps(db + 16 * j, j == nv - 1 ? last : (__mmask16)0xffff, bacc[j]);
 }
 
+#define WGRAD_NV(K, B)                                                                             \
+    do {                                                                                           \
+        if (nv == 1)                                                                               \
+            wgrad_block(L, x, d, n, 1, K, last, t, B, db);                                         \
+        else if (nv == 2)                                                                          \
+            wgrad_block(L, x, d, n, 2, K, last, t, B, db);                                         \
+        else                                                                                       \
+            wgrad_block(L, x, d, n, 3, K, last, t, B, db);                                         \
+    } while (0)
 #define WGRAD_K(K)                                                                                 \
     case K:                                                                                        \
-        if (nv == 1)                                                                               \
-            wgrad_block(L, x, d, n, 1, K, last, t);                                                \
-        else if (nv == 2)                                                                          \
-            wgrad_block(L, x, d, n, 2, K, last, t);                                                \
+        if (db && c == 0 && ky == 0) /* the first pass over the rows also sums the biases */       \
+            WGRAD_NV(K, 1);                                                                        \
         else                                                                                       \
-            wgrad_block(L, x, d, n, 3, K, last, t);                                                \
+            WGRAD_NV(K, 0);                                                                        \
         break
 
-/* scratch [n_in x DIRECT_F]: dWᵀ of filters [f0, f0 + nf) */
+/* scratch [n_in x DIRECT_F]: dWᵀ of filters [f0, f0 + nf); db[0, nf) their bias gradient (NULL:
+ * not wanted) */
 __attribute__((target("avx512f"))) static void wgrad_avx512(const nndl_layer *L, const float *in,
                                                             const float *d, int n, int f0, int nf,
-                                                            float *scratch)
+                                                            float *scratch, float *db)
 {
     const int k = L->k, hw = L->h * L->wd, nv = (nf + 15) / 16;
     const __mmask16 last = (__mmask16)(0xffffu >> (16 * nv - nf));
@@ -485,8 +499,10 @@ void nndl_conv_forward(const nndl_layer *L, const float *in, int n, float *z, fl
 #ifdef NNDL_CONV_AVX512
     const int F = L->n_out, Fp = (F + 15) / 16 * 16;
     for (int t = 0; t < L->n_in; t++) /* Wᵀ [n_in x Fp], zero past F */
-        for (int f = 0; f < Fp; f++)
-            scratch[(size_t)t * Fp + f] = f < F ? L->w[(size_t)f * L->n_in + t] : 0.0f;
+        for (int f = F; f < Fp; f++) scratch[(size_t)t * Fp + f] = 0.0f;
+    for (int f = 0; f < F; f++) /* each row of W read in order */
+        for (int t = 0; t < L->n_in; t++)
+            scratch[(size_t)t * Fp + f] = L->w[(size_t)f * L->n_in + t];
     conv_forward_avx512(L, in, n, scratch, z);
 #else
     (void)L;
@@ -498,12 +514,12 @@ void nndl_conv_forward(const nndl_layer *L, const float *in, int n, float *z, fl
 }
 
 void nndl_conv_wgrad(const nndl_layer *L, const float *in, const float *d, int n, int j0, int j1,
-                     float *dw, float *scratch)
+                     float *dw, float *db, float *scratch)
 {
 #ifdef NNDL_CONV_AVX512
     for (int f0 = j0; f0 < j1; f0 += DIRECT_F) {
         int nf = j1 - f0 < DIRECT_F ? j1 - f0 : DIRECT_F;
-        wgrad_avx512(L, in, d, n, f0, nf, scratch);
+        wgrad_avx512(L, in, d, n, f0, nf, scratch, db ? db + f0 : NULL);
         for (int f = 0; f < nf; f++) {
             float *row = dw + (size_t)(f0 - j0 + f) * L->n_in;
             for (int t = 0; t < L->n_in; t++) row[t] = scratch[(size_t)t * DIRECT_F + f];
@@ -517,6 +533,7 @@ void nndl_conv_wgrad(const nndl_layer *L, const float *in, const float *d, int n
     (void)j0;
     (void)j1;
     (void)dw;
+    (void)db;
     (void)scratch;
 #endif
 }

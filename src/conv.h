@@ -40,8 +40,9 @@ size_t nndl_conv_scratch_floats(const nndl_layer *L);
 /* z [n·pos x F] (NHWC, before pooling and bias) = the convolution of in [n x C·H·W] with L->w. */
 void nndl_conv_forward(const nndl_layer *L, const float *in, int n, float *z, float *scratch);
 /* dw [(j1 - j0) x n_in] = Σ over the n·pos rows of d[row][j]·patch(row) for filters [j0, j1):
- * deltaᵀ·col without col (d [n·pos x F], in [n x C·H·W]). */
+ * deltaᵀ·col without col (d [n·pos x F], in [n x C·H·W]); db[j0, j1) = Σ rows d[row][j] (the
+ * bias gradient, as net_column_sums adds it), unless NULL. */
 void nndl_conv_wgrad(const nndl_layer *L, const float *in, const float *d, int n, int j0, int j1,
-                     float *dw, float *scratch);
+                     float *dw, float *db, float *scratch);
 
 #endif

@@ -159,10 +159,8 @@ int nndl_net_part_nonfinite(nndl_net *net, const nndl_batch *b, int k, int part,
         int j0, j1;
         part_units(W->n_out, part, parts, &j0, &j1);
         if (j1 == j0) continue;
-        const float *d = b->delta[l];
-        int rows = k * W->pos;
-        net_column_sums(G->b, d, rows, W->n_out, j0, j1);
-        net_weight_grad(net, l, d, gemm_in(b, l), k, j0, j1, G->w + (size_t)j0 * W->n_in);
+        net_weight_grad(net, l, b->delta[l], gemm_in(b, l), k, j0, j1, G->w + (size_t)j0 * W->n_in,
+                        G->b);
         bad = nndl_any_nonfinite(G->w + (size_t)j0 * W->n_in, (size_t)(j1 - j0) * W->n_in) ||
               nndl_any_nonfinite(G->b + j0, (size_t)(j1 - j0));
     }
@@ -212,8 +210,7 @@ void nndl_net_conv_grads(const nndl_net *net, const nndl_batch *b, int n, float 
         if (W->kind != NNDL_LAYER_CONV) continue;
         size_t nw = (size_t)W->n_out * W->n_in;
         if (n > 0) {
-            net_weight_grad(net, l, b->delta[l], gemm_in(b, l), n, 0, W->n_out, slot);
-            net_column_sums(slot + nw, b->delta[l], n * W->pos, W->n_out, 0, W->n_out);
+            net_weight_grad(net, l, b->delta[l], gemm_in(b, l), n, 0, W->n_out, slot, slot + nw);
         } else {
             memset(slot, 0, sizeof *slot * (nw + (size_t)W->n_out));
         }
@@ -284,8 +281,7 @@ void nndl_net_update_part(nndl_net *net, const nndl_batch *b, int k, int part, i
         if (W->kind == NNDL_LAYER_CONV && nndl_conv_direct(W)) { /* its gradient, then the step */
             nndl_layer *G = &net->dlayer[l];
             net_weight_grad(net, l, b->delta[l], gemm_in(b, l), k, j0, j1,
-                            G->w + (size_t)j0 * W->n_in);
-            net_column_sums(G->b, b->delta[l], k * W->pos, W->n_out, j0, j1);
+                            G->w + (size_t)j0 * W->n_in, G->b);
             nndl_fused one = *u; /* one slot: the gradient in net->grads, laid out as the params */
             one.conv_g = net->grads;
             one.conv_slots = 1;

@@ -626,7 +626,7 @@ void net_delta_tail(const nndl_net *net, int l, float *dprev, const float *a_l, 
 }
 
 /* sum[j0..j1) = Σ over the k rows of d [k x n_out] (a bias gradient) */
-void net_column_sums(float *sum, const float *d, int k, int n_out, int j0, int j1)
+NNDL_HOT void net_column_sums(float *sum, const float *d, int k, int n_out, int j0, int j1)
 {
     for (int j = j0; j < j1; j++) sum[j] = 0.0f;
     for (int r = 0; r < k; r++)
@@ -634,13 +634,14 @@ void net_column_sums(float *sum, const float *d, int k, int n_out, int j0, int j
 }
 
 void net_weight_grad(const nndl_net *net, int l, const float *d, const float *gin, int n, int j0,
-                     int j1, float *dw)
+                     int j1, float *dw, float *db)
 {
     const nndl_layer *W = &net->layer[l];
     if (W->kind == NNDL_LAYER_CONV && nndl_conv_direct(W)) {
-        nndl_conv_wgrad(W, gin, d, n, j0, j1, dw, net->cscratch);
+        nndl_conv_wgrad(W, gin, d, n, j0, j1, dw, db, net->cscratch);
         return;
     }
+    if (db) net_column_sums(db, d, n * W->pos, W->n_out, j0, j1);
     cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, j1 - j0, W->n_in, n * W->pos, 1.0f, d + j0,
                 W->n_out, gin, W->n_in, 0.0f, dw, W->n_in);
 }
@@ -658,7 +659,7 @@ static void layer_gradient(nndl_net *net, int l, const float *d, const float *gi
     /* dW = deltaᵀ·A_in [n_out x n_in], summed over the rows by the GEMM itself */
     for (int j1 = W->n_out; j1 > 0; j1 -= panel) {
         int j0 = j1 - panel > 0 ? j1 - panel : 0;
-        net_weight_grad(net, l, d, gin, n, j0, j1, G->w + (size_t)j0 * W->n_in);
+        net_weight_grad(net, l, d, gin, n, j0, j1, G->w + (size_t)j0 * W->n_in, NULL);
         if (h && h->ready) h->ready(h->ctx, (size_t)(G->w + (size_t)j0 * W->n_in - net->grads));
     }
 }

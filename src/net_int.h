@@ -53,8 +53,9 @@ float net_layer_bound(float bound, const float *d, const float *ain, int n, cons
 void net_column_sums(float *sum, const float *d, int k, int n_out, int j0, int j1);
 
 /* dw [(j1 - j0) x n_in] = deltaᵀ·A of weight layer l for units [j0, j1) over n samples' rows (d
- * [n·pos x n_out]): A = gin, the layer's input (dense or direct conv) or its patches (conv). */
+ * [n·pos x n_out]): A = gin, the layer's input (dense or direct conv) or its patches (conv); and
+ * unless NULL db[j0, j1) = the bias gradient (net_column_sums). */
 void net_weight_grad(const nndl_net *net, int l, const float *d, const float *gin, int n, int j0,
-                     int j1, float *dw);
+                     int j1, float *dw, float *db);
 
 #endif

@@ -366,7 +366,14 @@ static void direct_check(nndl_shape in, int F, int k, uint64_t seed)
     for (size_t i = 0; i < nz; i++) d[i] = (float)((i * 2654435761u) % 1000) / 500.0f - 1.0f;
     int j0 = F > 1 ? 1 : 0; /* a range of filters that does not start at 0 */
     nndl_conv_forward(L, x, ROWS, z, scratch);
-    nndl_conv_wgrad(L, x, d, ROWS, j0, F, dw, scratch);
+    float *db = malloc(sizeof(float) * F);
+    nndl_conv_wgrad(L, x, d, ROWS, j0, F, dw, db, scratch);
+    for (int f = j0; f < F; f++) { /* the bias gradient: the column sums of d, in row order */
+        float sum = 0.0f;
+        for (size_t r = 0; r < rows; r++) sum += d[r * F + f];
+        cr_assert(eq(flt, db[f], sum), "db[%d] = %g, expected %g (F %d)", f, db[f], sum, F);
+    }
+    free(db);
     const int hw = in.h * in.w;
     for (int f = 0; f < F; f++)
         for (int t = 0; t < L->n_in; t++) { /* dW[f][t] */
