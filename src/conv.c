@@ -353,6 +353,102 @@ __attribute__((target("avx512f"))) static void wgrad_avx512(const nndl_layer *L,
         }
 }
 
+/* ---- a conv layer with 2 x 2 pooling over rows of 16 to 32 positions (the book's first) ----
+ * Positions are the lanes: two output rows (one row of pool cells) x up to 32 columns in 4 vectors,
+ * for POOL_G filters at a time, each input vector loaded once per tap and each weight broadcast.
+ * The sums are those of fwd_block (one FMA per tap, in tap order), and each cell's max and argmax
+ * those of pool_cell; the pooled rows are stored straight into the NCHW output, so nothing is
+ * transposed and z is never written. */
+#define POOL_G 5
+
+__attribute__((target("avx512f"), always_inline)) static inline void
+pooled_block(const nndl_layer *L, const float *x, const float *w, const int G, __mmask16 m1,
+             float acc[POOL_G][2][2][16])
+{
+    const int k = L->k, hw = L->h * L->wd;
+    __m512 a[2][2][POOL_G];
+    for (int r = 0; r < 2; r++)
+        for (int v = 0; v < 2; v++)
+            for (int g = 0; g < G; g++) a[r][v][g] = _mm512_setzero_ps();
+    for (int c = 0; c < L->c; c++)
+        for (int ky = 0; ky < k; ky++)
+            for (int kx = 0; kx < k; kx++) {
+                const float *xr = x + (size_t)c * hw + (size_t)ky * L->wd + kx;
+                int t = (c * k + ky) * k + kx;
+                __m512 xv[2][2];
+                for (int r = 0; r < 2; r++) {
+                    xv[r][0] = _mm512_loadu_ps(xr + (size_t)r * L->wd);
+                    xv[r][1] = _mm512_maskz_loadu_ps(m1, xr + (size_t)r * L->wd + 16);
+                }
+                for (int g = 0; g < G; g++) {
+                    __m512 wb = _mm512_set1_ps(w[(size_t)g * L->n_in + t]);
+                    for (int r = 0; r < 2; r++)
+                        for (int v = 0; v < 2; v++)
+                            a[r][v][g] = _mm512_fmadd_ps(xv[r][v], wb, a[r][v][g]);
+                }
+            }
+    for (int r = 0; r < 2; r++)
+        for (int v = 0; v < 2; v++)
+            for (int g = 0; g < G; g++) _mm512_storeu_ps(acc[g][r][v], a[r][v][g]);
+}
+
+/* Row py of pool cells of filter f from its two conv rows z[r][0..32): out[px] = max + b,
+ * arg[px] = the position of the max within the sample (ties: the first in row order). */
+__attribute__((target("avx512f"))) static void pool_row(const nndl_layer *L, float z[2][2][16],
+                                                        int py, float b, float *out, int32_t *arg)
+{
+    const __m512i even =
+        _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+    const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
+    const int wo = L->wo, wp = wo / 2;
+    __m512 z0[2], z1[2];
+    for (int r = 0; r < 2; r++) {
+        __m512 lo = _mm512_loadu_ps(z[r][0]), hi = _mm512_loadu_ps(z[r][1]);
+        z0[r] = _mm512_permutex2var_ps(lo, even, hi); /* columns 2px */
+        z1[r] = _mm512_permutex2var_ps(lo, odd, hi);  /* columns 2px + 1 */
+    }
+    __m512i q0 = _mm512_add_epi32(_mm512_set1_epi32(2 * py * wo), even); /* position of 2px */
+    __m512i q1 = _mm512_add_epi32(q0, _mm512_set1_epi32(wo));
+    __mmask16 top = _mm512_cmp_ps_mask(z1[0], z0[0], _CMP_GT_OQ);
+    __mmask16 bottom = _mm512_cmp_ps_mask(z1[1], z0[1], _CMP_GT_OQ);
+    __m512 mt = _mm512_mask_blend_ps(top, z0[0], z1[0]),
+           mb = _mm512_mask_blend_ps(bottom, z0[1], z1[1]);
+    __m512i wt = _mm512_mask_add_epi32(q0, top, q0, _mm512_set1_epi32(1));
+    __m512i wb = _mm512_mask_add_epi32(q1, bottom, q1, _mm512_set1_epi32(1));
+    __mmask16 low = _mm512_cmp_ps_mask(mb, mt, _CMP_GT_OQ), keep = (__mmask16)((1u << wp) - 1u);
+    _mm512_mask_storeu_ps(out, keep,
+                          _mm512_add_ps(_mm512_mask_blend_ps(low, mt, mb), _mm512_set1_ps(b)));
+    _mm512_mask_storeu_epi32(arg, keep, _mm512_mask_blend_epi32(low, wt, wb));
+}
+
+#define POOLED_G(G)                                                                                \
+    case G: pooled_block(L, x, L->w + (size_t)f0 * L->n_in, G, m1, acc); break
+
+__attribute__((target("avx512f"))) static void
+conv_pooled_avx512(const nndl_layer *L, const float *in, int n, float *out, int32_t *arg)
+{
+    const int F = L->n_out, hw = L->h * L->wd, wp = L->wo / 2, cells = L->ho / 2 * wp;
+    const __mmask16 m1 = (__mmask16)((1u << (L->wo - 16)) - 1u);
+    float acc[POOL_G][2][2][16] = {0}; /* (only the first G filters' rows are read) */
+    for (int s = 0; s < n; s++)
+        for (int py = 0; py < L->ho / 2; py++) {
+            const float *x = in + (size_t)s * L->c * hw + (size_t)2 * py * L->wd;
+            for (int f0 = 0; f0 < F; f0 += POOL_G) {
+                switch (F - f0 < POOL_G ? F - f0 : POOL_G) {
+                    POOLED_G(1);
+                    POOLED_G(2);
+                    POOLED_G(3);
+                    POOLED_G(4);
+                default: pooled_block(L, x, L->w + (size_t)f0 * L->n_in, POOL_G, m1, acc);
+                }
+                for (int g = 0; g < POOL_G && f0 + g < F; g++) {
+                    size_t o = ((size_t)s * F + (size_t)(f0 + g)) * cells + (size_t)py * wp;
+                    pool_row(L, acc[g], py, L->b[f0 + g], out + o, arg + o);
+                }
+            }
+        }
+}
+
 static int pool2_avx512(const nndl_layer *L)
 {
     return L->pool == 2 && L->n_out <= TILE_MAX_F && __builtin_cpu_supports("avx512f");
@@ -535,5 +631,26 @@ void nndl_conv_wgrad(const nndl_layer *L, const float *in, const float *d, int n
     (void)dw;
     (void)db;
     (void)scratch;
+#endif
+}
+
+int nndl_conv_forward_pooled(const nndl_layer *L, const float *in, int n, float *out, int32_t *arg)
+{
+#ifdef NNDL_CONV_AVX512
+    /* positions as lanes beat filters as lanes (fwd_block) when a row fills more of its vectors
+     * than the filters do theirs: the book's first layer, 24 of 32 lanes against 20 of 32 */
+    int fill_rows = L->wo * 32 / (L->wo > 16 ? 32 : 16);
+    int fill_f = L->n_out * 32 / ((L->n_out + 15) / 16 * 16);
+    if (!nndl_conv_direct(L) || L->pool != 2 || L->wo < 16 || L->wo > 32 || fill_rows <= fill_f)
+        return 0;
+    conv_pooled_avx512(L, in, n, out, arg);
+    return 1;
+#else
+    (void)L;
+    (void)in;
+    (void)n;
+    (void)out;
+    (void)arg;
+    return 0;
 #endif
 }

@@ -39,6 +39,10 @@ int nndl_conv_direct(const nndl_layer *L);
 size_t nndl_conv_scratch_floats(const nndl_layer *L);
 /* z [n·pos x F] (NHWC, before pooling and bias) = the convolution of in [n x C·H·W] with L->w. */
 void nndl_conv_forward(const nndl_layer *L, const float *in, int n, float *z, float *scratch);
+/* A conv layer with 2 x 2 pooling whose output rows are 16 to 32 wide (the book's first): the
+ * convolution, pooling and bias into out and arg as nndl_pool_forward writes them, without z, and
+ * 1; or 0 (nothing done) for a layer it does not serve. */
+int nndl_conv_forward_pooled(const nndl_layer *L, const float *in, int n, float *out, int32_t *arg);
 /* dw [(j1 - j0) x n_in] = Σ over the n·pos rows of d[row][j]·patch(row) for filters [j0, j1):
  * deltaᵀ·col without col (d [n·pos x F], in [n x C·H·W]); db[j0, j1) = Σ rows d[row][j] (the
  * bias gradient, as net_column_sums adds it), unless NULL. */

@@ -417,14 +417,16 @@ static void conv_forward(nndl_net *net, int l, const float *in, float *out, floa
                          const nndl_dropout *drop)
 {
     const nndl_layer *W = &net->layer[l];
-    if (nndl_conv_direct(W)) {
-        nndl_conv_forward(W, in, n, net->zbuf, net->cscratch);
-    } else {
-        nndl_im2col(W, in, n, col);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n * W->pos, W->n_out, W->n_in, 1.0f,
-                    col, W->n_in, W->w, W->n_in, 0.0f, net->zbuf, W->n_out);
+    if (!nndl_conv_forward_pooled(W, in, n, out, net->arg[l])) {
+        if (nndl_conv_direct(W)) {
+            nndl_conv_forward(W, in, n, net->zbuf, net->cscratch);
+        } else {
+            nndl_im2col(W, in, n, col);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n * W->pos, W->n_out, W->n_in,
+                        1.0f, col, W->n_in, W->w, W->n_in, 0.0f, net->zbuf, W->n_out);
+        }
+        nndl_pool_forward(W, net->zbuf, n, out, net->arg[l]);
     }
-    nndl_pool_forward(W, net->zbuf, n, out, net->arg[l]);
     activate(net->act[l], out, n, W->n_outw);
     if (net_drops(net, l, drop)) apply_dropout(net, l, drop, out, n, W->n_outw, 0, W->n_outw);
 }

@@ -414,6 +414,44 @@ static void direct_check(nndl_shape in, int F, int k, uint64_t seed)
     nndl_net_free(net);
 }
 
+/* The pooled kernel (positions as lanes, pooling in registers) against the direct forward and
+ * nndl_pool_forward: the same outputs and argmaxes, bit for bit; with zero weights every cell is a
+ * four-way tie, which the first position in row order must win. */
+static void pooled_check(nndl_shape in, int F, int k, int zero)
+{
+    const nndl_layer_spec spec[] = {{NNDL_LAYER_CONV, F, k, 2}, {NNDL_LAYER_DENSE, 3, 0, 1}};
+    float *x = malloc(sizeof(float) * ROWS * in.c * in.h * in.w);
+    uint8_t y[ROWS];
+    nndl_net *net = make(in, spec, 2, NNDL_ACT_SIGMOID, NNDL_COST_QUADRATIC, 7, x, y);
+    nndl_layer *L = &net->layer[0];
+    if (zero) memset(L->w, 0, sizeof(float) * L->n_out * L->n_in);
+    size_t nout = (size_t)ROWS * L->n_outw;
+    float *o1 = malloc(sizeof(float) * nout), *o2 = malloc(sizeof(float) * nout);
+    float *z = malloc(sizeof(float) * ROWS * L->pos * F);
+    float *scratch = malloc(sizeof(float) * nndl_conv_scratch_floats(L));
+    int32_t *a1 = malloc(sizeof(int32_t) * nout), *a2 = malloc(sizeof(int32_t) * nout);
+    cr_assert(nndl_conv_forward_pooled(L, x, ROWS, o1, a1), "%dx%d rows take the pooled kernel",
+              L->ho, L->wo);
+    nndl_conv_forward(L, x, ROWS, z, scratch);
+    nndl_pool_forward(L, z, ROWS, o2, a2);
+    for (size_t i = 0; i < nout; i++) {
+        cr_assert(eq(flt, o1[i], o2[i]), "out[%zu] %g != %g (F %d, k %d)", i, o1[i], o2[i], F, k);
+        cr_assert(eq(i32, a1[i], a2[i]), "arg[%zu] %d != %d (F %d, k %d)", i, a1[i], a2[i], F, k);
+        if (zero) { /* the cell's top-left position */
+            int cell = (int)(i % (size_t)(L->n_outw / F)), wp = L->wo / 2;
+            cr_assert(eq(i32, a1[i], cell / wp * 2 * L->wo + cell % wp * 2));
+        }
+    }
+    free(a2);
+    free(a1);
+    free(scratch);
+    free(z);
+    free(o2);
+    free(o1);
+    free(x);
+    nndl_net_free(net);
+}
+
 Test(conv_direct, equals_plain_loops)
 {
     const nndl_layer_spec probe[] = {{NNDL_LAYER_CONV, 1, 5, 1}, {NNDL_LAYER_DENSE, 3, 0, 1}};
@@ -436,6 +474,10 @@ Test(conv_direct, equals_plain_loops)
     direct_check((nndl_shape){3, 13, 11}, 50, 3, 3);  /* two blocks of filters, 1 + 1 vector */
     direct_check((nndl_shape){2, 9, 10}, 17, 8, 4);   /* k 8, positions one at a time */
     direct_check((nndl_shape){1, 20, 20}, 33, 1, 5);  /* k 1 */
+    pooled_check((nndl_shape){1, 28, 28}, 20, 5, 0);  /* the book's first layer: rows of 24 */
+    pooled_check((nndl_shape){2, 21, 21}, 7, 4, 0);   /* rows of 18, filters 5 + 2 */
+    pooled_check((nndl_shape){1, 33, 33}, 3, 2, 0);   /* rows of 32 */
+    pooled_check((nndl_shape){1, 28, 28}, 20, 5, 1);  /* ties */
 }
 
 Test(conv_fused, equals_backprop_then_step)
