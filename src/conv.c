@@ -449,6 +449,95 @@ conv_pooled_avx512(const nndl_layer *L, const float *in, int n, float *out, int3
         }
 }
 
+/* ---- the input gradient: dcolᵀ and col2im in one pass, per sample and channel ----
+ * For channel c and kernel row ky, the k rows (c, ky, kx) of dcolᵀ over the sample's positions are
+ * k x nvp vectors in registers: Σ_f W[f][c, ky, kx]·dᵀ[f][position] (dᵀ: the sample's delta
+ * transposed, positions as lanes); each is then added into the rows of g it belongs to, one row of
+ * g in a register at a time (as col2im_avx512 adds). No dcolᵀ in memory, no GEMM packing. */
+#define DX_REGS 28 /* accumulators: k x position vectors */
+
+__attribute__((target("avx512f"), always_inline)) static inline void
+dx_rows(const nndl_layer *L, const float *dt, int posp, const float *w, const int K, const int nvp,
+        float *t)
+{
+    __m512 acc[8][4];
+    for (int kx = 0; kx < K; kx++)
+        for (int v = 0; v < nvp; v++) acc[kx][v] = _mm512_setzero_ps();
+    for (int f = 0; f < L->n_out; f++) {
+        __m512 dv[4];
+        for (int v = 0; v < nvp; v++) dv[v] = _mm512_loadu_ps(dt + (size_t)f * posp + 16 * v);
+        const float *wf = w + (size_t)f * L->n_in;
+        for (int kx = 0; kx < K; kx++) {
+            __m512 wb = _mm512_set1_ps(wf[kx]);
+            for (int v = 0; v < nvp; v++) acc[kx][v] = _mm512_fmadd_ps(wb, dv[v], acc[kx][v]);
+        }
+    }
+    for (int kx = 0; kx < K; kx++)
+        for (int v = 0; v < nvp; v++) _mm512_storeu_ps(t + (size_t)kx * posp + 16 * v, acc[kx][v]);
+}
+
+#define DX_K(K)                                                                                    \
+    case K:                                                                                        \
+        if (nvp == 1)                                                                              \
+            dx_rows(L, dt, posp, wck, K, 1, t);                                                    \
+        else if (nvp == 2)                                                                         \
+            dx_rows(L, dt, posp, wck, K, 2, t);                                                    \
+        else if (nvp == 3)                                                                         \
+            dx_rows(L, dt, posp, wck, K, 3, t);                                                    \
+        else                                                                                       \
+            dx_rows(L, dt, posp, wck, K, 4, t);                                                    \
+        break
+
+__attribute__((target("avx512f"))) static void
+input_grad_avx512(const nndl_layer *L, const float *d, int n, float *g, float *scratch)
+{
+    const int k = L->k, F = L->n_out, H = L->h, Wd = L->wd, ho = L->ho, wo = L->wo;
+    const int posp = (L->pos + 15) / 16 * 16, nvp = posp / 16;
+    float *dt = scratch, *t = scratch + (size_t)F * posp; /* dᵀ [F x posp], rows [k x posp] */
+    for (int s = 0; s < n; s++) {
+        const float *ds = d + (size_t)s * L->pos * F;
+        for (int f = 0; f < F; f++)
+            for (int p = 0; p < posp; p++)
+                dt[(size_t)f * posp + p] = p < L->pos ? ds[(size_t)p * F + f] : 0.0f;
+        for (int c = 0; c < L->c; c++) {
+            float *gc = g + ((size_t)s * L->c + (size_t)c) * H * Wd;
+            memset(gc, 0, sizeof *gc * (size_t)H * Wd);
+            for (int ky = 0; ky < k; ky++) {
+                const float *wck = L->w + (size_t)(c * k + ky) * k;
+                switch (k) {
+                    DX_K(1);
+                    DX_K(2);
+                    DX_K(3);
+                    DX_K(4);
+                    DX_K(5);
+                    DX_K(6);
+                    DX_K(7);
+                    DX_K(8);
+                }
+                for (int x0 = 0; x0 < Wd; x0 += 16) { /* g rows += Σ_kx row kx shifted by kx */
+                    int w = Wd - x0 < 16 ? Wd - x0 : 16;
+                    __mmask16 mw = (__mmask16)((1u << w) - 1u), m[8];
+                    for (int kx = 0; kx < k; kx++) { /* lanes [lo, hi) of run kx */
+                        int lo = kx - x0 < 0 ? 0 : kx - x0,
+                            hi = kx - x0 + wo > 16 ? 16 : kx - x0 + wo;
+                        m[kx] = hi > lo ? (__mmask16)(((1u << (hi - lo)) - 1u) << lo) : 0;
+                    }
+                    for (int oy = 0; oy < ho; oy++) {
+                        float *dst = gc + (size_t)(oy + ky) * Wd + x0;
+                        const float *run = t + (size_t)oy * wo + x0;
+                        __m512 a = _mm512_maskz_loadu_ps(mw, dst);
+                        for (int kx = 0; kx < k; kx++)
+                            if (m[kx])
+                                a = _mm512_add_ps(
+                                    a, _mm512_maskz_loadu_ps(m[kx], run + (size_t)kx * posp - kx));
+                        _mm512_mask_storeu_ps(dst, mw, a);
+                    }
+                }
+            }
+        }
+    }
+}
+
 static int pool2_avx512(const nndl_layer *L)
 {
     return L->pool == 2 && L->n_out <= TILE_MAX_F && __builtin_cpu_supports("avx512f");
@@ -477,7 +566,8 @@ void nndl_col2im(const nndl_layer *L, const float *dcolt, int n, float *g)
     col2im_runs(L, dcolt, n, g);
 }
 
-/* One pool cell: m[f] = the max over its p x p positions (from position `first`), w[f] = where. */
+/* One pool cell: m[f] = the max over its p x p positions (from position `first`), w[f] = where.
+ */
 static inline void pool_cell(const float *restrict zs, int F, int p, int wo, int first,
                              float *restrict m, int32_t *restrict w)
 {
@@ -586,8 +676,9 @@ int nndl_conv_direct(const nndl_layer *L)
 
 size_t nndl_conv_scratch_floats(const nndl_layer *L)
 {
-    size_t fp = (size_t)(L->n_out + 15) / 16 * 16;
-    return (size_t)L->n_in * (fp > DIRECT_F ? fp : DIRECT_F);
+    size_t fp = (size_t)(L->n_out + 15) / 16 * 16, posp = (size_t)(L->pos + 15) / 16 * 16;
+    size_t w = (size_t)L->n_in * (fp > DIRECT_F ? fp : DIRECT_F), dx = (L->n_out + L->k) * posp;
+    return w > dx ? w : dx;
 }
 
 void nndl_conv_forward(const nndl_layer *L, const float *in, int n, float *z, float *scratch)
@@ -651,6 +742,23 @@ int nndl_conv_forward_pooled(const nndl_layer *L, const float *in, int n, float 
     (void)n;
     (void)out;
     (void)arg;
+    return 0;
+#endif
+}
+
+int nndl_conv_input_grad(const nndl_layer *L, const float *d, int n, float *g, float *scratch)
+{
+#ifdef NNDL_CONV_AVX512
+    int nvp = (L->pos + 15) / 16;
+    if (!nndl_conv_direct(L) || nvp > 4 || L->k * nvp > DX_REGS) return 0;
+    input_grad_avx512(L, d, n, g, scratch);
+    return 1;
+#else
+    (void)L;
+    (void)d;
+    (void)n;
+    (void)g;
+    (void)scratch;
     return 0;
 #endif
 }

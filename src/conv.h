@@ -43,6 +43,10 @@ void nndl_conv_forward(const nndl_layer *L, const float *in, int n, float *z, fl
  * convolution, pooling and bias into out and arg as nndl_pool_forward writes them, without z, and
  * 1; or 0 (nothing done) for a layer it does not serve. */
 int nndl_conv_forward_pooled(const nndl_layer *L, const float *in, int n, float *out, int32_t *arg);
+/* g [n x C·H·W] = the input gradient of a conv layer from d [n·pos x F] (what the dcolᵀ GEMM and
+ * nndl_col2im give), without dcolᵀ, and 1; or 0 (nothing done) for a layer it does not serve
+ * (more than 64 positions, or k x position vectors beyond the registers). */
+int nndl_conv_input_grad(const nndl_layer *L, const float *d, int n, float *g, float *scratch);
 /* dw [(j1 - j0) x n_in] = Σ over the n·pos rows of d[row][j]·patch(row) for filters [j0, j1):
  * deltaᵀ·col without col (d [n·pos x F], in [n x C·H·W]); db[j0, j1) = Σ rows d[row][j] (the
  * bias gradient, as net_column_sums adds it), unless NULL. */

@@ -575,10 +575,12 @@ static void conv_delta_prev(const nndl_net *net, int l, const float *d, float *d
     const nndl_layer *W = &net->layer[l];
     float *g = net->gbuf;
     if (W->kind == NNDL_LAYER_CONV) {
-        /* dcolᵀ = Wᵀ·dᵀ [n_in x n·pos] */
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasTrans, W->n_in, n * W->pos, W->n_out, 1.0f,
-                    W->w, W->n_in, d, W->n_out, 0.0f, net->dcol, n * W->pos);
-        nndl_col2im(W, net->dcol, n, g);
+        if (!nndl_conv_input_grad(W, d, n, g, net->cscratch)) {
+            /* dcolᵀ = Wᵀ·dᵀ [n_in x n·pos] */
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasTrans, W->n_in, n * W->pos, W->n_out, 1.0f,
+                        W->w, W->n_in, d, W->n_out, 0.0f, net->dcol, n * W->pos);
+            nndl_col2im(W, net->dcol, n, g);
+        }
     } else {
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, W->n_in, W->n_out, 1.0f, d,
                     W->n_out, W->w, W->n_in, 0.0f, g, W->n_in);

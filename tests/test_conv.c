@@ -452,6 +452,47 @@ static void pooled_check(nndl_shape in, int F, int k, int zero)
     nndl_net_free(net);
 }
 
+/* The input gradient without dcolᵀ against plain double loops (each g within 1e-5 of the sum of
+ * its terms' sizes); `serves` says whether the layer fits the kernel (else it must decline). */
+static void input_grad_check(nndl_shape in, int F, int k, int serves)
+{
+    const nndl_layer_spec spec[] = {{NNDL_LAYER_CONV, F, k, 1}, {NNDL_LAYER_DENSE, 3, 0, 1}};
+    size_t d_in = (size_t)in.c * in.h * in.w;
+    float *x = malloc(sizeof(float) * ROWS * d_in);
+    uint8_t y[ROWS];
+    nndl_net *net = make(in, spec, 2, NNDL_ACT_SIGMOID, NNDL_COST_QUADRATIC, 11, x, y);
+    const nndl_layer *L = &net->layer[0];
+    size_t nd = (size_t)ROWS * L->pos * F;
+    float *d = malloc(sizeof(float) * nd), *g = malloc(sizeof(float) * ROWS * d_in);
+    float *scratch = malloc(sizeof(float) * nndl_conv_scratch_floats(L));
+    for (size_t i = 0; i < nd; i++) d[i] = (float)((i * 2246822519u) % 1000) / 500.0f - 1.0f;
+    int did = nndl_conv_input_grad(L, d, ROWS, g, scratch);
+    cr_assert(eq(int, did, serves), "%dx%dx%d, F %d, k %d: served %d", in.c, in.h, in.w, F, k, did);
+    for (size_t i = 0; did && i < ROWS * d_in; i++) {
+        int s = (int)(i / d_in), c = (int)(i % d_in) / (in.h * in.w);
+        int yy = (int)(i % (size_t)(in.h * in.w)) / in.w, xx = (int)(i % (size_t)in.w);
+        double sum = 0, size = 0;
+        for (int ky = 0; ky < k; ky++)
+            for (int kx = 0; kx < k; kx++) {
+                int oy = yy - ky, ox = xx - kx;
+                if (oy < 0 || oy >= L->ho || ox < 0 || ox >= L->wo) continue;
+                for (int f = 0; f < F; f++) {
+                    double term = (double)L->w[(size_t)f * L->n_in + (c * k + ky) * k + kx] *
+                                  d[((size_t)s * L->pos + (size_t)oy * L->wo + ox) * F + f];
+                    sum += term;
+                    size += fabs(term);
+                }
+            }
+        cr_assert(fabs(g[i] - sum) <= 1e-5 * size + 1e-7, "g[%zu] = %g, expected %g (F %d, k %d)",
+                  i, g[i], sum, F, k);
+    }
+    free(scratch);
+    free(g);
+    free(d);
+    free(x);
+    nndl_net_free(net);
+}
+
 Test(conv_direct, equals_plain_loops)
 {
     const nndl_layer_spec probe[] = {{NNDL_LAYER_CONV, 1, 5, 1}, {NNDL_LAYER_DENSE, 3, 0, 1}};
@@ -478,6 +519,10 @@ Test(conv_direct, equals_plain_loops)
     pooled_check((nndl_shape){2, 21, 21}, 7, 4, 0);   /* rows of 18, filters 5 + 2 */
     pooled_check((nndl_shape){1, 33, 33}, 3, 2, 0);   /* rows of 32 */
     pooled_check((nndl_shape){1, 28, 28}, 20, 5, 1);  /* ties */
+    input_grad_check((nndl_shape){20, 12, 12}, 40, 5, 1); /* the book's second layer */
+    input_grad_check((nndl_shape){3, 9, 11}, 7, 3, 1);    /* 63 positions in 4 vectors */
+    input_grad_check((nndl_shape){2, 6, 6}, 17, 2, 1);    /* 25 positions */
+    input_grad_check((nndl_shape){1, 20, 20}, 3, 8, 0);   /* 169 positions: declined */
 }
 
 Test(conv_fused, equals_backprop_then_step)
