@@ -6,7 +6,12 @@
  * Pooling takes the max of each p x p block, adds the filter's bias and writes the output in NCHW
  * order, the layout the next layer (and PyTorch) reads; it keeps where each max came from for
  * backprop.
- */
+ *
+ * On AVX-512 (kernels up to 8 x 8) the same products are computed by direct kernels that form no
+ * patch matrix: im2col, the GEMMs' packing of it and dcolᵀ took a third of a conv step. Each sum is
+ * one FMA per term in a fixed order: the forward over the taps (c, ky, kx), the weight gradient
+ * over the rows, the input gradient over the filters and then col2im's order (the order OpenBLAS's
+ * kernel used for the book's second layer, whose digests it kept). */
 #ifndef NNDL_CONV_H
 #define NNDL_CONV_H
 

@@ -111,8 +111,8 @@ static int fail(const char *msg);
 
 /* The conv layers alone: forward and backprop (the gradient) of the book's two conv-pool layers
  * (conv 20x5x5, pool 2x2, conv 40x5x5, pool 2x2; sigmoid) and a 640-10 softmax on a batch: what
- * im2col + sgemm + pooling cost, for the comparison with oneDNN (tools/bench/conv_ref.py runs the
- * same layers through PyTorch, whose CPU convolutions are oneDNN's). */
+ * nndl's conv kernels and pooling cost, for the comparison with oneDNN (tools/bench/conv_ref.py
+ * runs the same layers through PyTorch, whose CPU convolutions are oneDNN's). */
 static int convs(int batch, int reps)
 {
     nndl_err err;

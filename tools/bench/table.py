@@ -86,7 +86,7 @@ for r in raw:
 if convs:
     med = {k: st.median(x["convs_us_per_step"] for x in v) for k, v in convs.items()}
     line = f"E's conv layers alone (2 conv-pool layers + 640-10 softmax, forward + backprop, batch 10, 1 core): " \
-           f"nndl (im2col + sgemm) {med['nndl']:.4g} us"
+           f"nndl (direct AVX-512 kernels, or im2col + sgemm) {med['nndl']:.4g} us"
     if "torch" in med:
         one = st.median(x["onednn_conv_us_per_step"] for x in convs["torch"])
         line += f", PyTorch {med['torch']:.4g} us, of which oneDNN's convolution kernels {one:.4g} us " \
