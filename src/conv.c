@@ -686,9 +686,11 @@ void nndl_conv_forward(const nndl_layer *L, const float *in, int n, float *z, fl
 {
 #ifdef NNDL_CONV_AVX512
     const int F = L->n_out, Fp = (F + 15) / 16 * 16;
-    for (int t = 0; t < L->n_in; t++) /* Wᵀ [n_in x Fp], zero past F, written in order (the F */
-        for (int f = 0; f < Fp; f++)  /* rows of W being read stay in cache for 16 taps) */
-            scratch[(size_t)t * Fp + f] = f < F ? L->w[(size_t)f * L->n_in + t] : 0.0f;
+    for (int t = 0; t < L->n_in; t++) /* Wᵀ [n_in x Fp], zero past F */
+        for (int f = F; f < Fp; f++) scratch[(size_t)t * Fp + f] = 0.0f;
+    for (int f = 0; f < F; f++) /* W read in order: on several ranks its rows come from the */
+        for (int t = 0; t < L->n_in; t++) /* other core's cache, fastest as one stream */
+            scratch[(size_t)t * Fp + f] = L->w[(size_t)f * L->n_in + t];
     conv_forward_avx512(L, in, n, scratch, z);
 #else
     (void)L;
@@ -706,10 +708,11 @@ void nndl_conv_wgrad(const nndl_layer *L, const float *in, const float *d, int n
     for (int f0 = j0; f0 < j1; f0 += DIRECT_F) {
         int nf = j1 - f0 < DIRECT_F ? j1 - f0 : DIRECT_F;
         wgrad_avx512(L, in, d, n, f0, nf, scratch, db ? db + f0 : NULL);
-        float *rows = dw + (size_t)(f0 - j0) * L->n_in;
-        for (int t = 0; t < L->n_in; t++) /* read in order; the nf rows written stay in cache */
-            for (int f = 0; f < nf; f++)
-                rows[(size_t)f * L->n_in + t] = scratch[(size_t)t * DIRECT_F + f];
+        for (int f = 0; f < nf;
+             f++) { /* dw written in order: on several ranks it is a shared slot */
+            float *row = dw + (size_t)(f0 - j0 + f) * L->n_in;
+            for (int t = 0; t < L->n_in; t++) row[t] = scratch[(size_t)t * DIRECT_F + f];
+        }
     }
 #else
     (void)L;
