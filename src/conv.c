@@ -6,6 +6,9 @@
 
 #include "hot.h"
 
+#define DIRECT_POS 8  /* direct kernels: output positions per register block of the forward */
+#define DIRECT_F   48 /* and filters per register block (3 vectors) */
+
 /* The portable im2col: k-wide runs of the input copied into each patch row. */
 NNDL_HOT static void im2col_runs(const nndl_layer *L, const float *in, int n, float *col)
 {
@@ -218,8 +221,6 @@ pool2_backward_avx512(const nndl_layer *L, const float *dz, const int32_t *arg, 
  * (kx) x up to DIRECT_F filters of one (c, ky) in registers and runs over the rows in order:
  * dW[f][t] = Σ_rows d[row][f]·x(row, t). No patches are written or packed (im2col and the GEMMs'
  * packing took a third of a conv step). */
-#define DIRECT_POS 8
-#define DIRECT_F   48
 
 __attribute__((target("avx512f"), always_inline)) static inline void
 fwd_block(const nndl_layer *L, const float *x, const float *wt, int Fp, const int nv, const int np,
