@@ -504,12 +504,9 @@ Test(conv_direct, equals_plain_loops)
                  NNDL_OK));
     int direct = nndl_conv_direct(&net->layer[0]);
     nndl_net_free(net);
-    if (!direct) { /* no AVX-512 here: every conv layer takes im2col + GEMM, which the rest checks
-                    */
-        cr_log_warn(
-            "no AVX-512 on this machine: the direct kernels are not used, nothing to check");
-        return;
-    }
+    /* without AVX-512 (or in the sanitizer and clang builds) every conv layer takes im2col + GEMM,
+     * which the gradient checks cover: nothing here to check */
+    if (!direct) return;
     direct_check((nndl_shape){1, 28, 28}, 20, 5, 1);  /* the book's first layer: 3 blocks of 8 */
     direct_check((nndl_shape){20, 12, 12}, 40, 5, 2); /* its second: 3 vectors of filters */
     direct_check((nndl_shape){3, 13, 11}, 50, 3, 3);  /* two blocks of filters, 1 + 1 vector */
