@@ -456,7 +456,6 @@ conv_pooled_avx512(const nndl_layer *L, const float *in, int n, float *out, int3
  * k x nvp vectors in registers: Σ_f W[f][c, ky, kx]·dᵀ[f][position] (dᵀ: the sample's delta
  * transposed, positions as lanes); each is then added into the rows of g it belongs to, one row of
  * g in a register at a time (as col2im_avx512 adds). No dcolᵀ in memory, no GEMM packing. */
-#define DX_REGS 28 /* accumulators: k x position vectors */
 
 __attribute__((target("avx512f"), always_inline)) static inline void
 dx_rows(const nndl_layer *L, const float *dt, int posp, const float *w, const int K, const int nvp,
@@ -749,19 +748,22 @@ int nndl_conv_forward_pooled(const nndl_layer *L, const float *in, int n, float 
 #endif
 }
 
+int nndl_conv_input_grad_direct(const nndl_layer *L)
+{
+    int nvp = (L->pos + 15) / 16; /* position vectors */
+    return nndl_conv_direct(L) && nvp <= 4 && L->k * nvp <= 28 /* accumulators in registers */;
+}
+
 int nndl_conv_input_grad(const nndl_layer *L, const float *d, int n, float *g, float *scratch)
 {
+    if (!nndl_conv_input_grad_direct(L)) return 0;
 #ifdef NNDL_CONV_AVX512
-    int nvp = (L->pos + 15) / 16;
-    if (!nndl_conv_direct(L) || nvp > 4 || L->k * nvp > DX_REGS) return 0;
     input_grad_avx512(L, d, n, g, scratch);
-    return 1;
 #else
-    (void)L;
     (void)d;
     (void)n;
     (void)g;
     (void)scratch;
-    return 0;
 #endif
+    return 1;
 }

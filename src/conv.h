@@ -52,6 +52,8 @@ int nndl_conv_forward_pooled(const nndl_layer *L, const float *in, int n, float 
  * nndl_col2im give), without dcolᵀ, and 1; or 0 (nothing done) for a layer it does not serve
  * (more than 64 positions, or k x position vectors beyond the registers). */
 int nndl_conv_input_grad(const nndl_layer *L, const float *d, int n, float *g, float *scratch);
+/* Whether nndl_conv_input_grad serves this layer (else dcolᵀ and col2im, in net->dcol). */
+int nndl_conv_input_grad_direct(const nndl_layer *L);
 /* dw [(j1 - j0) x n_in] = Σ over the n·pos rows of d[row][j]·patch(row) for filters [j0, j1):
  * deltaᵀ·col without col (d [n·pos x F], in [n x C·H·W]); db[j0, j1) = Σ rows d[row][j] (the
  * bias gradient, as net_column_sums adds it), unless NULL. */

@@ -238,9 +238,11 @@ nndl_status nndl_net_reserve(nndl_net *net, int rows, nndl_err *err)
         size_t z = (size_t)W->pos * W->n_out,
                c = W->kind == NNDL_LAYER_CONV ? (size_t)W->pos * W->n_in : 0;
         size_t sc = c && nndl_conv_direct(W) ? nndl_conv_scratch_floats(W) : 0;
+        /* dcolᵀ: for the input gradient of a conv layer after the first, unless direct */
+        size_t dc = l > 0 && c && !nndl_conv_input_grad_direct(W) ? c : 0;
         wmax = z > wmax ? z : wmax;
         zmax = W->kind == NNDL_LAYER_CONV && z > zmax ? z : zmax;
-        cmax = c > cmax ? c : cmax;
+        cmax = dc > cmax ? dc : cmax;
         smax = sc > smax ? sc : smax;
     }
     int ok = 1;
