@@ -51,6 +51,7 @@ nndl_status nndl_config_plan(const nndl_config *c, const nndl_plan_env *env, nnd
         p->units =
             p->shared && (c->split == NNDL_SPLIT_UNITS || (c->split == NNDL_SPLIT_AUTO && large));
         p->conv_rows = p->units && env->has_conv;
+        p->replicas = p->shared && !p->units && env->has_conv;
         const char *split =
             !p->shared ? (c->split != NNDL_SPLIT_AUTO ? "; --split unused on one rank" : "")
             : c->split != NNDL_SPLIT_AUTO ? ""
@@ -88,10 +89,11 @@ void nndl_step_plan_name(const nndl_step_plan *p, char *buf, size_t cap)
         break;
     case NNDL_STEP_FUSED:
         snprintf(buf, cap, "fused (no gradient formed), %s",
-                 !p->shared ? "one rank"
-                 : p->units ? (p->conv_rows ? "node-shared, split by units (conv layers by rows)"
-                                            : "node-shared, split by units")
-                            : "node-shared, split by rows");
+                 !p->shared    ? "one rank"
+                 : p->units    ? (p->conv_rows ? "node-shared, split by units (conv layers by rows)"
+                                               : "node-shared, split by units")
+                 : p->replicas ? "node-shared, split by rows, parameters replicated"
+                               : "node-shared, split by rows");
         break;
     case NNDL_STEP_ALLREDUCE:
         snprintf(buf, cap, "gradient + MPI_Allreduce%s",

@@ -278,7 +278,7 @@ nndl_status nndl_dist_shared_init(const nndl_dist *d, nndl_dist_shared *s, const
     MPI_Win_lock_all(MPI_MODE_NOCHECK, s->wg);
     MPI_Win_lock_all(MPI_MODE_NOCHECK, s->wb);
     s->velocity = velocity0 ? s->params + n_params : NULL;
-    if (r == 0) memcpy(s->params, params0, sizeof(float) * n_params);
+    if (r == 0 && n_params) memcpy(s->params, params0, sizeof(float) * n_params);
     if (r == 0 && velocity0) memcpy(s->velocity, velocity0, sizeof(float) * n_params);
     s->ready = 1;
     *usable = 1;

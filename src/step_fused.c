@@ -80,16 +80,19 @@ static size_t batch_floats(const nndl_net *net, int rows)
 static nndl_status shared_setup(nndl_trainer *t, fused *f, size_t nb, nndl_err *err)
 {
     nndl_net *net = t->net;
-    int usable = 0;
-    nndl_status st = nndl_dist_shared_init(t->dist, &f->sh, net->params, net->n_params,
-                                           t->sgd.velocity, NNDL_GRAD_EXTRA, nb, &usable, err);
+    int usable = 0, rep = t->plan.replicas; /* replicas: the parameters stay each rank's own */
+    nndl_status st =
+        nndl_dist_shared_init(t->dist, &f->sh, rep ? NULL : net->params, rep ? 0 : net->n_params,
+                              rep ? NULL : t->sgd.velocity, NNDL_GRAD_EXTRA, nb, &usable, err);
     if (st == NNDL_OK && !usable)
         st = nndl_fail(err, NNDL_EMPI,
                        "the node-shared step was planned, but the ranks do not share one node");
     if (st != NNDL_OK) return st;
-    nndl_net_rebind(net, f->sh.params, net->grads, &f->own_params, NULL);
-    f->own_velocity = t->sgd.velocity; /* checkpoints read the shared one */
-    t->sgd.velocity = t->state.velocity = f->sh.velocity;
+    if (!rep) {
+        nndl_net_rebind(net, f->sh.params, net->grads, &f->own_params, NULL);
+        f->own_velocity = t->sgd.velocity; /* checkpoints read the shared one */
+        t->sgd.velocity = t->state.velocity = f->sh.velocity;
+    }
     point_batch(f, net, f->sh.batch, t->cfg.batch, 0);
     f->part = f->sh.ns.node_rank;
     f->parts = f->sh.ns.node_size;
@@ -128,15 +131,15 @@ static void release(nndl_trainer *t)
 {
     fused *f = t->impl;
     if (!f) return;
-    if (f->sh.ready) {
+    if (f->sh.ready && !t->plan.replicas) {
         nndl_net *net = t->net;
         memcpy(f->own_params, net->params, sizeof(float) * net->n_params);
         nndl_net_rebind(net, f->own_params, net->grads, NULL, NULL);
         if (f->own_velocity)
             memcpy(f->own_velocity, t->sgd.velocity, sizeof(float) * net->n_params);
         t->sgd.velocity = t->state.velocity = f->own_velocity;
-        nndl_dist_shared_free(&f->sh);
     }
+    nndl_dist_shared_free(&f->sh);
     free(f->bptr);
     free(f->bbuf);
     free(f);
@@ -254,7 +257,10 @@ static nndl_status step(nndl_trainer *t, int b0, int bsz, double *batch_cost, nn
     nndl_sgd_fused(&t->sgd, bsz, &u);
     u.conv_g = f->conv_g;
     u.conv_slots = f->parts;
-    nndl_net_update_part(net, &f->all, bsz, f->part, f->parts, &u);
+    if (t->plan.replicas) /* every rank the whole update, from every rank's slot and rows */
+        nndl_net_update_part(net, &f->all, bsz, 0, 1, &u);
+    else
+        nndl_net_update_part(net, &f->all, bsz, f->part, f->parts, &u);
     /* every part updated */
     if (f->parts > 1 && (st = nndl_dist_shared_sync(&f->sh, err)) != NNDL_OK) return st;
     return stop ? NNDL_ESTOP : NNDL_OK;

@@ -129,6 +129,12 @@ Test(plan, conv_nets_split_units_keep_conv_layers_by_rows)
     env.n_params = 86890; /* E: small, rows */
     cr_assert(eq(int, nndl_config_plan(&c, &env, &p, &err), NNDL_OK));
     cr_expect(eq(int, p.units + p.conv_rows, 0), "%s", p.why);
+    cr_expect(eq(int, p.replicas, 1), "a conv net split by rows keeps a replica on every rank");
+    nndl_step_plan_name(&p, name, sizeof name);
+    cr_expect(strstr(name, "parameters replicated") != NULL, "%s", name);
+    env.has_conv = 0; /* a dense net of that size: the shared parameters, as before */
+    cr_assert(eq(int, nndl_config_plan(&c, &env, &p, &err), NNDL_OK));
+    cr_expect(eq(int, p.shared - p.replicas, 1), "%s", p.why);
 }
 
 Test(plan, names_for_the_header)

@@ -2,7 +2,9 @@
  * and compare every layer: ||W_P - W_1|| / ||W_1|| <= 1e-5 (Frobenius). Real MNIST, real MPI.
  * Usage: test_ranks DATA_DIR TRAIN_SAMPLES BATCH [DROPOUT MOMENTUM L2 AUGMENT]
  * (prints "1 passed, 0 failed" or "0 passed, 1 failed"). With dropout the masks depend on the
- * sample, not the rank, and augmentation likewise, so the ranks still train the same model. */
+ * sample, not the rank, and augmentation likewise, so the ranks still train the same model. Every
+ * rank's parameters must also be bit-identical to rank 0's at the end (each rank applies the same
+ * update; a conv net's fused step keeps a replica of the parameters on every rank). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -116,6 +118,24 @@ static int same_model(const nndl_net *np, const nndl_net *n1, const nndl_config 
     return ok && moved > 1e-2;
 }
 
+/* COLLECTIVE: 1 on every rank if every rank's parameters are bit-identical to rank 0's. */
+static int same_on_every_rank(const nndl_net *net)
+{
+    float *p0 = malloc(sizeof(float) * net->n_params);
+    int differ = !p0;
+    if (p0) {
+        memcpy(p0, net->params, sizeof(float) * net->n_params);
+        MPI_Bcast(p0, (int)net->n_params, MPI_FLOAT, 0, MPI_COMM_WORLD);
+        differ = memcmp(p0, net->params, sizeof(float) * net->n_params) != 0;
+        free(p0);
+    }
+    int rank, any = 0;
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    if (differ) fprintf(stderr, "test_ranks: rank %d's parameters differ from rank 0's\n", rank);
+    MPI_Allreduce(&differ, &any, 1, MPI_INT, MPI_LOR, MPI_COMM_WORLD);
+    return !any;
+}
+
 int main(int argc, char **argv)
 {
     MPI_Init(&argc, &argv);
@@ -140,9 +160,13 @@ int main(int argc, char **argv)
     nndl_config cfg = config_of(argc, argv);
     nndl_net *np = NULL, *n1 = NULL;
     if (st == NNDL_OK) st = train(MPI_COMM_WORLD, &cfg, &tr, &va, &np, &err);
+    int replicas_agree = st == NNDL_OK ? same_on_every_rank(np) : 1;
+    if (rank == 0)
+        printf("every rank's parameters bit-identical to rank 0's: %s\n",
+               replicas_agree ? "yes" : "NO");
     if (st == NNDL_OK && rank == 0) st = train(MPI_COMM_SELF, &cfg, &tr, &va, &n1, &err);
     if (rank == 0 && st != NNDL_OK) fprintf(stderr, "test_ranks: %s\n", err.msg);
-    if (rank == 0 && st == NNDL_OK) ok = same_model(np, n1, &cfg, size);
+    if (rank == 0 && st == NNDL_OK) ok = same_model(np, n1, &cfg, size) && replicas_agree;
     if (rank == 0)
         printf("test_ranks np=%d batch=%s%s%s: %s\n%d passed, %d failed\n", size, argv[3],
                argc == 8 ? " with dropout/momentum/L2/augment" : "",

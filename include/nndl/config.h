@@ -73,6 +73,8 @@ typedef struct {
     int shared;    /* FUSED on P > 1: the ranks of the node share the parameters and the batch */
     int units;     /* FUSED shared: every GEMM split by units (else each rank its rows) */
     int conv_rows; /* units on a conv net: its conv layers still by rows */
+    int replicas;  /* rows on a conv net: each rank keeps the parameters and applies the whole
+                      update (no parameter shared between cores; see parallel.md) */
     int overlap;   /* ALLREDUCE on P > 1: the reduction in buckets overlapping backprop */
     char why[200]; /* why these choices, in words (for the start-up header) */
 } nndl_step_plan;

@@ -103,7 +103,7 @@ typedef struct {
 
 /* Collective. *usable = 0 (nothing allocated) unless every rank of d is on this node and there are
  * at most NNDL_MAX_SHARED_RANKS. Node rank 0 copies params0 (and velocity0, the momentum's
- * velocity, if not NULL) into the shared copy. */
+ * velocity, if not NULL) into the shared copy; n_params 0 shares no parameters (params0 unread). */
 nndl_status nndl_dist_shared_init(const nndl_dist *d, nndl_dist_shared *s, const float *params0,
                                   size_t n_params, const float *velocity0, size_t n_riders,
                                   size_t n_batch, int *usable, nndl_err *err);
