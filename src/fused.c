@@ -4,7 +4,11 @@
  * serves both. */
 #include <cblas.h>
 #include <math.h>
+#include <stdint.h>
 #include <string.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 #include "conv.h"
 #include "hot.h"
@@ -203,14 +207,32 @@ size_t nndl_net_conv_grad_floats(const nndl_net *net)
     return n;
 }
 
+/* dst[0..n) = src[0..n) with non-temporal stores where they are aligned: dst is a shared slot that
+ * the other ranks read last step, and a store to a line another core holds waits for its
+ * invalidation (writing 256 KB: 42 us against 13 us streamed, on these VMs); streamed stores do not
+ * wait in order. */
+static void stream_floats(float *restrict dst, const float *restrict src, size_t n)
+{
+    size_t i = 0;
+#if defined(__SSE2__)
+    for (; i < n && ((uintptr_t)(dst + i) & 15); i++) dst[i] = src[i];
+    for (; i + 4 <= n; i += 4) _mm_stream_ps(dst + i, _mm_loadu_ps(src + i));
+    _mm_sfence(); /* before the barrier that publishes the slot */
+#endif
+    for (; i < n; i++) dst[i] = src[i];
+}
+
 void nndl_net_conv_grads(const nndl_net *net, const nndl_batch *b, int n, float *slot)
 {
     for (int l = 0; l < net->n_layers; l++) {
         const nndl_layer *W = &net->layer[l];
-        if (W->kind != NNDL_LAYER_CONV) continue;
+        const nndl_layer *G = &net->dlayer[l]; /* this rank's own memory, then streamed */
         size_t nw = (size_t)W->n_out * W->n_in;
+        if (W->kind != NNDL_LAYER_CONV) continue;
         if (n > 0) {
-            net_weight_grad(net, l, b->delta[l], gemm_in(b, l), n, 0, W->n_out, slot, slot + nw);
+            net_weight_grad(net, l, b->delta[l], gemm_in(b, l), n, 0, W->n_out, G->w, G->b);
+            stream_floats(slot, G->w, nw);
+            stream_floats(slot + nw, G->b, (size_t)W->n_out);
         } else {
             memset(slot, 0, sizeof *slot * (nw + (size_t)W->n_out));
         }
