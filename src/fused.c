@@ -13,6 +13,7 @@
 #include "conv.h"
 #include "hot.h"
 #include "net_int.h"
+#include "nndl/fixed.h"
 
 /* The rows weight layer l's GEMMs read: a conv layer's patches, or a dense layer's input. */
 static const float *gemm_in(const nndl_batch *b, int l)
@@ -144,6 +145,59 @@ void nndl_net_dsum_units(nndl_net *net, const nndl_batch *all, const nndl_batch 
         slot_sum(all->delta[l - 1] + (size_t)r * m + c0, slots + (size_t)r * m + c0, stride, parts,
                  c1 - c0);
     net_delta_tail(net, l, all->delta[l - 1], all->act[l], k, c0, c1, drop);
+}
+
+/* ---- split by units, the bound from what each part wrote ---- */
+
+/* The larger of m and x; a NaN sticks. */
+static float max_nan(float m, float x) { return isnan(m) ? m : isnan(x) || x > m ? x : m; }
+
+/* max |a| over columns [c0, c1) of the k rows of a [k x width]. */
+static float cols_max_abs(const float *a, int k, int width, int c0, int c1)
+{
+    float m = 0.0f;
+    for (int r = 0; r < k && c1 > c0; r++)
+        m = max_nan(m, nndl_max_abs(a + (size_t)r * width + c0, (size_t)(c1 - c0)));
+    return m;
+}
+
+void nndl_net_bound_part(const nndl_net *net, const nndl_batch *all, int k, int first, int len,
+                         int part, int parts, float *m)
+{
+    int L = net->n_layers, c0, c1;
+    for (int l = 0; l < L; l++) {
+        const nndl_layer *W = &net->layer[l];
+        size_t dw = (size_t)W->pos * W->n_out;
+        if (W->kind == NNDL_LAYER_CONV || l == L - 1) { /* by rows */
+            m[2 * l] = nndl_max_abs(all->delta[l] + (size_t)first * dw, (size_t)len * dw);
+        } else {
+            part_units(W->n_out, part, parts, &c0, &c1);
+            m[2 * l] = cols_max_abs(all->delta[l], k, W->n_out, c0, c1);
+        }
+        if (l == 0 || net->layer[l - 1].kind == NNDL_LAYER_CONV) { /* the input, by rows */
+            m[2 * l + 1] =
+                nndl_max_abs(all->act[l] + (size_t)first * W->n_inw, (size_t)len * W->n_inw);
+        } else {
+            part_units(W->n_in, part, parts, &c0, &c1);
+            m[2 * l + 1] = cols_max_abs(all->act[l], k, W->n_in, c0, c1);
+        }
+    }
+}
+
+float nndl_net_bound_parts(const nndl_net *net, int k, const float *m, size_t stride, int parts)
+{
+    float bound = 0.0f;
+    for (int l = 0; l < net->n_layers; l++) {
+        float md = 0.0f, ma = 0.0f;
+        for (int p = 0; p < parts; p++) {
+            md = max_nan(md, m[(size_t)p * stride + 2 * (size_t)l]);
+            ma = max_nan(ma, m[(size_t)p * stride + 2 * (size_t)l + 1]);
+        }
+        /* as net_layer_bound: the same maxima, so the same bound */
+        float lb = (float)(k * net->layer[l].pos) * md * (ma <= 1.0f ? 1.0f : ma);
+        bound = isnan(bound) || lb <= bound ? bound : lb;
+    }
+    return bound;
 }
 
 float nndl_net_bound(const nndl_net *net, const nndl_batch *b, int k)

@@ -33,6 +33,8 @@ typedef struct {
     float *conv_g;   /* plan.shared, a conv net: each rank's rows' conv gradients, parts slots */
     float *dpart;    /* plan.conv_rows: each part's share of delta·W (nndl_net_dpart_units) */
     size_t dstride;  /* the floats of one such slot */
+    float *bmax;     /* plan.units: each part's maxima for the bound (nndl_net_bound_part) */
+    size_t bstride;  /* the floats of one such slot: 2 a layer, in whole cache lines */
 } fused;
 
 /* ---- the batch buffers ---- */
@@ -99,6 +101,8 @@ static nndl_status shared_setup(nndl_trainer *t, fused *f, size_t nb, nndl_err *
     float *extra = f->sh.batch + batch_floats(net, t->cfg.batch);
     if (nndl_net_conv_grad_floats(net)) f->conv_g = extra;
     if (f->dstride) f->dpart = extra + nndl_net_conv_grad_floats(net) * (size_t)f->parts;
+    if (f->bstride)
+        f->bmax = extra + (nndl_net_conv_grad_floats(net) + f->dstride) * (size_t)f->parts;
     /* split by units, a rank's dropout masks span the whole batch */
     return t->plan.units && t->cfg.batch > t->rows ? nndl_net_reserve(net, t->cfg.batch, err)
                                                    : NNDL_OK;
@@ -112,8 +116,9 @@ static nndl_status init(nndl_trainer *t, nndl_err *err)
     f->parts = 1;
     size_t nb = batch_floats(t->net, t->cfg.batch);
     if (t->plan.conv_rows) f->dstride = nndl_net_dpart_floats(t->net, t->cfg.batch);
+    if (t->plan.units) f->bstride = (2 * (size_t)t->net->n_layers + 15) / 16 * 16;
     if (t->plan.shared)
-        nb += (nndl_net_conv_grad_floats(t->net) + f->dstride) * (size_t)t->dist->size;
+        nb += (nndl_net_conv_grad_floats(t->net) + f->dstride + f->bstride) * (size_t)t->dist->size;
     f->bptr = malloc(sizeof *f->bptr * (6 * (size_t)(unsigned)t->net->n_layers + 2));
     nndl_status st = f->bptr ? NNDL_OK : nndl_fail(err, NNDL_ENOMEM, "out of memory");
     st = nndl_dist_agree(t->dist, st, err, NULL); /* before the collective set-up */
@@ -216,8 +221,8 @@ static nndl_status sum_riders(nndl_trainer *t, fused *f, int bsz, double *cost, 
         *stop |= e[NNDL_EXTRA_STOP] > 0;
         *bound = isnan(*bound) ? *bound : *bound + e[NNDL_EXTRA_BOUND];
     }
-    /* the same scan on every rank */
-    if (t->plan.units) *bound = nndl_net_bound(t->net, &f->all, bsz);
+    /* every part's maxima: the same bound on every rank */
+    if (t->plan.units) *bound = nndl_net_bound_parts(t->net, bsz, f->bmax, f->bstride, f->parts);
     return NNDL_OK;
 }
 
@@ -242,6 +247,9 @@ static nndl_status step(nndl_trainer *t, int b0, int bsz, double *batch_cost, nn
     if (st == NNDL_OK && f->conv_g)
         nndl_net_conv_grads(net, &f->mine, len,
                             f->conv_g + nndl_net_conv_grad_floats(net) * (size_t)f->part);
+    if (st == NNDL_OK && f->bmax)
+        nndl_net_bound_part(net, &f->all, bsz, first, len, f->part, f->parts,
+                            f->bmax + f->bstride * (size_t)f->part);
     if (st == NNDL_OK && f->parts > 1) st = sum_riders(t, f, bsz, &cost, &stop, &bound, err);
     if (st != NNDL_OK) return st;
     *batch_cost = cost / bsz;

@@ -250,6 +250,17 @@ void nndl_net_delta_units(nndl_net *net, const nndl_batch *b, int l, int k, int 
                           const nndl_dropout *drop);
 float nndl_net_bound(const nndl_net *net, const nndl_batch *b, int k);
 
+/* nndl_net_bound without reading what other ranks wrote: bound_part puts part `part`'s maxima,
+ * m[2l] = max|delta_l| and m[2l + 1] = max|input of l|, over what that part wrote (a conv layer's
+ * and the output layer's delta and a conv layer's output by rows, this rank's len rows from row
+ * `first`; a dense hidden layer's by units, over all k rows); after a barrier, bound_parts takes
+ * every part's maxima (stride floats apart) and gives nndl_net_bound's value exactly (the maxima
+ * are the same numbers). Reading the other ranks' rows made them wait, at their next write, for
+ * the invalidation of the lines this rank had read. */
+void nndl_net_bound_part(const nndl_net *net, const nndl_batch *all, int k, int first, int len,
+                         int part, int parts, float *m);
+float nndl_net_bound_parts(const nndl_net *net, int k, const float *m, size_t stride, int parts);
+
 /* A conv net's dense layers split by units keep each rank on its own rows of every weight matrix
  * (the update's), instead of delta_units' columns: dpart_units(l) puts part `part`'s units' share
  * of delta[l]·W_l, over the k rows of the batch, into its slot (stride floats apart, stride >=
