@@ -9,9 +9,16 @@
  *       training steps, blocking vs overlapped reduction
  *   nndl-bench-micro convs BATCH REPS
  *       the book's two conv-pool layers alone, forward + backprop (conv_ref.py: PyTorch's)
+ *   mpirun -np 2 nndl-bench-micro coherence KB REPS
+ *       rank 0 rewriting KB of node-shared memory: lines only it holds, lines rank 1 has just read
+ *       (with ordinary and with non-temporal stores), lines rank 1 has just written; and a barrier
  */
 #include <cblas.h>
 #include <mpi.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -243,6 +250,70 @@ static int steps(int argc, char **argv, const char *sizes_s, int batch, int roun
     return 0;
 }
 
+/* One rewrite of w[0..n): w = 0.999 w + 1e-6 (an update's read-modify-write), streamed or not. */
+static void rewrite(float *w, size_t n, int streamed)
+{
+#if defined(__SSE2__)
+    if (streamed) {
+        for (size_t i = 0; i + 4 <= n; i += 4)
+            _mm_stream_ps(w + i, _mm_add_ps(_mm_mul_ps(_mm_load_ps(w + i), _mm_set1_ps(0.999f)),
+                                            _mm_set1_ps(1e-6f)));
+        _mm_sfence();
+        return;
+    }
+#endif
+    (void)streamed;
+    for (size_t i = 0; i < n; i++) w[i] = 0.999f * w[i] + 1e-6f;
+}
+
+/* What the node-shared step pays for sharing cache lines between two cores: median microseconds of
+ * rank 0's rewrite of kb KB after rank 1 did nothing (mode 0), read it (1, and 3 with rank 0's
+ * stores non-temporal), or rewrote it (2). */
+static int coherence(int argc, char **argv, int kb, int reps)
+{
+    MPI_Init(&argc, &argv);
+    int rank, size;
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &size);
+    size_t n = (size_t)kb * 256;
+    float *w;
+    volatile float sink = 0.0f; /* rank 1's reads are not optimised away */
+    MPI_Win win;
+    MPI_Win_allocate_shared(rank == 0 ? (MPI_Aint)(sizeof(float) * (n + 16)) : 0, sizeof(float),
+                            MPI_INFO_NULL, MPI_COMM_WORLD, &w, &win);
+    MPI_Aint bytes;
+    int unit;
+    MPI_Win_shared_query(win, 0, &bytes, &unit, &w);
+    w += (64 - (uintptr_t)w % 64) % 64 / sizeof(float); /* whole cache lines */
+    if (rank == 0) memset(w, 0, sizeof(float) * n);
+    double *t = malloc(sizeof(double) * (size_t)reps), us[5];
+    for (int mode = 0; mode < 5; mode++) {
+        for (int r = -3; r < reps; r++) {
+            MPI_Barrier(MPI_COMM_WORLD);
+            if (rank == 1 && (mode == 1 || mode == 3))
+                for (size_t i = 0; i < n; i++) sink += w[i];
+            if (rank == 1 && mode == 2) rewrite(w, n, 0);
+            MPI_Barrier(MPI_COMM_WORLD);
+            double t0 = now();
+            if (mode == 4)
+                MPI_Barrier(MPI_COMM_WORLD); /* the barrier alone */
+            else if (rank == 0)
+                rewrite(w, n, mode == 3);
+            if (r >= 0) t[r] = now() - t0;
+        }
+        us[mode] = 1e6 * median(t, reps);
+    }
+    if (rank == 0)
+        printf(
+            "{\"coherence_kb\": %d, \"ranks\": %d, \"own_us\": %.2f, \"after_read_us\": %.2f, "
+            "\"after_write_us\": %.2f, \"after_read_streamed_us\": %.2f, \"barrier_us\": %.2f}\n",
+            kb, size, us[0], us[1], us[2], us[3], us[4]);
+    free(t);
+    MPI_Win_free(&win);
+    MPI_Finalize();
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     openblas_set_num_threads(1);
@@ -253,8 +324,10 @@ int main(int argc, char **argv)
         return allreduce(argc, argv, atol(argv[2]), atoi(argv[3]));
     if (argc == 5 && !strcmp(argv[1], "steps"))
         return steps(argc, argv, argv[2], atoi(argv[3]), atoi(argv[4]));
+    if (argc == 4 && !strcmp(argv[1], "coherence"))
+        return coherence(argc, argv, atoi(argv[2]), atoi(argv[3]));
     fprintf(stderr,
             "usage: nndl-bench-micro sgemm N REPS | gemms SIZES BATCH REPS | allreduce N REPS | "
-            "steps SIZES BATCH ROUNDS | convs BATCH REPS\n");
+            "steps SIZES BATCH ROUNDS | convs BATCH REPS | coherence KB REPS\n");
     return 2;
 }

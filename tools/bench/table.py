@@ -79,6 +79,14 @@ if gemm:
 if allred:
     print("MPI_Allreduce of the gradient, 2 ranks (median of launches [min-max]): " + ", ".join(
     f"{c} {st.median(allred[c]):.3g} us [{min(allred[c]):.3g}-{max(allred[c]):.3g}]" for c in "ABCD" if c in allred))
+coh = [r for r in raw if "coherence_kb" in r]
+if coh:
+    m = {k: st.median(r[k] for r in coh) for k in ("own_us", "after_read_us", "after_write_us",
+                                                  "after_read_streamed_us", "barrier_us")}
+    print(f"2 ranks, rank 0 rewriting {coh[0]['coherence_kb']} KB of node-shared memory (medians of launches): "
+          f"lines only it holds {m['own_us']:.3g} us, lines rank 1 has just read {m['after_read_us']:.3g} us "
+          f"({m['after_read_streamed_us']:.3g} us with non-temporal stores), lines rank 1 has just written "
+          f"{m['after_write_us']:.3g} us; MPI_Barrier {m['barrier_us']:.3g} us")
 convs = {}
 for r in raw:
     if "convs_us_per_step" in r:
@@ -118,6 +126,12 @@ for r in rows:
         print(f"{r['config']}: -np 2 = {np2['samples_per_s']['median'] / np1['samples_per_s']['median']:.2f}x -np 1, "
               f"{100 * r['ratio_np2_to_ceiling']:.0f}% of two independent single-core runs at once "
               f"({r['samples_per_s']['median']:,.0f} samples/s: the most two cores give)")
+        seq = {n: [x["samples_per_s"] for x in raw if x.get("impl") == "nndl" and x.get("config") == r["config"]
+                   and x.get("mode", "default") == "default" and x.get("np") == n] for n in (1, 2)}
+        pairs = [b / a for a, b in zip(seq[1], seq[2])]
+        if pairs:  # launch k of -np 2 right after launch k of -np 1
+            r["ratio_np2_np1_paired"] = pairs
+            print(f"   -np 2 / -np 1 launch by launch: " + ", ".join(f"{v:.2f}" for v in pairs))
         each = [x["each"] for x in raw if x.get("mode") == "pair" and x.get("config") == r["config"] and "each" in x]
         if each:  # the VM's cores are not always equally fast; a synchronous step waits for the slower
             c0, c1 = (st.median(e[k] for e in each) for k in (0, 1))
@@ -134,5 +148,5 @@ if pss:
         f"np {n}: {kb / 1024:.0f} MB ({kb / base:.2f}x np 1)" for n, kb in sorted(pss.items())))
 json.dump({"sgemm_peak_gflops": peak, "samples": samples, "reps": reps, "gemm_limit": gemm,
            "allreduce_us": {c: spread(v) for c, v in allred.items()}, "rows": rows,
-           "pss_kb_sum": pss, "overlap_steps": steps, "conv_layers": convs}, open(out_json, "w"), indent=1)
+           "pss_kb_sum": pss, "overlap_steps": steps, "conv_layers": convs, "coherence": coh}, open(out_json, "w"), indent=1)
 print(f"\nwritten: {out_json}")
