@@ -8,7 +8,10 @@
  * slot per rank and are summed in rank order. Split by units (plan.units), every GEMM is cut by
  * units instead of rows: each rank computes its share of each layer's units for the whole batch,
  * with a barrier after each layer, so that it packs only its share of each weight matrix; a conv
- * net's conv layers stay split by rows (see deltas_by_units).
+ * net's conv layers stay split by rows (see deltas_by_units). A conv net split by rows
+ * (plan.replicas) shares the batch but not the parameters: each rank keeps its own replica and
+ * applies the whole update (a store to a line the other core has read waits for its invalidation,
+ * and each rank's half of a shared update rewrote what the other had just read).
  */
 #include <float.h>
 #include <math.h>
@@ -77,8 +80,8 @@ static size_t batch_floats(const nndl_net *net, int rows)
     return w * (size_t)rows;
 }
 
-/* COLLECTIVE: move the parameters, momentum's velocity and the batch buffers into node-shared
- * memory (the plan has checked that every rank is on this node). */
+/* COLLECTIVE: move the parameters and momentum's velocity (unless plan.replicas) and the batch
+ * buffers into node-shared memory (the plan has checked that every rank is on this node). */
 static nndl_status shared_setup(nndl_trainer *t, fused *f, size_t nb, nndl_err *err)
 {
     nndl_net *net = t->net;

@@ -308,6 +308,7 @@ static int coherence(int argc, char **argv, int kb, int reps)
             "{\"coherence_kb\": %d, \"ranks\": %d, \"own_us\": %.2f, \"after_read_us\": %.2f, "
             "\"after_write_us\": %.2f, \"after_read_streamed_us\": %.2f, \"barrier_us\": %.2f}\n",
             kb, size, us[0], us[1], us[2], us[3], us[4]);
+    (void)sink;
     free(t);
     MPI_Win_free(&win);
     MPI_Finalize();
