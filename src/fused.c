@@ -193,9 +193,7 @@ float nndl_net_bound_parts(const nndl_net *net, int k, const float *m, size_t st
             md = max_nan(md, m[(size_t)p * stride + 2 * (size_t)l]);
             ma = max_nan(ma, m[(size_t)p * stride + 2 * (size_t)l + 1]);
         }
-        /* as net_layer_bound: the same maxima, so the same bound */
-        float lb = (float)(k * net->layer[l].pos) * md * (ma <= 1.0f ? 1.0f : ma);
-        bound = isnan(bound) || lb <= bound ? bound : lb;
+        bound = net_bound_of(bound, k * net->layer[l].pos, md, ma); /* the same maxima: the same */
     }
     return bound;
 }
@@ -263,8 +261,8 @@ size_t nndl_net_conv_grad_floats(const nndl_net *net)
 
 /* dst[0..n) = src[0..n) with non-temporal stores where they are aligned: dst is a shared slot that
  * the other ranks read last step, and a store to a line another core holds waits for its
- * invalidation (writing 256 KB: 42 us against 13 us streamed, on these VMs); streamed stores do not
- * wait in order. */
+ * invalidation (nndl-bench-micro coherence on these VMs: 39 us for 256 KB, 17 us streamed);
+ * streamed stores do not wait in order. */
 static void stream_floats(float *restrict dst, const float *restrict src, size_t n)
 {
     size_t i = 0;

@@ -548,10 +548,14 @@ NNDL_HOT static void times_dropout_derivative(nndl_act act, float *d, const floa
  * patches hold its input's values): two scans of the (small) batch matrices; a NaN sticks. */
 float net_layer_bound(float bound, const float *d, const float *ain, int n, const nndl_layer *W)
 {
-    float md = nndl_max_abs(d, (size_t)n * W->pos * W->n_out);
-    float ma = nndl_max_abs(ain, (size_t)n * W->n_inw);
+    return net_bound_of(bound, n * W->pos, nndl_max_abs(d, (size_t)n * W->pos * W->n_out),
+                        nndl_max_abs(ain, (size_t)n * W->n_inw));
+}
+
+float net_bound_of(float bound, int rows, float md, float ma)
+{
     /* a NaN input must give a NaN bound (ReLU hides it from md) */
-    float lb = (float)(n * W->pos) * md * (ma <= 1.0f ? 1.0f : ma);
+    float lb = (float)rows * md * (ma <= 1.0f ? 1.0f : ma);
     return isnan(bound) || lb <= bound ? bound : lb;
 }
 

@@ -48,6 +48,9 @@ void net_conv_delta_tail(const nndl_net *net, int l, float *g, float *dprev, con
 
 /* max(bound, layer W's bound on its gradient elements over n samples); a NaN sticks. */
 float net_layer_bound(float bound, const float *d, const float *ain, int n, const nndl_layer *W);
+/* The larger of bound and rows · md · max(ma, 1), from the maxima md = max|delta|, ma = max|input|
+ * (net_layer_bound's rule; a NaN sticks). */
+float net_bound_of(float bound, int rows, float md, float ma);
 
 /* sum[j0..j1) = Σ over the k rows of d [k x n_out] */
 void net_column_sums(float *sum, const float *d, int k, int n_out, int j0, int j1);

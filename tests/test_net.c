@@ -4,7 +4,9 @@
 #include <criterion/new/assert.h>
 #include <float.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "nndl/fixed.h"
 #include "nndl/net.h"
@@ -565,6 +567,35 @@ static void fcase_by_rows(fcase *f, int parts)
     }
 }
 
+/* The bound from each part's maxima over what it wrote (its rows of the output layer, its units of
+ * the hidden ones) is nndl_net_bound's value exactly; a NaN in one part's units makes it NaN. */
+static void units_bound_by_parts(fcase *f, int parts)
+{
+    enum { STRIDE = 16 };
+    float m[3 * STRIDE];
+    cr_assert(le(int, 2 * f->L, STRIDE));
+    for (int k = 0; k < parts; k++) {
+        int r0 = FN * k / parts, r1 = FN * (k + 1) / parts;
+        nndl_net_bound_part(f->net, &f->b, FN, r0, r1 - r0, k, parts, m + STRIDE * k);
+    }
+    float whole = nndl_net_bound(f->net, &f->b, FN);
+    float byparts = nndl_net_bound_parts(f->net, FN, m, STRIDE, parts);
+    uint32_t a, b;
+    memcpy(&a, &byparts, sizeof a);
+    memcpy(&b, &whole, sizeof b);
+    cr_expect(eq(u32, a, b),
+              "units, %d parts: the bound from the parts' maxima %.9g, from the whole batch %.9g",
+              parts, byparts, whole);
+    /* a NaN in the last part's units of the first hidden layer's delta */
+    float *d = &f->b.delta[0][(size_t)(FN - 1) * f->net->sizes[1] + f->net->sizes[1] - 1],
+          keep = *d;
+    *d = NAN;
+    nndl_net_bound_part(f->net, &f->b, FN, FN * (parts - 1) / parts, FN - FN * (parts - 1) / parts,
+                        parts - 1, parts, m + STRIDE * (parts - 1));
+    cr_expect(isnan(nndl_net_bound_parts(f->net, FN, m, STRIDE, parts)), "units: a NaN sticks");
+    *d = keep;
+}
+
 /* The same two steps split by units: the phases a node's ranks run between barriers, here in turn.
  */
 static void fcase_by_units(fcase *f, int parts)
@@ -586,6 +617,7 @@ static void fcase_by_units(fcase *f, int parts)
                       "units: cost %g, backprop's %g", c, f->c_ref);
             cr_expect(ge(flt, nndl_net_bound(f->net, &f->b, FN), f->g1),
                       "units: the bound covers the gradient");
+            units_bound_by_parts(f, parts);
         }
         nndl_fused u;
         cr_assert(nndl_sgd_fused(&f->o, FN, &u));
